@@ -1,0 +1,12 @@
+"""The Celery application. Broker from settings: Redis in production, an embedded
+filesystem transport on a laptop (see settings.CELERY_BROKER_URL)."""
+
+import os
+
+from celery import Celery
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "orchestrator.settings")
+
+app = Celery("trilho")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+app.autodiscover_tasks()

@@ -1,0 +1,31 @@
+"""The rail's subscription to pipes' facts: a recorded phase entry is sent to a worker.
+
+If the broker is unreachable the entry stays undispatched; the periodic sweep
+(orchestrator.tasks.sweep_phase_entries) sends it later, so no entry is lost.
+"""
+
+import logging
+from pipes.hooks import phase_entered
+from pipes.models import PhaseEntry
+
+from django.dispatch import receiver
+from django.utils import timezone
+
+log = logging.getLogger(__name__)
+
+
+def dispatch_entry(entry_id: int) -> bool:
+    from .tasks import run_phase_entry
+
+    try:
+        run_phase_entry.apply_async(args=[entry_id], retry=False)
+    except Exception:  # noqa: BLE001 - any broker failure leaves the entry to the sweep
+        log.warning("broker unavailable; phase entry %s left for the sweep", entry_id, exc_info=True)
+        return False
+    PhaseEntry.objects.filter(pk=entry_id).update(dispatched_at=timezone.now())
+    return True
+
+
+@receiver(phase_entered)
+def on_phase_entered(sender, entry_id: int, **kwargs) -> None:
+    dispatch_entry(entry_id)

@@ -1,0 +1,11 @@
+"""Facts the process model announces; the rail (orchestrator) subscribes. pipes knows nothing of it.
+
+Each signal is sent after the transaction that caused it commits.
+"""
+
+from django.dispatch import Signal
+
+# sent with entry_id: a card entered a phase (a PhaseEntry row was recorded).
+phase_entered = Signal()
+# sent with card_id, kind, field_keys: something on a card changed.
+card_changed = Signal()

@@ -1,0 +1,794 @@
+"""The one write path: every change to a card goes through these functions.
+
+Each public function runs in one transaction and, for every kind of actor (a person, an
+agent acting within its scope, or the system):
+
+1. checks the actor may do it;
+2. parses and validates values by field type;
+3. enforces the process (start-form required fields, required fields of the phase being
+   left, allowed transitions, conditional fields, WIP limits);
+4. locks the card row and checks its version, so no update is lost;
+5. appends a hash-chained event to the card's timeline;
+6. records phase entries, announced to the rail after commit (pipes.hooks).
+
+A rejected call raises CardError (or a subclass) naming each offending field and changes nothing.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.core.files.uploadedfile import UploadedFile
+from django.db import transaction
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
+from django.utils.translation import gettext as _
+
+from . import hooks
+from .choices import ActorKind, EventKind, FieldType
+from .conditions import evaluate
+from .fieldtypes import FieldValueError, ParseContext, display_value, is_filled, parse_value
+from .files import inspect_upload
+from .models import Card, CardEvent, CardFile, Field, Label, Phase, PhaseEntry, Pipe
+from .roles import STAFF_PERMS, PipeAccess, pipe_access, pipe_users_with
+from .timeline import event_build
+
+NON_FIELD = "__all__"
+
+
+# ---------------------------------------------------------------- errors
+
+
+class CardError(Exception):
+    """A rejected change. `errors` maps field keys (or "__all__") to plain-language reasons."""
+
+    code = "invalid"
+
+    def __init__(
+        self, errors: Mapping[str, Sequence[str] | str] | str, *, fields: Mapping[str, str] | None = None
+    ):
+        if isinstance(errors, str):
+            errors = {NON_FIELD: [errors]}
+        self.errors: dict[str, list[str]] = {
+            k: [v] if isinstance(v, str) else list(v) for k, v in errors.items()
+        }
+        self.field_labels: dict[str, str] = dict(fields or {})
+        super().__init__(self.message)
+
+    @property
+    def message(self) -> str:
+        parts = []
+        for key, reasons in self.errors.items():
+            label = self.field_labels.get(key)
+            text = " ".join(reasons)
+            parts.append(f"{label}: {text}" if label and key != NON_FIELD else text)
+        return " ".join(parts)
+
+    @property
+    def field_keys(self) -> list[str]:
+        return [k for k in self.errors if k != NON_FIELD]
+
+
+class CardPermissionError(CardError):
+    """The actor may not do this."""
+
+    code = "forbidden"
+
+
+class CardConflictError(CardError):
+    """Someone else changed the card since the actor loaded it."""
+
+    code = "conflict"
+
+
+class CardTransitionError(CardError):
+    """The card may not move there (yet): missing required fields, a disallowed transition or a full phase."""
+
+    code = "transition"
+
+
+# ---------------------------------------------------------------- actors
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who is changing a card: a person, an agent within its scope, or the system."""
+
+    kind: str
+    user: AbstractBaseUser | None = None
+    name: str = ""
+    pipe_id: int | None = None  # agents act on one pipe
+    writable_fields: frozenset[str] = field(default_factory=frozenset)
+    allowed_phases: frozenset[str] = field(default_factory=frozenset)  # phase keys an agent may move to
+
+    @classmethod
+    def for_user(cls, user: AbstractBaseUser) -> Actor:
+        return cls(kind=ActorKind.USER, user=user)
+
+    @classmethod
+    def system(cls, name: str = "Trilho") -> Actor:
+        return cls(kind=ActorKind.SYSTEM, name=name)
+
+    @classmethod
+    def agent(
+        cls,
+        *,
+        name: str,
+        pipe_id: int,
+        writable_fields: Iterable[str] = (),
+        allowed_phases: Iterable[str] = (),
+    ) -> Actor:
+        return cls(
+            kind=ActorKind.AGENT,
+            name=name,
+            pipe_id=pipe_id,
+            writable_fields=frozenset(writable_fields),
+            allowed_phases=frozenset(allowed_phases),
+        )
+
+    @property
+    def label(self) -> str:
+        if self.kind == ActorKind.USER and self.user is not None:
+            return self.user.get_full_name() or self.user.get_username()
+        return self.name or str(self.kind)
+
+    @property
+    def user_id(self) -> int | None:
+        return self.user.pk if self.user is not None else None
+
+
+def _access(actor: Actor, pipe: Pipe) -> PipeAccess:
+    return pipe_access(user=actor.user, pipe=pipe)
+
+
+def _deny(message: str) -> CardPermissionError:
+    return CardPermissionError(message)
+
+
+def _check_agent_pipe(actor: Actor, pipe: Pipe) -> None:
+    if actor.pipe_id != pipe.pk:
+        raise _deny(
+            _("Agent %(name)s does not act on the pipe %(pipe)s.") % {"name": actor.name, "pipe": pipe.name}
+        )
+
+
+def _is_own_request(actor: Actor, card: Card) -> bool:
+    return actor.user is not None and card.created_by_id == actor.user.pk
+
+
+# ---------------------------------------------------------------- helpers
+
+
+class _PipeSchema:
+    """The fields of a pipe, loaded once per call."""
+
+    def __init__(self, pipe: Pipe):
+        self.pipe = pipe
+        self.fields: dict[str, Field] = {f.key: f for f in pipe.fields.select_related("phase").all()}
+        self.ctx = ParseContext(pipe=pipe)
+
+    def labels(self, keys: Iterable[str]) -> dict[str, str]:
+        return {k: self.fields[k].label for k in keys if k in self.fields}
+
+    def visible(self, f: Field, values: Mapping[str, Any]) -> bool:
+        return evaluate(f.condition, values)
+
+    def start_fields(self) -> list[Field]:
+        return [f for f in self.fields.values() if f.phase_id is None]
+
+    def phase_fields(self, phase: Phase) -> list[Field]:
+        return [f for f in self.fields.values() if f.phase_id == phase.pk]
+
+
+def _lock(card: Card, expected_version: int | None) -> Card:
+    """The card re-read under a row lock; raises CardConflictError when its version moved on."""
+    locked = Card.objects.select_for_update().select_related("pipe__organization", "phase").get(pk=card.pk)
+    if expected_version is not None and locked.version != expected_version:
+        raise CardConflictError(
+            _("Someone else changed this card a moment ago. Reload it to see their change, then try again.")
+        )
+    return locked
+
+
+def _touch(card: Card, *extra: str) -> None:
+    card.version += 1
+    card.updated_at = timezone.now()
+    card.save(update_fields=["version", "updated_at", "event_count", "last_event_hash", *extra])
+
+
+def _event(
+    card: Card, actor: Actor, kind: str, payload: Any, *, reason: str = "", field_keys=()
+) -> CardEvent:
+    return event_build(
+        card=card,
+        kind=kind,
+        actor_kind=actor.kind,
+        actor_user_id=actor.user_id,
+        actor_label=actor.label,
+        reason=reason,
+        payload=payload,
+        field_keys=field_keys,
+    )
+
+
+def _announce_change(card: Card, kind: str, field_keys: Iterable[str] = ()) -> None:
+    card_id, keys = card.pk, list(field_keys)
+    transaction.on_commit(
+        lambda: hooks.card_changed.send(sender=Card, card_id=card_id, kind=kind, field_keys=keys)
+    )
+
+
+def _enter_phase(card: Card, phase: Phase) -> PhaseEntry:
+    now = timezone.now()
+    PhaseEntry.objects.filter(card=card, left_at__isnull=True).update(left_at=now)
+    entry = PhaseEntry.objects.create(card=card, phase=phase, entered_at=now)
+    transaction.on_commit(lambda: hooks.phase_entered.send(sender=PhaseEntry, entry_id=entry.pk))
+    return entry
+
+
+def _check_references(schema: _PipeSchema, f: Field, value: list[int], card: Card | None) -> None:
+    """Referenced users, labels, cards and files must exist where the field says."""
+    if f.type == FieldType.ASSIGNEE:
+        users = set(
+            pipe_users_with(schema.pipe, STAFF_PERMS).filter(pk__in=value).values_list("pk", flat=True)
+        )
+        if set(value) - users:
+            raise FieldValueError(_("Choose people who take part in this pipe."))
+    elif f.type == FieldType.LABEL:
+        if Label.objects.filter(pipe=schema.pipe, pk__in=value).count() != len(value):
+            raise FieldValueError(_("Choose labels of this pipe."))
+    elif f.type == FieldType.CONNECTION:
+        slug = (f.config or {}).get("pipe")
+        cards = Card.objects.filter(pk__in=value, pipe__organization_id=schema.pipe.organization_id)
+        if slug:
+            cards = cards.filter(pipe__slug=slug)
+        if cards.count() != len(value):
+            raise FieldValueError(_("Choose cards of the connected pipe."))
+    elif f.type == FieldType.ATTACHMENT:
+        files = (
+            CardFile.objects.filter(pk__in=value, card=card, field_key=f.key)
+            if card
+            else CardFile.objects.none()
+        )
+        if files.count() != len(value):
+            raise FieldValueError(_("Attach files to this card through the upload."))
+
+
+def _parse_values(
+    schema: _PipeSchema, raw: Mapping[str, Any], card: Card | None, errors: dict[str, list[str]]
+) -> dict[str, Any]:
+    parsed: dict[str, Any] = {}
+    for key, raw_value in raw.items():
+        f = schema.fields.get(key)
+        if f is None:
+            errors[key] = [_("There is no field “%(key)s” in this pipe.") % {"key": key}]
+            continue
+        try:
+            value = parse_value(f, raw_value, schema.ctx)
+            if value is not None and f.type in (
+                FieldType.ASSIGNEE,
+                FieldType.LABEL,
+                FieldType.CONNECTION,
+                FieldType.ATTACHMENT,
+            ):
+                _check_references(schema, f, value, card)
+        except FieldValueError as exc:
+            errors[key] = [str(exc)]
+            continue
+        parsed[key] = value
+    return parsed
+
+
+def _required_missing(
+    schema: _PipeSchema, fields: Iterable[Field], values: Mapping[str, Any]
+) -> dict[str, list[str]]:
+    return {
+        f.key: [_("This field is required.")]
+        for f in fields
+        if f.required and schema.visible(f, values) and not is_filled(f, values.get(f.key))
+    }
+
+
+def _hidden_now(schema: _PipeSchema, values: Mapping[str, Any]) -> list[str]:
+    """Keys of fields holding a value although their condition now hides them."""
+    return [
+        k for k, f in schema.fields.items() if k in values and f.condition and not schema.visible(f, values)
+    ]
+
+
+def _title_for(schema: _PipeSchema, values: Mapping[str, Any], fallback: str) -> str:
+    key = schema.pipe.title_field
+    if key and key in schema.fields and values.get(key) not in (None, ""):
+        return display_value(schema.fields[key], values[key])[:255]
+    return fallback[:255]
+
+
+def _sync_due(schema: _PipeSchema, card: Card) -> None:
+    for f in schema.fields.values():
+        if f.type == FieldType.DUE_DATE:
+            value = card.values.get(f.key)
+            card.due_at = parse_datetime(value) if value else None
+            return
+
+
+def _store_files(
+    *,
+    card: Card,
+    schema: _PipeSchema,
+    actor: Actor,
+    uploads: Mapping[str, Sequence[UploadedFile]],
+    errors: dict[str, list[str]],
+) -> dict[str, list[CardFile]]:
+    """Check every upload first; save them only when all pass."""
+    checked = []
+    for key, files in uploads.items():
+        f = schema.fields.get(key)
+        if f is None or f.type != FieldType.ATTACHMENT:
+            errors[key] = [_("There is no attachment field “%(key)s” in this pipe.") % {"key": key}]
+            continue
+        if len(files) > 1 and not (f.config or {}).get("multiple"):
+            errors[key] = [_("Attach only one file here.")]
+            continue
+        max_files = int((f.config or {}).get("max_files", 10))
+        if len(files) > max_files:
+            errors[key] = [_("Attach at most %(n)d files here.") % {"n": max_files}]
+            continue
+        for upload in files:
+            try:
+                checked.append((key, upload, inspect_upload(upload, config=f.config)))
+            except FieldValueError as exc:
+                errors.setdefault(key, []).append(str(exc))
+    if errors:
+        return {}
+    stored: dict[str, list[CardFile]] = {}
+    for key, upload, info in checked:
+        card_file = CardFile(
+            card=card,
+            field_key=key,
+            name=info.name,
+            size=info.size,
+            content_type=info.content_type,
+            sha256=info.sha256,
+            uploaded_by=actor.user,
+        )
+        card_file.file.save(info.name, upload, save=False)
+        card_file.save()
+        stored.setdefault(key, []).append(card_file)
+    return stored
+
+
+# ---------------------------------------------------------------- create
+
+
+def card_create(
+    *,
+    actor: Actor,
+    pipe: Pipe,
+    values: Mapping[str, Any],
+    files: Mapping[str, Sequence[UploadedFile]] | None = None,
+    title: str = "",
+    requester_email: str = "",
+    reason: str = "",
+) -> Card:
+    """A new card in the pipe's first phase, from start-form values (and uploads of its attachment fields)."""
+    if actor.kind == ActorKind.USER:
+        access = _access(actor, pipe)
+        if not (access.can_request or access.can_work):
+            raise _deny(_("You may not file requests in %(pipe)s.") % {"pipe": pipe.name})
+    elif actor.kind == ActorKind.AGENT:
+        raise _deny(_("Agents may not open cards; use an automation step."))
+    # Anonymous submissions come through the public form as the system actor.
+
+    schema = _PipeSchema(pipe)
+    errors: dict[str, list[str]] = {}
+    start_keys = {f.key for f in schema.start_fields()}
+    for key in values:
+        if key in schema.fields and key not in start_keys:
+            errors[key] = [_("This field is filled later in the process, not on the start form.")]
+    parsed = _parse_values(schema, {k: v for k, v in values.items() if k not in errors}, None, errors)
+    parsed = {k: v for k, v in parsed.items() if v is not None}
+    uploads = files or {}
+    for key, items in uploads.items():
+        if items and key in schema.fields:
+            parsed[key] = ["pending"]  # stands in for the files while checking required fields
+    for key in _hidden_now(schema, parsed):
+        errors.setdefault(key, []).append(_("This field does not apply to what you answered above."))
+    errors.update(
+        {k: v for k, v in _required_missing(schema, schema.start_fields(), parsed).items() if k not in errors}
+    )
+    if errors:
+        raise CardError(errors, fields=schema.labels(errors))
+
+    first_phase = pipe.phases.order_by("position", "id").first()
+    if first_phase is None:
+        raise CardError(_("This pipe has no phases yet."))
+    saved_files: list[str] = []
+    try:
+        with transaction.atomic():
+            now = timezone.now()
+            card = Card.objects.create(
+                pipe=pipe,
+                phase=first_phase,
+                title=_title_for(schema, parsed, title or pipe.name),
+                values={k: v for k, v in parsed.items() if k not in uploads},
+                created_by=actor.user,
+                requester_email=requester_email or (getattr(actor.user, "email", "") or ""),
+                tracking_token=secrets.token_urlsafe(24),
+                created_at=now,
+                updated_at=now,
+                phase_entered_at=now,
+                finished_at=now if first_phase.is_final else None,
+            )
+            stored = _store_files(card=card, schema=schema, actor=actor, uploads=uploads, errors=errors)
+            if errors:
+                raise CardError(errors, fields=schema.labels(errors))
+            for key, card_files in stored.items():
+                saved_files += [cf.file.name for cf in card_files]
+                card.values[key] = [cf.pk for cf in card_files]
+            _sync_due(schema, card)
+            _event(
+                card,
+                actor,
+                EventKind.CREATED,
+                {
+                    "phase": first_phase.key,
+                    "values": card.values,
+                    "files": [
+                        {"id": cf.pk, "name": cf.name, "sha256": cf.sha256}
+                        for cfs in stored.values()
+                        for cf in cfs
+                    ],
+                },
+                reason=reason,
+                field_keys=card.values.keys(),
+            )
+            card.save(update_fields=["values", "due_at", "event_count", "last_event_hash"])
+            _enter_phase(card, first_phase)
+            _announce_change(card, EventKind.CREATED, card.values.keys())
+    except BaseException:
+        from django.core.files.storage import default_storage
+
+        for name in saved_files:
+            default_storage.delete(name)
+        raise
+    return card
+
+
+# ---------------------------------------------------------------- update
+
+
+def _check_update(actor: Actor, card: Card, schema: _PipeSchema, keys: Iterable[str]) -> None:
+    keys = list(keys)
+    if actor.kind == ActorKind.USER:
+        access = _access(actor, card.pipe)
+        if access.can_work:
+            return
+        if _is_own_request(actor, card) and access.can_request:
+            editable = {f.key for f in schema.phase_fields(card.phase) if f.requester_editable}
+            refused = [k for k in keys if k not in editable]
+            if not refused:
+                return
+            raise CardPermissionError(
+                {k: [_("You may not change this field now.")] for k in refused}, fields=schema.labels(refused)
+            )
+        raise _deny(_("You may not change cards of %(pipe)s.") % {"pipe": card.pipe.name})
+    if actor.kind == ActorKind.AGENT:
+        _check_agent_pipe(actor, card.pipe)
+        refused = [k for k in keys if k not in actor.writable_fields]
+        if refused:
+            raise CardPermissionError(
+                {k: [_("Agent %(name)s may not write this field.") % {"name": actor.name}] for k in refused},
+                fields=schema.labels(refused),
+            )
+
+
+def card_update_fields(
+    *,
+    actor: Actor,
+    card: Card,
+    values: Mapping[str, Any],
+    expected_version: int | None = None,
+    reason: str = "",
+) -> Card:
+    """Set field values of `card`. Values the actor may not write, or cannot be parsed, reject the whole call."""
+    with transaction.atomic():
+        card = _lock(card, expected_version)
+        schema = _PipeSchema(card.pipe)
+        _check_update(actor, card, schema, values.keys())
+        errors: dict[str, list[str]] = {}
+        parsed = _parse_values(schema, values, card, errors)
+        merged = {**card.values, **parsed}
+        merged = {k: v for k, v in merged.items() if v is not None}
+        for key in parsed:
+            f = schema.fields[key]
+            if key in merged and f.condition and not schema.visible(f, merged):
+                errors.setdefault(key, []).append(_("This field does not apply to the card's other answers."))
+            if (
+                f.required
+                and f.phase_id is None
+                and not is_filled(f, merged.get(key))
+                and schema.visible(f, merged)
+            ):
+                errors.setdefault(key, []).append(_("This field is required."))
+        if errors:
+            raise CardError(errors, fields=schema.labels(errors))
+        cleared = _hidden_now(schema, merged)  # answers that no longer apply are removed, and recorded
+        for key in cleared:
+            merged.pop(key)
+        changes = {
+            key: {"before": card.values.get(key), "after": merged.get(key)}
+            for key in set(parsed) | set(cleared)
+            if card.values.get(key) != merged.get(key)
+        }
+        if not changes:
+            return card
+        card.values = merged
+        card.title = _title_for(schema, merged, card.title)
+        _sync_due(schema, card)
+        _event(card, actor, EventKind.FIELDS_CHANGED, {"changes": changes}, reason=reason, field_keys=changes)
+        _touch(card, "values", "title", "due_at")
+        _announce_change(card, EventKind.FIELDS_CHANGED, changes)
+    return card
+
+
+# ---------------------------------------------------------------- move
+
+
+def card_move(
+    *,
+    actor: Actor,
+    card: Card,
+    to_phase: Phase,
+    expected_version: int | None = None,
+    reason: str = "",
+) -> Card:
+    """Move `card` to `to_phase`, if the process allows it now."""
+    with transaction.atomic():
+        card = _lock(card, expected_version)
+        pipe, source = card.pipe, card.phase
+        if to_phase.pipe_id != pipe.pk:
+            raise CardTransitionError(_("That phase belongs to another pipe."))
+        if actor.kind == ActorKind.USER:
+            if not _access(actor, pipe).can_work:
+                raise _deny(_("You may not move cards of %(pipe)s.") % {"pipe": pipe.name})
+        elif actor.kind == ActorKind.AGENT:
+            _check_agent_pipe(actor, pipe)
+            if to_phase.key not in actor.allowed_phases:
+                raise _deny(
+                    _("Agent %(name)s may not move cards to %(phase)s.")
+                    % {"name": actor.name, "phase": to_phase.name}
+                )
+        if to_phase.pk == source.pk:
+            raise CardTransitionError(_("The card is already in %(phase)s.") % {"phase": source.name})
+        allowed = list(source.allowed_next.all())
+        if allowed and to_phase not in allowed:
+            names = ", ".join(p.name for p in allowed)
+            raise CardTransitionError(
+                _("From %(source)s a card may only move to: %(names)s.")
+                % {"source": source.name, "names": names}
+            )
+        schema = _PipeSchema(pipe)
+        if to_phase.position > source.position:
+            missing = _required_missing(schema, schema.phase_fields(source), card.values)
+            if missing:
+                raise CardTransitionError(missing, fields=schema.labels(missing))
+        if to_phase.wip_limit and to_phase.wip_blocks:
+            in_phase = Card.objects.filter(phase=to_phase).count()
+            if in_phase >= to_phase.wip_limit:
+                raise CardTransitionError(
+                    _("%(phase)s is at its limit of %(n)d cards. Finish one there first.")
+                    % {"phase": to_phase.name, "n": to_phase.wip_limit}
+                )
+        now = timezone.now()
+        card.phase = to_phase
+        card.phase_entered_at = now
+        card.finished_at = now if to_phase.is_final else None
+        _event(card, actor, EventKind.MOVED, {"from": source.key, "to": to_phase.key}, reason=reason)
+        _touch(card, "phase", "phase_entered_at", "finished_at")
+        _enter_phase(card, to_phase)
+        _announce_change(card, EventKind.MOVED)
+    return card
+
+
+# ---------------------------------------------------------------- people, labels, due date
+
+
+def _check_work(actor: Actor, card: Card, what: str) -> None:
+    if actor.kind == ActorKind.USER and not _access(actor, card.pipe).can_work:
+        raise _deny(_("You may not %(what)s on cards of %(pipe)s.") % {"what": what, "pipe": card.pipe.name})
+    if actor.kind == ActorKind.AGENT:
+        _check_agent_pipe(actor, card.pipe)
+
+
+def card_assign(
+    *,
+    actor: Actor,
+    card: Card,
+    users: Iterable[AbstractBaseUser],
+    expected_version: int | None = None,
+    reason: str = "",
+) -> Card:
+    """Make `users` the card's assignees (people who take part in the pipe)."""
+    with transaction.atomic():
+        card = _lock(card, expected_version)
+        _check_work(actor, card, _("assign people"))
+        wanted = {u.pk for u in users}
+        eligible = set(
+            pipe_users_with(card.pipe, STAFF_PERMS).filter(pk__in=wanted).values_list("pk", flat=True)
+        )
+        if wanted - eligible:
+            raise CardError({"assignees": [_("Choose people who take part in this pipe.")]})
+        before = sorted(card.assignees.values_list("pk", flat=True))
+        if before == sorted(wanted):
+            return card
+        card.assignees.set(wanted)
+        _event(card, actor, EventKind.ASSIGNED, {"before": before, "after": sorted(wanted)}, reason=reason)
+        _touch(card)
+        _announce_change(card, EventKind.ASSIGNED)
+    return card
+
+
+def card_set_labels(
+    *, actor: Actor, card: Card, labels: Iterable[Label], expected_version: int | None = None
+) -> Card:
+    with transaction.atomic():
+        card = _lock(card, expected_version)
+        _check_work(actor, card, _("label cards"))
+        labels = list(labels)
+        if any(label.pipe_id != card.pipe_id for label in labels):
+            raise CardError({"labels": [_("Choose labels of this pipe.")]})
+        before = sorted(card.labels.values_list("name", flat=True))
+        after = sorted(label.name for label in labels)
+        if before == after:
+            return card
+        card.labels.set(labels)
+        _event(card, actor, EventKind.LABELED, {"before": before, "after": after})
+        _touch(card)
+        _announce_change(card, EventKind.LABELED)
+    return card
+
+
+def card_set_due(*, actor: Actor, card: Card, due_at, expected_version: int | None = None) -> Card:
+    """Set or clear the card's due date (an aware datetime)."""
+    with transaction.atomic():
+        card = _lock(card, expected_version)
+        _check_work(actor, card, _("set due dates"))
+        if due_at is not None and timezone.is_naive(due_at):
+            raise CardError({"due_at": [_("Give the due date with its time zone.")]})
+        if card.due_at == due_at:
+            return card
+        payload = {
+            "before": card.due_at.isoformat() if card.due_at else None,
+            "after": due_at.isoformat() if due_at else None,
+        }
+        card.due_at = due_at
+        _event(card, actor, EventKind.DUE_CHANGED, payload)
+        _touch(card, "due_at")
+        _announce_change(card, EventKind.DUE_CHANGED)
+    return card
+
+
+# ---------------------------------------------------------------- comments and files
+
+
+def card_comment(
+    *,
+    actor: Actor,
+    card: Card,
+    text: str,
+    mentions: Iterable[AbstractBaseUser] = (),
+    to_requester: bool = False,
+) -> CardEvent:
+    """Add a comment to the card's timeline. Requesters may comment on their own cards."""
+    text = (text or "").strip()
+    with transaction.atomic():
+        card = _lock(card, None)
+        if actor.kind == ActorKind.USER:
+            access = _access(actor, card.pipe)
+            if not (
+                access.can_work or access.can_review or (_is_own_request(actor, card) and access.can_request)
+            ):
+                raise _deny(_("You may not comment on this card."))
+        elif actor.kind == ActorKind.AGENT:
+            _check_agent_pipe(actor, card.pipe)
+        if not text:
+            raise CardError({"text": [_("Write something to comment.")]})
+        if len(text) > 5000:
+            raise CardError({"text": [_("Keep comments under 5,000 characters.")]})
+        payload = {"text": text, "mentions": sorted(u.pk for u in mentions), "to_requester": to_requester}
+        event = _event(card, actor, EventKind.COMMENTED, payload)
+        _touch(card)
+        _announce_change(card, EventKind.COMMENTED)
+    return event
+
+
+def card_attach_files(
+    *,
+    actor: Actor,
+    card: Card,
+    uploads: Sequence[UploadedFile],
+    field_key: str = "",
+    expected_version: int | None = None,
+) -> list[CardFile]:
+    """Attach files to the card, to an attachment field when `field_key` is given."""
+    saved: list[str] = []
+    try:
+        with transaction.atomic():
+            card = _lock(card, expected_version)
+            schema = _PipeSchema(card.pipe)
+            if field_key:
+                _check_update(actor, card, schema, [field_key])
+            else:
+                _check_work(actor, card, _("attach files"))
+            errors: dict[str, list[str]] = {}
+            if field_key:
+                existing = list(card.values.get(field_key) or [])
+                f = schema.fields.get(field_key)
+                if f is not None and existing and not (f.config or {}).get("multiple"):
+                    existing = []  # a single-file field: the new file replaces the old one
+                stored = _store_files(
+                    card=card, schema=schema, actor=actor, uploads={field_key: uploads}, errors=errors
+                )
+            else:
+                stored = {}
+                for upload in uploads:
+                    try:
+                        info = inspect_upload(upload)
+                    except Exception as exc:  # noqa: BLE001 - FieldValueError
+                        errors.setdefault("files", []).append(str(exc))
+                        continue
+                    card_file = CardFile(
+                        card=card,
+                        name=info.name,
+                        size=info.size,
+                        content_type=info.content_type,
+                        sha256=info.sha256,
+                        uploaded_by=actor.user,
+                    )
+                    card_file.file.save(info.name, upload, save=False)
+                    card_file.save()
+                    stored.setdefault("", []).append(card_file)
+            if errors:
+                raise CardError(errors, fields=schema.labels(errors))
+            new_files = [cf for cfs in stored.values() for cf in cfs]
+            saved += [cf.file.name for cf in new_files]
+            changes = {}
+            if field_key:
+                after = existing + [cf.pk for cf in new_files]
+                changes[field_key] = {"before": card.values.get(field_key), "after": after}
+                card.values[field_key] = after
+            _event(
+                card,
+                actor,
+                EventKind.FILE_ADDED,
+                {
+                    "files": [
+                        {"id": cf.pk, "name": cf.name, "sha256": cf.sha256, "size": cf.size}
+                        for cf in new_files
+                    ],
+                    "changes": changes,
+                },
+                field_keys=changes,
+            )
+            _touch(card, "values")
+            _announce_change(card, EventKind.FILE_ADDED, changes)
+    except BaseException:
+        from django.core.files.storage import default_storage
+
+        for name in saved:
+            default_storage.delete(name)
+        raise
+    return new_files
+
+
+def card_record_step(*, actor: Actor, card: Card, payload: Mapping[str, Any], reason: str = "") -> CardEvent:
+    """Record a step run of the rail on the card's timeline (no field change)."""
+    with transaction.atomic():
+        card = _lock(card, None)
+        event = _event(card, actor, EventKind.STEP, dict(payload), reason=reason)
+        card.save(update_fields=["event_count", "last_event_hash"])
+    return event
