@@ -5,11 +5,12 @@ If the broker is unreachable the entry stays undispatched; the periodic sweep
 """
 
 import logging
-from pipes.hooks import phase_entered
-from pipes.models import PhaseEntry
 
 from django.dispatch import receiver
 from django.utils import timezone
+
+from pipes.hooks import phase_entered
+from pipes.models import PhaseEntry
 
 log = logging.getLogger(__name__)
 

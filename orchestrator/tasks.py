@@ -1,11 +1,12 @@
 """Celery tasks of the rail. Thin: take an id, load, call a service."""
 
 from datetime import timedelta
-from pipes.models import PhaseEntry
 
 from celery import shared_task
 from django.db.models import F
 from django.utils import timezone
+
+from pipes.models import PhaseEntry
 
 
 @shared_task(acks_late=True)

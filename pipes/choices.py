@@ -55,3 +55,12 @@ class EventKind(models.TextChoices):
     FILE_ADDED = "file_added", _("File added")
     STEP = "step", _("Step run")
     ERASED = "erased", _("Personal data erased")
+
+
+class RailStatus(models.TextChoices):
+    """What the rail is doing with a card right now (shown as a badge on the board)."""
+
+    IDLE = "idle", _("Idle")
+    RUNNING = "running", _("Agent running")
+    WAITING_REVIEW = "waiting_review", _("Waiting for review")
+    FAILED = "failed", _("Step failed")

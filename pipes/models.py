@@ -12,7 +12,7 @@ from django.db import models
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-from .choices import ActorKind, EventKind, FieldType, OrgRole
+from .choices import ActorKind, EventKind, FieldType, OrgRole, RailStatus
 
 TIME_ZONE_CHOICES = [(tz, tz) for tz in sorted(zoneinfo.available_timezones())]
 
@@ -83,6 +83,12 @@ class Pipe(models.Model):
         null=True,
         blank=True,
         help_text=_("A card is expired this many days after creation."),
+    )
+    portal_group = models.CharField(
+        _("portal group"),
+        max_length=80,
+        blank=True,
+        help_text=_("Heading under which the portal lists this form."),
     )
     public_form = models.BooleanField(
         _("public start form"),
@@ -237,6 +243,12 @@ class Card(models.Model):
     phase_entered_at = models.DateTimeField(default=timezone.now)
     finished_at = models.DateTimeField(null=True, blank=True)
     version = models.PositiveIntegerField(default=1)
+    rail_status = models.CharField(
+        _("rail status"), max_length=16, choices=RailStatus.choices, default=RailStatus.IDLE
+    )
+    rail_note = models.CharField(_("rail note"), max_length=300, blank=True)
+    late_at = models.DateTimeField(_("late since"), null=True, blank=True)
+    expired_at = models.DateTimeField(_("expired since"), null=True, blank=True)
     last_event_hash = models.CharField(max_length=64, blank=True)
     event_count = models.PositiveIntegerField(default=0)
 

@@ -29,7 +29,7 @@ from django.utils.dateparse import parse_datetime
 from django.utils.translation import gettext as _
 
 from . import hooks
-from .choices import ActorKind, EventKind, FieldType
+from .choices import ActorKind, EventKind, FieldType, RailStatus
 from .conditions import evaluate
 from .fieldtypes import FieldValueError, ParseContext, display_value, is_filled, parse_value
 from .files import inspect_upload
@@ -792,3 +792,14 @@ def card_record_step(*, actor: Actor, card: Card, payload: Mapping[str, Any], re
         event = _event(card, actor, EventKind.STEP, dict(payload), reason=reason)
         card.save(update_fields=["event_count", "last_event_hash"])
     return event
+
+
+def card_set_rail_status(*, card_id: int, status: str, note: str = "") -> None:
+    """Record what the rail is doing with a card (a badge, not a field: no timeline event, no version bump).
+
+    Touches updated_at so open boards pick the change up."""
+    if status not in RailStatus.values:
+        raise ValueError(f"unknown rail status {status!r}")
+    Card.objects.filter(pk=card_id).update(
+        rail_status=status, rail_note=note[:300], updated_at=timezone.now()
+    )

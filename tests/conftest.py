@@ -1,0 +1,84 @@
+"""Shared fixtures and the test-group policy.
+
+Groups that need a service run when it is configured or found and are otherwise skipped
+with a plain summary at the end. With TRILHO_REQUIRE_ALL_GROUPS=1 (set by .ci/run) a
+skipped test fails the run instead.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import pytest
+
+# Unit tests dispatch phase entries into memory; Redis-marked tests use a real broker.
+os.environ.setdefault("CELERY_BROKER_URL", "memory://")
+os.environ.setdefault("TRILHO_DATA_DIR", os.path.join(os.path.dirname(__file__), "..", "var", "test"))
+
+GROUPS = {
+    "postgres": "set DATABASE_URL=postgres://postgres@127.0.0.1:5432/trilho (PostgreSQL running)",
+    "redis": "set TRILHO_TEST_REDIS_URL=redis://127.0.0.1:6379/15 (Redis running)",
+    "e2e": "install Chromium (apt-get install chromium) so /usr/bin/chromium exists",
+}
+
+
+def _database_is_postgres() -> bool:
+    return os.environ.get("DATABASE_URL", "").startswith(("postgres://", "postgresql://"))
+
+
+def _chromium_path() -> str | None:
+    return os.environ.get("CHROMIUM_PATH") or shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def _available(group: str) -> bool:
+    if group == "postgres":
+        return _database_is_postgres()
+    if group == "redis":
+        return bool(os.environ.get("TRILHO_TEST_REDIS_URL")) and _database_is_postgres()
+    if group == "e2e":
+        return _chromium_path() is not None
+    return True
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if item.nodeid.startswith("tests/e2e/"):
+            item.add_marker(pytest.mark.e2e)
+        for group in GROUPS:
+            if item.get_closest_marker(group) and not _available(group):
+                item.add_marker(pytest.mark.skip(reason=f"group '{group}' not enabled: {GROUPS[group]}"))
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    skipped = terminalreporter.stats.get("skipped", [])
+    if not skipped:
+        return
+    missing = sorted({g for g in GROUPS if not _available(g)})
+    terminalreporter.write_sep("=", "test groups that did not run")
+    for group in missing:
+        terminalreporter.write_line(f"- {group}: to run it, {GROUPS[group]}")
+    if os.environ.get("TRILHO_REQUIRE_ALL_GROUPS") == "1":
+        terminalreporter.write_line(
+            f"{len(skipped)} test(s) skipped but TRILHO_REQUIRE_ALL_GROUPS=1: failing the run"
+        )
+
+
+def pytest_sessionfinish(session, exitstatus):
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    skipped = reporter.stats.get("skipped", []) if reporter else []
+    if skipped and os.environ.get("TRILHO_REQUIRE_ALL_GROUPS") == "1" and session.exitstatus == 0:
+        session.exitstatus = 1
+
+
+@pytest.fixture
+def world(db):
+    from tests.personas import build_world
+
+    return build_world()
+
+
+@pytest.fixture
+def media_root(settings, tmp_path):
+    settings.MEDIA_ROOT = tmp_path / "media"
+    return settings.MEDIA_ROOT
