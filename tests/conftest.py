@@ -71,6 +71,15 @@ def pytest_sessionfinish(session, exitstatus):
         session.exitstatus = 1
 
 
+@pytest.fixture(scope="session")
+def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix):
+    """A test database of this run's own, so several runs on one PostgreSQL server never collide."""
+    from pytest_django.fixtures import _set_suffix_to_test_databases
+
+    if _database_is_postgres():
+        _set_suffix_to_test_databases(suffix=f"p{os.getpid()}")
+
+
 @pytest.fixture
 def world(db):
     from tests.personas import build_world
