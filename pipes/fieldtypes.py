@@ -265,17 +265,17 @@ class DateTimeKind(FieldKind):
             value = raw
         elif isinstance(raw, str):
             text = raw.strip().replace(" ", "T", 1) if "T" not in raw else raw.strip()
-            try:
-                value = parse_datetime(text)
-            except ValueError:
-                value = None
-            if value is None and self.type == FieldType.DUE_DATE:
-                try:
-                    day = parse_date(raw.strip())
+            value = None
+            if self.type == FieldType.DUE_DATE and re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
+                try:  # a due date given as a day is due at the end of it
+                    value = dt.datetime.combine(dt.date.fromisoformat(text), dt.time(23, 59))
                 except ValueError:
-                    day = None
-                if day:  # a due date given as a day is due at the end of it
-                    value = dt.datetime.combine(day, dt.time(23, 59))
+                    value = None
+            if value is None:
+                try:
+                    value = parse_datetime(text)
+                except ValueError:
+                    value = None
             if value is None:
                 raise FieldValueError(_("Enter a date and time as YYYY-MM-DD HH:MM."))
         else:
@@ -388,6 +388,8 @@ class CheckboxKind(FieldKind):
         return value is not True
 
     def display(self, field, value):
+        if value is None:
+            return ""
         return _("Yes") if value is True else _("No")
 
 

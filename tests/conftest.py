@@ -80,6 +80,12 @@ def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix):
         _set_suffix_to_test_databases(suffix=f"p{os.getpid()}")
 
 
+@pytest.fixture(autouse=True)
+def _fast_password_hashing(settings):
+    """Personas are created in every test; the production hasher is deliberately slow."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
 @pytest.fixture
 def world(db):
     from tests.personas import build_world

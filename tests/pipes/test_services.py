@@ -1,0 +1,332 @@
+"""The one write path: every gate, for people, agents and the system."""
+
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+
+from pipes.models import Card, CardEvent, CardFile, PhaseEntry
+from pipes.services import (
+    Actor,
+    CardConflictError,
+    CardError,
+    CardPermissionError,
+    CardTransitionError,
+    card_assign,
+    card_attach_files,
+    card_comment,
+    card_create,
+    card_move,
+    card_update_fields,
+)
+from tests.personas import good_start_values
+
+PDF = b"%PDF-1.4\n1 0 obj <<>> endobj\ntrailer <<>>\n%%EOF\n"
+
+
+def new_card(world, actor=None, **values):
+    return card_create(actor=actor or Actor.for_user(world.requester), pipe=world.pipe,
+                       values=good_start_values(**values))
+
+
+def agent(world, **scope):
+    scope.setdefault("writable_fields", ["category"])
+    scope.setdefault("allowed_phases", ["approval"])
+    return Actor.agent(name="Triage agent", pipe_id=world.pipe.pk, **scope)
+
+
+def assert_unchanged(card):
+    before = (card.version, card.phase_id, dict(card.values), card.event_count)
+    card.refresh_from_db()
+    assert (card.version, card.phase_id, card.values, card.event_count) == before
+
+
+# ------------------------------------------------------------------ create
+
+
+def test_it_creates_a_card_in_the_first_phase_with_its_timeline_and_entry(world, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        card = new_card(world)
+    assert card.phase.key == "triage"
+    assert card.title == "Laptop for Ana"
+    assert card.created_by == world.requester
+    assert card.requester_email == "requester@example.com"
+    assert len(card.tracking_token) >= 30
+    assert card.events.get().kind == "created"
+    assert PhaseEntry.objects.filter(card=card, phase__key="triage", left_at=None).count() == 1
+    assert callbacks, "the rail is told about the entry after commit"
+
+
+@pytest.mark.parametrize("persona", ["requester", "member", "admin", "owner"])
+def test_it_lets_people_who_may_request_create(world, persona):
+    assert new_card(world, Actor.for_user(getattr(world, persona))).pk
+
+
+@pytest.mark.parametrize("persona", ["viewer", "reviewer", "outsider"])
+def test_it_refuses_creation_by_people_without_the_request_role(world, persona):
+    with pytest.raises(CardPermissionError):
+        new_card(world, Actor.for_user(getattr(world, persona)))
+    assert not Card.objects.exists()
+
+
+def test_it_refuses_creation_by_an_agent_and_allows_the_system(world):
+    with pytest.raises(CardPermissionError):
+        new_card(world, agent(world))
+    assert new_card(world, Actor.system("Public form")).created_by is None
+
+
+def test_it_names_every_missing_required_field_and_creates_nothing(world):
+    with pytest.raises(CardError) as exc:
+        card_create(actor=Actor.for_user(world.requester), pipe=world.pipe, values={"item": ""})
+    assert set(exc.value.errors) == {"item", "amount", "requester_email"}
+    assert exc.value.errors["amount"] == ["This field is required."]
+    assert "Amount: This field is required." in exc.value.message
+    assert not Card.objects.exists() and not CardEvent.objects.exists() and not PhaseEntry.objects.exists()
+
+
+def test_it_names_each_bad_value_and_why(world):
+    with pytest.raises(CardError) as exc:
+        new_card(world, amount="lots", requester_email="ana@", nonsense="x")
+    assert "Enter a number" in exc.value.errors["amount"][0]
+    assert "email address" in exc.value.errors["requester_email"][0]
+    assert "no field" in exc.value.errors["nonsense"][0]
+
+
+def test_it_refuses_phase_fields_on_the_start_form(world):
+    with pytest.raises(CardError) as exc:
+        new_card(world, category="Hardware")
+    assert "later in the process" in exc.value.errors["category"][0]
+
+
+def test_it_requires_a_conditional_field_only_when_its_condition_holds(world):
+    with pytest.raises(CardError) as exc:
+        new_card(world, urgent="on")
+    assert list(exc.value.errors) == ["urgency_reason"]
+    card = new_card(world, urgent="on", urgency_reason="Broken laptop")
+    assert card.values["urgency_reason"] == "Broken laptop"
+
+
+def test_it_refuses_an_answer_to_a_question_that_does_not_apply(world):
+    with pytest.raises(CardError) as exc:
+        new_card(world, urgency_reason="Not urgent at all")
+    assert "does not apply" in exc.value.errors["urgency_reason"][0]
+
+
+def test_it_stores_start_form_files_and_records_them(world, media_root):
+    quote = SimpleUploadedFile("quote 1.pdf", PDF, content_type="application/pdf")
+    card = card_create(actor=Actor.for_user(world.requester), pipe=world.pipe, values=good_start_values(),
+                       files={"quote": [quote]})
+    stored = CardFile.objects.get(card=card)
+    assert card.values["quote"] == [stored.pk]
+    assert stored.name == "quote 1.pdf" and stored.content_type == "application/pdf" and len(stored.sha256) == 64
+    assert stored.file.read() == PDF
+    assert card.events.get().payload["files"][0]["sha256"] == stored.sha256
+
+
+def test_it_refuses_html_disguised_as_pdf_and_keeps_nothing(world, media_root):
+    fake = SimpleUploadedFile("invoice.pdf", b"<html><script>alert(1)</script></html>", content_type="application/pdf")
+    with pytest.raises(CardError) as exc:
+        card_create(actor=Actor.for_user(world.requester), pipe=world.pipe, values=good_start_values(),
+                    files={"quote": [fake]})
+    assert "does not look like a PDF" in exc.value.errors["quote"][0]
+    assert not Card.objects.exists() and not CardFile.objects.exists()
+    assert not any(media_root.rglob("*.pdf")) if media_root.exists() else True
+
+
+# ------------------------------------------------------------------ update
+
+
+def test_it_updates_fields_with_before_and_after_on_the_timeline(world):
+    card = new_card(world)
+    card = card_update_fields(actor=Actor.for_user(world.member), card=card,
+                              values={"category": "Software", "item": "Licence"}, reason="triage")
+    assert card.values["category"] == "Software" and card.title == "Licence" and card.version == 2
+    event = card.events.last()
+    assert event.kind == "fields_changed" and event.reason == "triage" and event.actor_user == world.member
+    assert event.payload["changes"]["item"] == {"before": "Laptop for Ana", "after": "Licence"}
+
+
+@pytest.mark.parametrize("persona", ["viewer", "reviewer", "outsider"])
+def test_it_refuses_updates_by_people_who_only_look(world, persona):
+    card = new_card(world)
+    with pytest.raises(CardPermissionError):
+        card_update_fields(actor=Actor.for_user(getattr(world, persona)), card=card, values={"category": "Software"})
+    assert_unchanged(card)
+
+
+def test_it_lets_a_requester_fill_only_what_the_current_phase_asks_of_them(world):
+    card = new_card(world)
+    cost_center = world.pipe.fields.get(key="cost_center")
+    with pytest.raises(CardPermissionError) as exc:
+        card_update_fields(actor=Actor.for_user(world.requester), card=card, values={"cost_center": "CC-100"})
+    assert "cost_center" in exc.value.errors
+    cost_center.requester_editable = True
+    cost_center.save()
+    card_update_fields(actor=Actor.for_user(world.requester), card=card, values={"cost_center": "CC-100"})
+    other = new_card(world, Actor.for_user(world.member))
+    with pytest.raises(CardPermissionError):
+        card_update_fields(actor=Actor.for_user(world.requester), card=other, values={"cost_center": "CC-100"})
+
+
+def test_it_keeps_an_agent_to_its_writable_fields_and_its_pipe(world):
+    card = new_card(world)
+    card_update_fields(actor=agent(world), card=card, values={"category": "Services"})
+    with pytest.raises(CardPermissionError) as exc:
+        card_update_fields(actor=agent(world), card=card, values={"amount": "1000000"})
+    assert "may not write" in exc.value.errors["amount"][0]
+    stranger = Actor.agent(name="Other", pipe_id=world.pipe.pk + 999, writable_fields=["category"])
+    with pytest.raises(CardPermissionError):
+        card_update_fields(actor=stranger, card=card, values={"category": "Hardware"})
+    card.refresh_from_db()
+    assert card.values["amount"]["amount"] == "4500.00"
+
+
+def test_it_refuses_to_clear_a_required_start_field(world):
+    card = new_card(world)
+    with pytest.raises(CardError) as exc:
+        card_update_fields(actor=Actor.for_user(world.member), card=card, values={"item": ""})
+    assert exc.value.errors["item"] == ["This field is required."]
+    assert_unchanged(card)
+
+
+def test_it_removes_answers_that_stop_applying_and_records_it(world):
+    card = new_card(world, urgent="on", urgency_reason="Broken")
+    card = card_update_fields(actor=Actor.for_user(world.member), card=card, values={"urgent": False})
+    assert "urgency_reason" not in card.values
+    assert card.events.last().payload["changes"]["urgency_reason"] == {"before": "Broken", "after": None}
+
+
+def test_it_refuses_a_stale_version_and_changes_nothing(world):
+    card = new_card(world)
+    card_update_fields(actor=Actor.for_user(world.member), card=card, values={"category": "Software"})
+    with pytest.raises(CardConflictError):
+        card_update_fields(actor=Actor.for_user(world.admin), card=card, values={"category": "Hardware"},
+                           expected_version=1)
+    card.refresh_from_db()
+    assert card.values["category"] == "Software"
+
+
+def test_it_checks_referenced_people_take_part_in_the_pipe(world):
+    card = new_card(world)
+    with pytest.raises(CardError) as exc:
+        card_update_fields(actor=Actor.for_user(world.member), card=card, values={"approved_by": world.outsider.pk})
+    assert "take part" in exc.value.errors["approved_by"][0]
+    card_update_fields(actor=Actor.for_user(world.member), card=card, values={"approved_by": world.reviewer.pk})
+
+
+# ------------------------------------------------------------------ move
+
+
+def test_it_refuses_to_leave_a_phase_with_its_required_fields_empty(world):
+    card = new_card(world)
+    with pytest.raises(CardTransitionError) as exc:
+        card_move(actor=Actor.for_user(world.member), card=card, to_phase=world.phase("approval"))
+    assert exc.value.errors == {"category": ["This field is required."]}
+    assert exc.value.field_labels == {"category": "Category"}
+    assert_unchanged(card)
+
+
+def test_it_moves_forward_once_the_fields_are_filled_and_records_entries(world):
+    card = new_card(world)
+    card_update_fields(actor=Actor.for_user(world.member), card=card, values={"category": "Hardware"})
+    card = card_move(actor=Actor.for_user(world.member), card=card, to_phase=world.phase("approval"), reason="ok")
+    assert card.phase.key == "approval" and card.finished_at is None
+    entries = list(PhaseEntry.objects.filter(card=card).order_by("entered_at"))
+    assert [e.phase.key for e in entries] == ["triage", "approval"]
+    assert entries[0].left_at is not None and entries[1].left_at is None
+    assert card.events.last().payload == {"from": "triage", "to": "approval"}
+
+
+def test_it_refuses_transitions_the_phase_does_not_allow(world):
+    card = new_card(world)
+    card_update_fields(actor=Actor.for_user(world.member), card=card, values={"category": "Hardware"})
+    with pytest.raises(CardTransitionError) as exc:
+        card_move(actor=Actor.for_user(world.member), card=card, to_phase=world.phase("done"))
+    assert "may only move to: Approval, Rejected" in exc.value.message
+
+
+def test_it_lets_a_card_go_back_without_the_next_phase_fields(world):
+    card = new_card(world)
+    card_update_fields(actor=Actor.for_user(world.member), card=card, values={"category": "Hardware"})
+    card_move(actor=Actor.for_user(world.member), card=card, to_phase=world.phase("approval"))
+    card = card_move(actor=Actor.for_user(world.member), card=card, to_phase=world.phase("triage"))
+    assert card.phase.key == "triage"
+
+
+def test_it_finishes_a_card_in_a_final_phase(world):
+    card = new_card(world)
+    card_update_fields(actor=Actor.for_user(world.member), card=card, values={"category": "Hardware"})
+    card = card_move(actor=Actor.for_user(world.member), card=card, to_phase=world.phase("rejected"))
+    assert card.is_finished
+
+
+@pytest.mark.parametrize("persona", ["viewer", "reviewer", "requester", "outsider"])
+def test_it_refuses_moves_by_people_who_may_not_work_the_pipe(world, persona):
+    card = new_card(world)
+    with pytest.raises(CardPermissionError):
+        card_move(actor=Actor.for_user(getattr(world, persona)), card=card, to_phase=world.phase("rejected"))
+    assert_unchanged(card)
+
+
+def test_it_keeps_an_agent_to_its_allowed_phases(world):
+    card = new_card(world)
+    card_update_fields(actor=agent(world), card=card, values={"category": "Hardware"})
+    with pytest.raises(CardPermissionError):
+        card_move(actor=agent(world), card=card, to_phase=world.phase("rejected"))
+    card = card_move(actor=agent(world), card=card, to_phase=world.phase("approval"))
+    assert card.events.last().actor_kind == "agent" and card.events.last().actor_label == "Triage agent"
+
+
+def test_it_holds_the_system_to_the_process_too(world):
+    card = new_card(world)
+    with pytest.raises(CardTransitionError):
+        card_move(actor=Actor.system(), card=card, to_phase=world.phase("approval"))
+
+
+def test_it_blocks_moves_into_a_full_phase_when_the_limit_blocks(world):
+    approval = world.phase("approval")
+    approval.wip_limit, approval.wip_blocks = 1, True
+    approval.save()
+    first, second = new_card(world), new_card(world)
+    for card in (first, second):
+        card_update_fields(actor=Actor.for_user(world.member), card=card, values={"category": "Hardware"})
+    card_move(actor=Actor.for_user(world.member), card=first, to_phase=approval)
+    with pytest.raises(CardTransitionError) as exc:
+        card_move(actor=Actor.for_user(world.member), card=second, to_phase=approval)
+    assert "limit of 1" in exc.value.message
+
+
+# ------------------------------------------------------------------ people, comments, files
+
+
+def test_it_assigns_only_people_of_the_pipe(world):
+    card = new_card(world)
+    card = card_assign(actor=Actor.for_user(world.member), card=card, users=[world.member, world.reviewer])
+    assert set(card.assignees.all()) == {world.member, world.reviewer}
+    with pytest.raises(CardError):
+        card_assign(actor=Actor.for_user(world.member), card=card, users=[world.outsider])
+    with pytest.raises(CardPermissionError):
+        card_assign(actor=Actor.for_user(world.viewer), card=card, users=[world.viewer])
+
+
+def test_it_lets_requesters_comment_on_their_own_cards_only(world):
+    mine = new_card(world)
+    theirs = new_card(world, Actor.for_user(world.member))
+    event = card_comment(actor=Actor.for_user(world.requester), card=mine, text="Any news?")
+    assert event.payload["text"] == "Any news?"
+    with pytest.raises(CardPermissionError):
+        card_comment(actor=Actor.for_user(world.requester), card=theirs, text="Hi")
+    with pytest.raises(CardError) as exc:
+        card_comment(actor=Actor.for_user(world.reviewer), card=mine, text="   ")
+    assert "text" in exc.value.errors
+
+
+def test_it_attaches_files_to_a_field_and_refuses_bad_ones_whole(world, media_root):
+    card = new_card(world)
+    good = SimpleUploadedFile("q.pdf", PDF)
+    files = card_attach_files(actor=Actor.for_user(world.member), card=card, uploads=[good], field_key="quote")
+    card.refresh_from_db()
+    assert card.values["quote"] == [files[0].pk]
+    bad = [SimpleUploadedFile("r.pdf", PDF), SimpleUploadedFile("evil.png", b"<svg onload=alert(1)>")]
+    with pytest.raises(CardError):
+        card_attach_files(actor=Actor.for_user(world.member), card=card, uploads=bad, field_key="quote")
+    card.refresh_from_db()
+    assert card.values["quote"] == [files[0].pk] and CardFile.objects.count() == 1
