@@ -85,7 +85,7 @@ def test_it_rejects_bad_input_with_a_reason(ctx, f, raw, reason):
         parse_value(f, raw, ctx)
 
 
-@pytest.mark.parametrize("type_", [t for t in FieldType.values])
+@pytest.mark.parametrize("type_", list(FieldType.values))
 def test_it_treats_blank_input_as_empty_for_every_type(ctx, type_):
     f = field(type_, options=["A"])
     assert parse_value(f, "", ctx) is None
