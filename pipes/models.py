@@ -367,3 +367,81 @@ class Notification(models.Model):
 
     def __str__(self) -> str:
         return self.message
+
+
+# ---------------------------------------------------------------- governance (pipes.governance)
+
+
+class PipePolicy(models.Model):
+    """Governance settings of one pipe: how long finished cards and step traces are kept."""
+
+    pipe = models.OneToOneField(Pipe, on_delete=models.CASCADE, related_name="policy")
+    retention_days = models.PositiveIntegerField(
+        _("anonymise finished cards after (days)"),
+        null=True,
+        blank=True,
+        help_text=_("Empty keeps finished cards as they are."),
+    )
+    trace_retention_days = models.PositiveIntegerField(
+        _("prune step traces after (days)"),
+        null=True,
+        blank=True,
+        help_text=_("Prompts and raw model outputs are deleted; cost and decision rows stay."),
+    )
+    updated_at = models.DateTimeField(default=timezone.now)
+    updated_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        verbose_name = _("pipe policy")
+        verbose_name_plural = _("pipe policies")
+
+    def __str__(self) -> str:
+        return f"{self.pipe} policy"
+
+
+class PrivacyRequest(models.Model):
+    """A data-subject export or erasure, or a retention run; the person is kept only as a keyed digest."""
+
+    class Kind(models.TextChoices):
+        EXPORT = "export", _("Export")
+        ERASURE = "erasure", _("Erasure")
+        RETENTION = "retention", _("Retention")
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="privacy_requests")
+    kind = models.CharField(_("kind"), max_length=16, choices=Kind.choices)
+    subject_digest = models.CharField(max_length=64, blank=True, db_index=True)
+    field_key = models.CharField(_("searched field"), max_length=64, blank=True)
+    pipe_ids = models.JSONField(default=list, blank=True)
+    card_ids = models.JSONField(default=list, blank=True)
+    counts = models.JSONField(default=dict, blank=True)
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    note = models.CharField(_("note"), max_length=300, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name = _("privacy request")
+        verbose_name_plural = _("privacy requests")
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} #{self.pk}"
+
+
+class CardErasure(models.Model):
+    """A card whose personal data an erasure or a retention run removed."""
+
+    card = models.ForeignKey(Card, on_delete=models.CASCADE, related_name="erasures")
+    request = models.ForeignKey(PrivacyRequest, on_delete=models.CASCADE, related_name="erasures")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["card", "request"], name="uniq_card_erasure")]
+        verbose_name = _("card erasure")
+        verbose_name_plural = _("card erasures")
+
+    def __str__(self) -> str:
+        return f"{self.card_id} erased by #{self.request_id}"
