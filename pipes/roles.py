@@ -123,6 +123,11 @@ def pipe_role_grant(*, pipe: Pipe, user: AbstractBaseUser, role: str) -> None:
             remove_perm(perm, user, pipe)
     for perm in ROLE_PERMS[role]:
         assign_perm(perm, user, pipe)
+    if role == PipeRole.ADMIN and not user.is_staff:
+        # Pipe admins design their process in the Django admin, which needs staff status;
+        # what they see there is still limited to the pipes they administer.
+        user.is_staff = True
+        user.save(update_fields=["is_staff"])
 
 
 @transaction.atomic
