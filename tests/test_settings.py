@@ -36,6 +36,7 @@ _SETTINGS_VARS = (
     "EMAIL_HOST",
     "EMAIL_PORT",
     "DJANGO_SETTINGS_MODULE",
+    "DJANGO_ALLOW_ASYNC_UNSAFE",  # set by tests/e2e/conftest.py; check --deploy rightly rejects it
 )
 
 _READ_SETTINGS = """
