@@ -1,0 +1,721 @@
+"""Reads of the board: permission-checking getters, board columns, card lists and card details.
+
+The board renders in a constant number of queries whatever the number of cards or phases:
+one aggregate for every column's counts, one windowed query (ROW_NUMBER over the phase)
+for the first cards of every column, and one prefetch each for assignees and labels.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import zoneinfo
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any
+
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import AbstractBaseUser
+from django.core.exceptions import PermissionDenied
+from django.db.models import Count, F, Prefetch, Q, QuerySet, Window
+from django.db.models.fields.json import KeyTextTransform
+from django.db.models.functions import RowNumber
+from django.db.models.lookups import IContains
+from django.http import Http404, QueryDict
+from django.utils import formats, timezone
+from django.utils.dateparse import parse_date
+from django.utils.translation import gettext as _
+
+from .choices import EventKind, FieldType, RailStatus
+from .conditions import evaluate
+from .fieldtypes import is_filled
+from .masking import field_text, mask_text
+from .models import Card, CardEvent, CardFile, Field, Label, Phase, Pipe
+from .roles import STAFF_PERMS, PipeAccess, pipe_access, pipe_users_with, pipes_for_user
+
+PAGE_SIZE = 25
+TEXT_SEARCH_TYPES = {
+    FieldType.SHORT_TEXT,
+    FieldType.LONG_TEXT,
+    FieldType.EMAIL,
+    FieldType.PHONE,
+    FieldType.SELECT,
+    FieldType.MULTI_SELECT,
+    FieldType.NUMBER,
+    FieldType.CURRENCY,
+}
+
+
+# ---------------------------------------------------------------- getters
+
+
+def pipe_get_for_user(*, user: AbstractBaseUser, pk: int, write: bool = False) -> tuple[Pipe, PipeAccess]:
+    """The pipe and the user's access to it.
+
+    Http404 when the user takes no part in the pipe (its existence is private);
+    PermissionDenied when they may not see the board (requesters) or, with `write`, may not work it."""
+    pipe = Pipe.objects.select_related("organization").filter(pk=pk).first()
+    if pipe is None:
+        raise Http404
+    access = pipe_access(user=user, pipe=pipe)
+    if not access.perms:
+        raise Http404
+    if not access.can_view_board or (write and not access.can_work):
+        raise PermissionDenied
+    return pipe, access
+
+
+def card_get_for_user(
+    *, user: AbstractBaseUser, pk: int, pipe_id: int, write: bool = False
+) -> tuple[Card, PipeAccess]:
+    """The card of pipe `pipe_id` and the user's access, with the same 404/403 rules as pipe_get_for_user."""
+    pipe, access = pipe_get_for_user(user=user, pk=pipe_id, write=write)
+    card = Card.objects.select_related("phase").filter(pk=pk, pipe_id=pipe.pk).first()
+    if card is None:
+        raise Http404
+    card.pipe = pipe
+    return card, access
+
+
+# ---------------------------------------------------------------- filters
+
+
+@dataclass(frozen=True)
+class BoardFilters:
+    """The board's filters, as they live in the URL."""
+
+    q: str = ""
+    assignee: str = ""  # a user id or "me"
+    label: str = ""
+    late: bool = False
+    overdue: bool = False
+    created_from: dt.date | None = None
+    created_to: dt.date | None = None
+    user_id: int | None = None  # whom "me" means
+
+    NAMES = ("q", "assignee", "label", "late", "overdue", "created_from", "created_to")
+
+    @classmethod
+    def from_query(cls, params: QueryDict | Mapping[str, str], *, user: AbstractBaseUser) -> BoardFilters:
+        def flag(name: str) -> bool:
+            return str(params.get(name, "")).lower() in ("1", "true", "on", "yes")
+
+        def day(name: str) -> dt.date | None:
+            try:
+                return parse_date(str(params.get(name, "")).strip())
+            except ValueError:
+                return None
+
+        assignee = str(params.get("assignee", "")).strip()
+        if assignee != "me" and not assignee.isdigit():
+            assignee = ""
+        label = str(params.get("label", "")).strip()
+        return cls(
+            q=str(params.get("q", "")).strip()[:100],
+            assignee=assignee,
+            label=label if label.isdigit() else "",
+            late=flag("late"),
+            overdue=flag("overdue"),
+            created_from=day("created_from"),
+            created_to=day("created_to"),
+            user_id=user.pk,
+        )
+
+    @property
+    def active(self) -> bool:
+        return bool(self.as_params())
+
+    @property
+    def assignee_id(self) -> int | None:
+        if self.assignee == "me":
+            return self.user_id
+        return int(self.assignee) if self.assignee else None
+
+    def as_params(self) -> dict[str, str]:
+        params = {
+            "q": self.q,
+            "assignee": self.assignee,
+            "label": self.label,
+            "late": "1" if self.late else "",
+            "overdue": "1" if self.overdue else "",
+            "created_from": self.created_from.isoformat() if self.created_from else "",
+            "created_to": self.created_to.isoformat() if self.created_to else "",
+        }
+        return {k: v for k, v in params.items() if v}
+
+    def querystring(self) -> str:
+        query = QueryDict(mutable=True)
+        query.update(self.as_params())
+        return query.urlencode()
+
+    @cached_property
+    def qs(self) -> str:
+        """The query string to append to board URLs: "?q=..." or ""."""
+        encoded = self.querystring()
+        return f"?{encoded}" if encoded else ""
+
+
+def late_q(phases: Iterable[Phase], now: dt.datetime) -> Q | None:
+    """Cards past their phase's SLA and not finished; None when no phase has an SLA."""
+    parts = [
+        Q(phase_id=p.pk, phase_entered_at__lt=now - dt.timedelta(hours=p.sla_hours))
+        for p in phases
+        if p.sla_hours
+    ]
+    if not parts:
+        return None
+    q = parts[0]
+    for part in parts[1:]:
+        q |= part
+    return q & Q(finished_at__isnull=True)
+
+
+def _start_of_day(day: dt.date, tz: dt.tzinfo) -> dt.datetime:
+    return dt.datetime.combine(day, dt.time.min, tzinfo=tz)
+
+
+def _filters_q(
+    *,
+    pipe: Pipe,
+    filters: BoardFilters,
+    fields: Sequence[Field],
+    phases: Sequence[Phase],
+    can_view_pii: bool,
+    now: dt.datetime,
+) -> Q | None:
+    """The filters as one Q (None when there are none). Never matches on PII the user may not see."""
+    parts: list[Q] = []
+    if filters.q:
+        search = Q(title__icontains=filters.q)
+        for f in fields:
+            if f.type in TEXT_SEARCH_TYPES and (can_view_pii or not f.pii):
+                search |= Q(IContains(KeyTextTransform(f.key, "values"), filters.q))
+        parts.append(search)
+    if filters.assignee_id:
+        through = Card.assignees.through
+        parts.append(Q(pk__in=through.objects.filter(user_id=filters.assignee_id).values("card_id")))
+    if filters.label:
+        through = Card.labels.through
+        parts.append(Q(pk__in=through.objects.filter(label_id=int(filters.label)).values("card_id")))
+    if filters.late:
+        late = late_q(phases, now)
+        parts.append(late if late is not None else Q(pk__in=[]))
+    if filters.overdue:
+        parts.append(Q(due_at__lt=now, finished_at__isnull=True))
+    tz = zoneinfo.ZoneInfo(pipe.organization.time_zone)
+    if filters.created_from:
+        parts.append(Q(created_at__gte=_start_of_day(filters.created_from, tz)))
+    if filters.created_to:
+        parts.append(Q(created_at__lt=_start_of_day(filters.created_to + dt.timedelta(days=1), tz)))
+    if not parts:
+        return None
+    q = parts[0]
+    for part in parts[1:]:
+        q &= part
+    return q
+
+
+# ---------------------------------------------------------------- board
+
+
+@dataclass
+class BoardSchema:
+    """What rendering cards of one pipe needs, loaded once: phases, fields and the viewer's rights."""
+
+    pipe: Pipe
+    phases: list[Phase]
+    fields: list[Field]
+    access: PipeAccess
+    now: dt.datetime = field(default_factory=timezone.now)
+
+    @property
+    def can_view_pii(self) -> bool:
+        return self.access.can_view_pii
+
+    @property
+    def fields_by_key(self) -> dict[str, Field]:
+        return {f.key: f for f in self.fields}
+
+    @property
+    def phases_by_id(self) -> dict[int, Phase]:
+        return {p.pk: p for p in self.phases}
+
+    def key_fields(self) -> list[Field]:
+        by_key = self.fields_by_key
+        return [by_key[k] for k in (self.pipe.key_fields or [])[:3] if k in by_key]
+
+    def filter_q(self, filters: BoardFilters) -> Q | None:
+        return _filters_q(
+            pipe=self.pipe,
+            filters=filters,
+            fields=self.fields,
+            phases=self.phases,
+            can_view_pii=self.can_view_pii,
+            now=self.now,
+        )
+
+
+def board_schema(*, pipe: Pipe, access: PipeAccess) -> BoardSchema:
+    """Phases (with their allowed next phases) and fields of the pipe: three queries."""
+    phases = list(pipe.phases.prefetch_related("allowed_next").order_by("position", "id"))
+    fields = list(pipe.fields.all())
+    return BoardSchema(pipe=pipe, phases=phases, fields=fields, access=access)
+
+
+@dataclass
+class ColumnCounts:
+    total: int = 0
+    shown: int = 0
+    late: int = 0
+
+
+@dataclass
+class Column:
+    """One phase of the board as rendered: its counts and first cards."""
+
+    phase: Phase
+    counts: ColumnCounts
+    cards: list[Card]
+    next_offset: int | None = None  # where "load more" continues; None when all cards are shown
+
+    @property
+    def wip_reached(self) -> bool:
+        return bool(self.phase.wip_limit) and self.counts.total >= self.phase.wip_limit
+
+    @property
+    def wip_over(self) -> bool:
+        return bool(self.phase.wip_limit) and self.counts.total > self.phase.wip_limit
+
+
+def board_counts(
+    *, schema: BoardSchema, filters: BoardFilters, phase_ids: Iterable[int] | None = None
+) -> dict[int, ColumnCounts]:
+    """Cards per phase (all, matching the filters, late among those), in one aggregate query."""
+    fq = schema.filter_q(filters)
+    lq = late_q(schema.phases, schema.now)
+    aggregates: dict[str, Any] = {"total": Count("id")}
+    if fq is not None:
+        aggregates["shown"] = Count("id", filter=fq)
+    if lq is not None:
+        aggregates["late"] = Count("id", filter=lq & fq if fq is not None else lq)
+    rows = Card.objects.filter(pipe=schema.pipe)
+    if phase_ids is not None:
+        rows = rows.filter(phase_id__in=list(phase_ids))
+    counts: dict[int, ColumnCounts] = defaultdict(ColumnCounts)
+    for row in rows.values("phase_id").annotate(**aggregates).order_by():
+        counts[row["phase_id"]] = ColumnCounts(
+            total=row["total"], shown=row.get("shown", row["total"]), late=row.get("late", 0)
+        )
+    return counts
+
+
+def _tile_queryset(schema: BoardSchema) -> QuerySet[Card]:
+    User = get_user_model()
+    return Card.objects.defer("tracking_token", "last_event_hash", "requester_email").prefetch_related(
+        Prefetch("assignees", queryset=User.objects.only("id", "username", "first_name", "last_name")),
+        "labels",
+    )
+
+
+def decorate_cards(cards: Iterable[Card], *, schema: BoardSchema) -> list[Card]:
+    """Set what a board tile shows on each card: key field values (masked as needed) and badges."""
+    phases = schema.phases_by_id
+    key_fields = schema.key_fields()
+    now = schema.now
+    result = []
+    for card in cards:
+        card.pipe = schema.pipe
+        phase = phases.get(card.phase_id)
+        if phase is not None:
+            card.phase = phase
+        card.key_values = [
+            (f.label, text)
+            for f in key_fields
+            if (text := field_text(f, card.values.get(f.key), can_view_pii=schema.can_view_pii))
+        ]
+        finished = card.finished_at is not None
+        card.is_late = bool(
+            phase
+            and phase.sla_hours
+            and not finished
+            and card.phase_entered_at + dt.timedelta(hours=phase.sla_hours) < now
+        )
+        card.is_overdue = bool(card.due_at and not finished and card.due_at < now)
+        card.stamp = f"{card.updated_at.timestamp():.6f}"
+        card.rail_badge = rail_badge(card)
+        result.append(card)
+    return result
+
+
+def board_columns(*, schema: BoardSchema, filters: BoardFilters, limit: int = PAGE_SIZE) -> list[Column]:
+    """Every phase with its counts and first `limit` cards (newest first), in constant queries."""
+    counts = board_counts(schema=schema, filters=filters)
+    fq = schema.filter_q(filters)
+    cards = Card.objects.filter(pipe=schema.pipe)
+    if fq is not None:
+        cards = cards.filter(fq)
+    ranked = (
+        _tile_queryset(schema)
+        .filter(pk__in=cards.values("pk"))
+        .annotate(
+            rank=Window(
+                RowNumber(), partition_by=[F("phase_id")], order_by=[F("created_at").desc(), F("id").desc()]
+            )
+        )
+        .filter(rank__lte=limit)
+        .order_by("phase_id", "rank")
+    )
+    by_phase: dict[int, list[Card]] = defaultdict(list)
+    for card in decorate_cards(ranked, schema=schema):
+        by_phase[card.phase_id].append(card)
+    columns = []
+    for phase in schema.phases:
+        column_counts = counts.get(phase.pk, ColumnCounts())
+        shown = by_phase.get(phase.pk, [])
+        more = column_counts.shown > len(shown)
+        columns.append(
+            Column(phase=phase, counts=column_counts, cards=shown, next_offset=len(shown) if more else None)
+        )
+    return columns
+
+
+def card_list_for_board(
+    *, schema: BoardSchema, phase: Phase, filters: BoardFilters, offset: int = 0, limit: int = PAGE_SIZE
+) -> tuple[list[Card], int | None]:
+    """A page of a column's cards (for "load more") and the offset of the next page, if any."""
+    cards = _tile_queryset(schema).filter(pipe=schema.pipe, phase=phase)
+    fq = schema.filter_q(filters)
+    if fq is not None:
+        cards = cards.filter(fq)
+    page = list(cards.order_by("-created_at", "-id")[offset : offset + limit + 1])
+    next_offset = offset + limit if len(page) > limit else None
+    return decorate_cards(page[:limit], schema=schema), next_offset
+
+
+def card_tiles(*, schema: BoardSchema, ids: Iterable[int], filters: BoardFilters | None = None) -> list[Card]:
+    """The board tiles of the given cards (only those matching `filters`, when given)."""
+    cards = _tile_queryset(schema).filter(pipe=schema.pipe, pk__in=list(ids))
+    fq = schema.filter_q(filters) if filters is not None else None
+    if fq is not None:
+        cards = cards.filter(fq)
+    return decorate_cards(cards.order_by("-created_at", "-id"), schema=schema)
+
+
+@dataclass
+class BoardChanges:
+    """What changed on a board since a moment: tiles to show again, and ids to take off."""
+
+    tiles: list[Card]
+    removed: list[int]
+    counts: dict[int, ColumnCounts]
+    until: dt.datetime
+
+
+def cards_changed_since(
+    *, schema: BoardSchema, filters: BoardFilters, since: dt.datetime, limit: int = 100
+) -> BoardChanges:
+    """Cards of the pipe changed after `since` (by updated_at, indexed), and fresh counts."""
+    until = timezone.now()
+    changed = list(
+        Card.objects.filter(pipe=schema.pipe, updated_at__gt=since)
+        .order_by("-updated_at")
+        .values_list("pk", flat=True)[:limit]
+    )
+    tiles = card_tiles(schema=schema, ids=changed, filters=filters) if changed else []
+    shown = {c.pk for c in tiles}
+    counts = board_counts(schema=schema, filters=filters) if changed else {}
+    return BoardChanges(
+        tiles=tiles, removed=[pk for pk in changed if pk not in shown], counts=counts, until=until
+    )
+
+
+def board_people(*, pipe: Pipe) -> list[AbstractBaseUser]:
+    """People who take part in the pipe's work (assignable, mentionable)."""
+    return list(pipe_users_with(pipe, STAFF_PERMS).only("id", "username", "first_name", "last_name", "email"))
+
+
+# ---------------------------------------------------------------- home
+
+
+@dataclass
+class PipeSummary:
+    pipe: Pipe
+    open_count: int = 0
+    late_count: int = 0
+    phase_count: int = 0
+
+
+@dataclass
+class OrganizationPipes:
+    organization: Any
+    pipes: list[PipeSummary]
+
+
+def home_pipes(*, user: AbstractBaseUser) -> list[OrganizationPipes]:
+    """The pipes whose board `user` sees, grouped by organization, with open and late cards: 3 queries."""
+    pipes = list(
+        pipes_for_user(user, STAFF_PERMS)
+        .select_related("organization")
+        .order_by("organization__name", "name")
+    )
+    if not pipes:
+        return []
+    phases = list(Phase.objects.filter(pipe__in=pipes).only("id", "pipe_id", "sla_hours"))
+    phase_count: dict[int, int] = defaultdict(int)
+    for phase in phases:
+        phase_count[phase.pipe_id] += 1
+    aggregates: dict[str, Any] = {"open": Count("id")}
+    lq = late_q(phases, timezone.now())
+    if lq is not None:
+        aggregates["late"] = Count("id", filter=lq)
+    counts = {
+        row["pipe_id"]: row
+        for row in Card.objects.filter(pipe__in=pipes, finished_at__isnull=True)
+        .values("pipe_id")
+        .annotate(**aggregates)
+        .order_by()
+    }
+    groups: dict[int, OrganizationPipes] = {}
+    for pipe in pipes:
+        row = counts.get(pipe.pk, {})
+        group = groups.setdefault(pipe.organization_id, OrganizationPipes(pipe.organization, []))
+        group.pipes.append(
+            PipeSummary(
+                pipe=pipe,
+                open_count=row.get("open", 0),
+                late_count=row.get("late", 0),
+                phase_count=phase_count[pipe.pk],
+            )
+        )
+    return list(groups.values())
+
+
+# ---------------------------------------------------------------- card detail
+
+
+@dataclass
+class FieldView:
+    """One field of a card as the panel shows it."""
+
+    field: Field
+    value: Any
+    text: str
+    masked: bool
+    editable: bool
+    missing: bool  # required here and empty
+    files: list[CardFile] = field(default_factory=list)
+
+
+@dataclass
+class FieldGroup:
+    title: str
+    phase: Phase | None
+    current: bool
+    fields: list[FieldView]
+
+
+@dataclass
+class TimelineEntry:
+    event: CardEvent
+    text: str
+    comment: str = ""
+
+
+def _user_names(ids: Iterable[int]) -> dict[int, str]:
+    ids = {i for i in ids if isinstance(i, int)}
+    if not ids:
+        return {}
+    User = get_user_model()
+    return {u.pk: (u.get_full_name() or u.get_username()) for u in User.objects.filter(pk__in=ids)}
+
+
+def field_view(
+    *,
+    f: Field,
+    card: Card,
+    access: PipeAccess,
+    files_by_id: Mapping[int, CardFile],
+    names: Mapping[int, str],
+    labels: Mapping[int, str],
+) -> FieldView:
+    value = card.values.get(f.key)
+    masked = f.pii and not access.can_view_pii
+    files: list[CardFile] = []
+    if f.type == FieldType.ATTACHMENT:
+        files = [files_by_id[i] for i in value or [] if i in files_by_id] if not masked else []
+        text = ", ".join(cf.name for cf in files) if files else ("" if not value else mask_text("file"))
+    elif f.type == FieldType.ASSIGNEE and value:
+        text = ", ".join(names.get(i, f"#{i}") for i in value)
+        text = mask_text(text) if masked else text
+    elif f.type == FieldType.LABEL and value:
+        text = ", ".join(labels.get(i, f"#{i}") for i in value)
+    else:
+        text = field_text(f, value, can_view_pii=access.can_view_pii)
+    return FieldView(
+        field=f,
+        value=value,
+        text=text,
+        masked=masked,
+        editable=access.can_work and not masked,
+        missing=f.required and not is_filled(f, value),
+        files=files,
+    )
+
+
+@dataclass
+class CardDetail:
+    """Everything the side panel shows of a card."""
+
+    card: Card
+    groups: list[FieldGroup]
+    files: list[CardFile]
+    timeline: list[TimelineEntry]
+    people: list[AbstractBaseUser]
+    labels: list[Label]
+    assignee_ids: set[int]
+    label_ids: set[int]
+    next_phases: list[Phase]
+
+
+def card_detail(*, card: Card, schema: BoardSchema) -> CardDetail:
+    """The card's fields grouped by start form and phase (up to its current phase), files, people and timeline."""
+    access = schema.access
+    fields = schema.fields
+    card.assignees_list = list(card.assignees.all())
+    card.labels_list = list(card.labels.all())
+    decorate_cards([card], schema=schema)
+    pii_keys = {f.key for f in fields if f.pii}
+    all_files = list(card.files.select_related("uploaded_by"))
+    if not access.can_view_pii:
+        all_files = [cf for cf in all_files if cf.field_key not in pii_keys]
+    files_by_id = {cf.pk: cf for cf in all_files}
+    labels = list(schema.pipe.labels.all())
+    label_names = {label.pk: label.name for label in labels}
+    events = list(card.events.order_by("-seq")[:200])
+    ref_ids: set[int] = set()
+    for f in fields:
+        if f.type == FieldType.ASSIGNEE:
+            ref_ids.update(card.values.get(f.key) or [])
+    for event in events:
+        if event.kind == EventKind.ASSIGNED and isinstance(event.payload, dict):
+            ref_ids.update(event.payload.get("after") or [])
+    names = _user_names(ref_ids)
+    views = {
+        f.key: field_view(
+            f=f, card=card, access=access, files_by_id=files_by_id, names=names, labels=label_names
+        )
+        for f in fields
+        if evaluate(f.condition, card.values)
+    }
+    groups = [
+        FieldGroup(
+            title=_("Start form"),
+            phase=None,
+            current=False,
+            fields=[views[f.key] for f in fields if f.phase_id is None and f.key in views],
+        )
+    ]
+    for phase in schema.phases:
+        if phase.position > card.phase.position and phase.pk != card.phase_id:
+            continue
+        group_fields = [views[f.key] for f in fields if f.phase_id == phase.pk and f.key in views]
+        if group_fields:
+            groups.append(
+                FieldGroup(
+                    title=phase.name, phase=phase, current=phase.pk == card.phase_id, fields=group_fields
+                )
+            )
+    phases_by_key = {p.key: p for p in schema.phases}
+    timeline = [_timeline_entry(e, schema=schema, phases_by_key=phases_by_key, names=names) for e in events]
+    current = schema.phases_by_id[card.phase_id]
+    allowed = list(current.allowed_next.all())
+    next_phases = [p for p in schema.phases if p.pk != current.pk and (not allowed or p in allowed)]
+    return CardDetail(
+        card=card,
+        groups=groups,
+        files=all_files,
+        timeline=timeline,
+        people=board_people(pipe=schema.pipe),
+        labels=labels,
+        assignee_ids={u.pk for u in card.assignees_list},
+        label_ids={label.pk for label in card.labels_list},
+        next_phases=next_phases,
+    )
+
+
+def _timeline_entry(
+    event: CardEvent, *, schema: BoardSchema, phases_by_key: Mapping[str, Phase], names: Mapping[int, str]
+) -> TimelineEntry:
+    payload = event.payload if isinstance(event.payload, dict) else {}
+    fields = schema.fields_by_key
+
+    def phase_name(key: str | None) -> str:
+        phase = phases_by_key.get(key or "")
+        return phase.name if phase else (key or "?")
+
+    def change_text(key: str, change: Mapping[str, Any]) -> str:
+        f = fields.get(key)
+        if f is None:
+            return key
+        after = change.get("after")
+        if f.type in (FieldType.ATTACHMENT, FieldType.ASSIGNEE, FieldType.LABEL, FieldType.CONNECTION):
+            return f.label
+        text = field_text(f, after, can_view_pii=schema.can_view_pii) if after not in (None, "") else ""
+        return f"{f.label}: {text}" if text else _("%(field)s cleared") % {"field": f.label}
+
+    kind = event.kind
+    if kind == EventKind.CREATED:
+        text = _("created the card in %(phase)s") % {"phase": phase_name(payload.get("phase"))}
+    elif kind == EventKind.MOVED:
+        text = _("moved it from %(from)s to %(to)s") % {
+            "from": phase_name(payload.get("from")),
+            "to": phase_name(payload.get("to")),
+        }
+    elif kind == EventKind.FIELDS_CHANGED:
+        changes = payload.get("changes") or {}
+        text = _("changed %(changes)s") % {
+            "changes": "; ".join(change_text(k, v) for k, v in changes.items())
+        }
+    elif kind == EventKind.ASSIGNED:
+        people = [names.get(i, f"#{i}") for i in payload.get("after") or []]
+        text = (
+            _("assigned %(people)s") % {"people": ", ".join(people)} if people else _("removed all assignees")
+        )
+    elif kind == EventKind.LABELED:
+        after = payload.get("after") or []
+        text = (
+            _("set labels: %(labels)s") % {"labels": ", ".join(after)} if after else _("removed all labels")
+        )
+    elif kind == EventKind.DUE_CHANGED:
+        after = payload.get("after")
+        if after:
+            moment = timezone.localtime(dt.datetime.fromisoformat(after))
+            text = _("set the due date to %(due)s") % {
+                "due": formats.date_format(moment, "SHORT_DATETIME_FORMAT")
+            }
+        else:
+            text = _("cleared the due date")
+    elif kind == EventKind.COMMENTED:
+        return TimelineEntry(event=event, text=_("commented"), comment=str(payload.get("text", "")))
+    elif kind == EventKind.FILE_ADDED:
+        names_list = [str(f.get("name", "")) for f in payload.get("files") or []]
+        text = _("attached %(files)s") % {"files": ", ".join(names_list)}
+    elif kind == EventKind.STEP:
+        text = event.reason or str(payload.get("summary") or payload.get("step") or _("ran a step"))
+    elif kind == EventKind.ERASED:
+        text = _("erased personal data")
+    else:
+        text = event.get_kind_display()
+    if event.payload is None and kind not in (EventKind.ERASED, EventKind.STEP):
+        text = event.get_kind_display()  # payload erased: say only what happened
+    return TimelineEntry(event=event, text=text)
+
+
+def rail_badge(card: Card) -> tuple[str, str] | None:
+    """The badge class and text of what the rail is doing with `card`, if anything."""
+    return {
+        RailStatus.RUNNING: ("info", _("Agent running")),
+        RailStatus.WAITING_REVIEW: ("warning", _("Waiting for review")),
+        RailStatus.FAILED: ("danger", _("Step failed")),
+    }.get(card.rail_status)
