@@ -803,3 +803,218 @@ def card_set_rail_status(*, card_id: int, status: str, note: str = "") -> None:
     Card.objects.filter(pk=card_id).update(
         rail_status=status, rail_note=note[:300], updated_at=timezone.now()
     )
+
+
+# ---------------------------------------------------------------- governance: SLA marks and erasure
+
+ERASED = "[erased]"  # what an erased value reads as
+OVERDUE_KINDS = ("late", "expired")  # timeline event kinds of SLA marks (see pipes.governance)
+_ERASED_AS_TEXT = {FieldType.SHORT_TEXT, FieldType.LONG_TEXT, FieldType.EMAIL, FieldType.PHONE}
+
+
+def card_mark_overdue(
+    *,
+    card_id: int,
+    kind: str,
+    since,
+    phase_id: int | None = None,
+    payload: Mapping[str, Any] | None = None,
+    actor: Actor | None = None,
+    reason: str = "",
+) -> Card | None:
+    """Mark a card late (over its phase's SLA, `phase_id`) or expired (over its pipe's deadline) since `since`.
+
+    Records the mark on the timeline and announces it (hooks.card_changed with kind "late"/"expired").
+    Returns None and changes nothing when the card is finished, has left `phase_id`, or already carries
+    the mark (for "late": a mark set in its current phase). Not a field change: the version stays, so a
+    person editing the card meanwhile is not refused."""
+    if kind not in OVERDUE_KINDS:
+        raise ValueError(f"unknown overdue kind {kind!r}")
+    if timezone.is_naive(since):
+        raise ValueError("since must be an aware datetime")
+    actor = actor or Actor.system()
+    with transaction.atomic():
+        try:
+            card = _lock(Card(pk=card_id), None)
+        except Card.DoesNotExist:
+            return None
+        if card.finished_at is not None:
+            return None
+        if kind == "late":
+            if phase_id is not None and card.phase_id != phase_id:
+                return None
+            if card.late_at is not None and card.late_at >= card.phase_entered_at:
+                return None
+            card.late_at = since
+        else:
+            if card.expired_at is not None:
+                return None
+            card.expired_at = since
+        _event(card, actor, kind, dict(payload or {}), reason=reason)
+        card.updated_at = timezone.now()
+        card.save(update_fields=[f"{kind}_at", "updated_at", "event_count", "last_event_hash"])
+        _announce_change(card, kind)
+    return card
+
+
+def cards_clear_overdue(*, card_ids: Iterable[int], kind: str) -> int:
+    """Clear the late or expired mark of cards that are no longer overdue (moved on, finished, SLA changed).
+
+    A derived badge, not a fact: no timeline event (the move or the design change is the fact)."""
+    if kind not in OVERDUE_KINDS:
+        raise ValueError(f"unknown overdue kind {kind!r}")
+    ids = list(card_ids)
+    if not ids:
+        return 0
+    return Card.objects.filter(pk__in=ids).update(**{f"{kind}_at": None}, updated_at=timezone.now())
+
+
+@dataclass
+class CardErasureResult:
+    """What card_erase_personal_data removed from one card."""
+
+    card: Card
+    field_keys: list[str]
+    file_names: list[str]
+    event_seqs: list[int]
+    event: CardEvent
+    identifiers: list[str]  # the values scrubbed, for redacting copies elsewhere (audit log, traces)
+
+
+def scrub_personal_data(value: Any, patterns: list) -> Any:
+    """`value` with every occurrence of the patterns in its strings replaced by the erasure marker."""
+    if isinstance(value, str):
+        for pattern in patterns:
+            value = pattern.sub(ERASED, value)
+        return value
+    if isinstance(value, list):
+        return [scrub_personal_data(v, patterns) for v in value]
+    if isinstance(value, dict):
+        return {k: scrub_personal_data(v, patterns) for k, v in value.items()}
+    return value
+
+
+def card_erase_personal_data(
+    *,
+    actor: Actor,
+    card: Card,
+    identifiers: Iterable[str] = (),
+    field_keys: Iterable[str] = (),
+    reason: str = "",
+) -> CardErasureResult:
+    """Erase personal data from `card`, in one transaction (LGPD/GDPR erasure or retention anonymisation).
+
+    - the values of its PII fields and of `field_keys` become "[erased]" (text fields) or are removed
+      (typed fields), and their files are deleted from storage after commit;
+    - every occurrence of those values and of `identifiers` in other values, the title, the requester
+      email and the card's notifications is replaced by the marker;
+    - the payloads of timeline events that held any of it are erased (digests stay, so the chain
+      verifies), and an "erased" event lists what was removed — never the values themselves.
+    Only pipe admins (and organization owners) or the system may do this."""
+    import re
+
+    from django.core.files.storage import default_storage
+
+    from .models import Notification
+    from .timeline import canonical, event_payload_erase
+
+    if actor.kind == ActorKind.AGENT:
+        raise _deny(_("Agents may not erase personal data."))
+    with transaction.atomic():
+        card = _lock(card, None)
+        if actor.kind == ActorKind.USER and not _access(actor, card.pipe).can_administer:
+            raise _deny(_("Only admins of %(pipe)s may erase personal data.") % {"pipe": card.pipe.name})
+        schema = _PipeSchema(card.pipe)
+        # A card's PII fields describe its subject: erasing only the field that matched would leave
+        # their phone, address or documents behind.
+        erase_keys = {k for k, f in schema.fields.items() if f.pii} | set(field_keys)
+        wanted = {str(i).strip() for i in identifiers if i is not None and str(i).strip()}
+        for key in erase_keys:
+            value = card.values.get(key)
+            items = value if isinstance(value, list) else [value]
+            f = schema.fields.get(key)
+            if f is not None and f.type == FieldType.ATTACHMENT:
+                continue  # file ids, not personal data; the files themselves go below
+            wanted |= {str(v).strip() for v in items if isinstance(v, str | int) and str(v).strip() != ERASED}
+        wanted = {w for w in wanted if len(w) >= 3}  # shorter strings would scrub unrelated text
+        patterns = [re.compile(re.escape(w), re.IGNORECASE) for w in sorted(wanted, key=len, reverse=True)]
+
+        files = [
+            cf
+            for cf in card.files.all()
+            if cf.field_key in erase_keys or any(p.search(cf.name) for p in patterns)
+        ]
+        file_ids = {cf.pk for cf in files}
+        values: dict[str, Any] = {}
+        erased_keys: list[str] = []
+        for key, value in card.values.items():
+            f = schema.fields.get(key)
+            if key in erase_keys:
+                if f is not None and f.type == FieldType.ATTACHMENT:
+                    kept = [i for i in (value or []) if i not in file_ids]
+                    if kept:
+                        values[key] = kept
+                elif f is None or f.type in _ERASED_AS_TEXT:
+                    values[key] = ERASED
+                erased_keys.append(key)
+                continue
+            if f is not None and f.type == FieldType.ATTACHMENT and isinstance(value, list):
+                value = [i for i in value if i not in file_ids] or None
+                if value is None:
+                    erased_keys.append(key)
+                    continue
+            scrubbed = scrub_personal_data(value, patterns)
+            if scrubbed != value:
+                erased_keys.append(key)
+            values[key] = scrubbed
+        card.values = values
+        card.title = scrub_personal_data(card.title, patterns)[:255]
+        if card.pipe.title_field in erase_keys:
+            card.title = ERASED
+        if card.requester_email and (
+            card.requester_email.strip().lower() in {w.lower() for w in wanted}
+            or any(p.search(card.requester_email) for p in patterns)
+        ):
+            card.requester_email = ""
+
+        erased_seqs: list[int] = []
+        for event in card.events.order_by("seq"):
+            if event.payload is None:
+                continue
+            touches = bool(set(event.field_keys or []) & erase_keys) or any(
+                p.search(canonical(event.payload).decode()) for p in patterns
+            )
+            if event.kind == EventKind.FILE_ADDED and any(
+                item.get("id") in file_ids for item in (event.payload or {}).get("files", [])
+            ):
+                touches = True
+            if touches and event_payload_erase(event):
+                erased_seqs.append(event.seq)
+
+        file_names = [cf.file.name for cf in files]
+        for cf in files:
+            cf.delete()
+        transaction.on_commit(lambda: [default_storage.delete(name) for name in file_names])
+        for note in Notification.objects.filter(card=card):
+            message = scrub_personal_data(note.message, patterns)
+            if message != note.message:
+                Notification.objects.filter(pk=note.pk).update(message=message)
+
+        event = _event(
+            card,
+            actor,
+            EventKind.ERASED,
+            {"fields": sorted(set(erased_keys)), "files": len(files), "events": erased_seqs},
+            reason=reason,
+            field_keys=sorted(set(erased_keys)),
+        )
+        _touch(card, "values", "title", "requester_email")
+        _announce_change(card, EventKind.ERASED, erased_keys)
+    return CardErasureResult(
+        card=card,
+        field_keys=sorted(set(erased_keys)),
+        file_names=file_names,
+        event_seqs=erased_seqs,
+        event=event,
+        identifiers=sorted(wanted),
+    )

@@ -150,3 +150,16 @@ def _verify_batch(cards: list[Card]) -> Iterator[TimelineBreak]:
         by_card[event.card_id].append(event)
     for card in cards:
         yield from verify_card(card, by_card[card.pk])
+
+
+def event_payload_erase(event: CardEvent) -> bool:
+    """Delete the payload and salt of `event`, keeping its digest and hash (personal data erasure).
+
+    The chain still verifies, the digest proves a payload existed, and without the salt nobody can
+    test a guessed value against it. Call while holding the card's row lock. Returns False when the
+    payload was already erased."""
+    if event.payload is None and not event.payload_salt:
+        return False
+    CardEvent.objects.filter(pk=event.pk).update(payload=None, payload_salt="")
+    event.payload, event.payload_salt = None, ""
+    return True

@@ -1,0 +1,487 @@
+"""The SLA report of a pipe for one month, computed in the database.
+
+A month is a calendar month in the organization's time zone. For each phase it counts the phase
+stays (PhaseEntry rows) that *ended* in the month: how many met the phase's SLA, and the median
+and 90th percentile time spent (linear interpolation, as PostgreSQL's percentile_cont). Stays
+still open at the end of the month (or now, for the current month) and already past their SLA
+are counted apart and listed with the late stays. End to end, it takes the cards that finished in
+the month: how many finished within the pipe's deadline, how many met every phase SLA on the
+way, and the median and 90th percentile time from creation to finish.
+
+On PostgreSQL every figure is one SQL aggregate (a million-card pipe answers in about a second;
+see bench/sla_report.py); elsewhere (SQLite) the same figures are computed in Python.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import math
+import zoneinfo
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from django.db import connection
+from django.utils import timezone
+from django.utils.translation import gettext as _
+
+from .models import Card, Phase, PhaseEntry, Pipe
+
+LATE_LIST_LIMIT = 200
+
+
+class MonthError(ValueError):
+    """A month that is not YYYY-MM."""
+
+
+@dataclass
+class PhaseFigures:
+    """One phase's figures for the month (times in seconds)."""
+
+    phase: Phase
+    stays: int = 0
+    met: int | None = None  # None when the phase has no SLA
+    median: float | None = None
+    p90: float | None = None
+    open_over: int = 0
+
+    @property
+    def sla_hours(self) -> int | None:
+        return self.phase.sla_hours
+
+    @property
+    def share(self) -> float | None:
+        """Share (0..1) of the month's stays that met the SLA."""
+        if self.met is None or not self.stays:
+            return None
+        return self.met / self.stays
+
+
+@dataclass
+class EndToEnd:
+    """Cards that finished in the month, from creation to finish (times in seconds)."""
+
+    finished: int = 0
+    within_deadline: int | None = None  # None when the pipe has no deadline
+    every_phase_met: int = 0
+    median: float | None = None
+    p90: float | None = None
+    deadline_days: int | None = None
+
+    @property
+    def deadline_share(self) -> float | None:
+        if self.within_deadline is None or not self.finished:
+            return None
+        return self.within_deadline / self.finished
+
+    @property
+    def phases_share(self) -> float | None:
+        return self.every_phase_met / self.finished if self.finished else None
+
+
+@dataclass
+class LateStay:
+    """A phase stay that passed its SLA: closed in the month, or still open at its end."""
+
+    card_id: int
+    reference: str
+    title: str
+    phase: Phase
+    entered_at: dt.datetime
+    left_at: dt.datetime | None
+    spent: float  # seconds in the phase (until the end of the month when still open)
+    over: float  # seconds past the SLA
+
+    @property
+    def is_open(self) -> bool:
+        return self.left_at is None
+
+
+@dataclass
+class SlaReport:
+    """The SLA report of `pipe` for the month starting at `start` (local midnight, stored UTC)."""
+
+    pipe: Pipe
+    month: dt.date
+    start: dt.datetime
+    end: dt.datetime
+    as_of: dt.datetime
+    phases: list[PhaseFigures]
+    end_to_end: EndToEnd
+    late: list[LateStay] = field(default_factory=list)
+    late_total: int = 0
+    engine: str = ""
+
+    @property
+    def month_label(self) -> str:
+        return self.month.strftime("%Y-%m")
+
+    @property
+    def stays(self) -> int:
+        return sum(p.stays for p in self.phases)
+
+    @property
+    def previous_month(self) -> str:
+        return (self.month - dt.timedelta(days=1)).strftime("%Y-%m")
+
+    @property
+    def next_month(self) -> str:
+        return (self.month + dt.timedelta(days=32)).replace(day=1).strftime("%Y-%m")
+
+
+def month_bounds(month: str | dt.date, tz: dt.tzinfo) -> tuple[dt.date, dt.datetime, dt.datetime]:
+    """The first day of `month` ("YYYY-MM") and its start and end as aware datetimes in `tz`."""
+    if isinstance(month, str):
+        try:
+            year, number = (int(part) for part in month.strip().split("-"))
+            first = dt.date(year, number, 1)
+        except (ValueError, TypeError):
+            raise MonthError(_("Choose a month as YYYY-MM, like 2026-03.")) from None
+    else:
+        first = month.replace(day=1)
+    following = (first + dt.timedelta(days=32)).replace(day=1)
+    start = dt.datetime.combine(first, dt.time(), tzinfo=tz)
+    end = dt.datetime.combine(following, dt.time(), tzinfo=tz)
+    return first, start.astimezone(dt.UTC), end.astimezone(dt.UTC)
+
+
+def percentile(sorted_values: Sequence[float], fraction: float) -> float | None:
+    """The `fraction` percentile of `sorted_values` with linear interpolation (PostgreSQL percentile_cont)."""
+    if not sorted_values:
+        return None
+    position = fraction * (len(sorted_values) - 1)
+    low, high = math.floor(position), math.ceil(position)
+    return sorted_values[low] + (sorted_values[high] - sorted_values[low]) * (position - low)
+
+
+def sla_report(
+    *, pipe: Pipe, month: str | dt.date, now: dt.datetime | None = None, late_limit: int = LATE_LIST_LIMIT
+) -> SlaReport:
+    """The SLA report of `pipe` for `month` (YYYY-MM in the organization's time zone)."""
+    tz = zoneinfo.ZoneInfo(pipe.organization.time_zone)
+    first, start, end = month_bounds(month, tz)
+    as_of = min(end, now or timezone.now())
+    phases = list(pipe.phases.order_by("position", "id"))
+    report = SlaReport(
+        pipe=pipe,
+        month=first,
+        start=start,
+        end=end,
+        as_of=as_of,
+        phases=[PhaseFigures(phase=p, met=0 if p.sla_hours else None) for p in phases if not p.is_final],
+        end_to_end=EndToEnd(deadline_days=pipe.expiration_days),
+        engine=connection.vendor,
+    )
+    if as_of <= start:
+        return report  # a month that has not begun
+    compute = _compute_sql if connection.vendor == "postgresql" else _compute_python
+    compute(report, late_limit)
+    report.late.sort(key=lambda s: s.over, reverse=True)
+    return report
+
+
+# ---------------------------------------------------------------- PostgreSQL: aggregates in SQL
+
+_T = {
+    "entry": PhaseEntry._meta.db_table,
+    "phase": Phase._meta.db_table,
+    "card": Card._meta.db_table,
+}
+
+_PHASE_SQL = """
+SELECT pe.phase_id,
+       count(*),
+       count(*) FILTER (WHERE pe.left_at - pe.entered_at <= make_interval(hours => ph.sla_hours)),
+       percentile_cont(0.5) WITHIN GROUP (ORDER BY EXTRACT(EPOCH FROM pe.left_at - pe.entered_at)),
+       percentile_cont(0.9) WITHIN GROUP (ORDER BY EXTRACT(EPOCH FROM pe.left_at - pe.entered_at))
+  FROM {entry} pe JOIN {phase} ph ON ph.id = pe.phase_id
+ WHERE ph.pipe_id = %(pipe)s AND NOT ph.is_final AND pe.left_at >= %(start)s AND pe.left_at < %(end)s
+ GROUP BY pe.phase_id
+"""
+
+# A stay is late when it closed in the month past its SLA, or is open at as_of past its SLA.
+_LATE_WHERE = """
+ ph.pipe_id = %(pipe)s AND NOT ph.is_final AND ph.sla_hours IS NOT NULL AND (
+   (pe.left_at >= %(start)s AND pe.left_at < %(end)s
+    AND pe.left_at - pe.entered_at > make_interval(hours => ph.sla_hours))
+   OR (pe.entered_at < %(as_of)s AND (pe.left_at IS NULL OR pe.left_at >= %(as_of)s)
+    AND pe.entered_at + make_interval(hours => ph.sla_hours) < %(as_of)s))
+"""
+
+_OPEN_OVER_SQL = """
+SELECT pe.phase_id, count(*)
+  FROM {entry} pe JOIN {phase} ph ON ph.id = pe.phase_id
+ WHERE ph.pipe_id = %(pipe)s AND NOT ph.is_final AND ph.sla_hours IS NOT NULL
+   AND pe.entered_at < %(as_of)s AND (pe.left_at IS NULL OR pe.left_at >= %(as_of)s)
+   AND pe.entered_at + make_interval(hours => ph.sla_hours) < %(as_of)s
+ GROUP BY pe.phase_id
+"""
+
+_LATE_SQL = (
+    """
+SELECT pe.card_id, pe.phase_id, pe.entered_at, CASE WHEN pe.left_at < %(as_of)s THEN pe.left_at END,
+       EXTRACT(EPOCH FROM LEAST(COALESCE(pe.left_at, %(as_of)s), %(as_of)s) - pe.entered_at) AS spent,
+       c.title
+  FROM {entry} pe JOIN {phase} ph ON ph.id = pe.phase_id JOIN {card} c ON c.id = pe.card_id
+ WHERE """
+    + _LATE_WHERE
+    + """
+ ORDER BY EXTRACT(EPOCH FROM LEAST(COALESCE(pe.left_at, %(as_of)s), %(as_of)s) - pe.entered_at)
+          - ph.sla_hours * 3600 DESC, pe.id
+ LIMIT %(limit)s
+"""
+)
+
+_LATE_COUNT_SQL = (
+    "SELECT count(*) FROM {entry} pe JOIN {phase} ph ON ph.id = pe.phase_id WHERE " + _LATE_WHERE
+)
+
+_END_TO_END_SQL = """
+SELECT count(*),
+       count(*) FILTER (WHERE c.finished_at - c.created_at <= make_interval(days => %(days)s)),
+       count(*) FILTER (WHERE NOT EXISTS (
+           SELECT 1 FROM {entry} pe JOIN {phase} ph ON ph.id = pe.phase_id
+            WHERE pe.card_id = c.id AND ph.sla_hours IS NOT NULL AND NOT ph.is_final
+              AND COALESCE(pe.left_at, c.finished_at) - pe.entered_at > make_interval(hours => ph.sla_hours))),
+       percentile_cont(0.5) WITHIN GROUP (ORDER BY EXTRACT(EPOCH FROM c.finished_at - c.created_at)),
+       percentile_cont(0.9) WITHIN GROUP (ORDER BY EXTRACT(EPOCH FROM c.finished_at - c.created_at))
+  FROM {card} c
+ WHERE c.pipe_id = %(pipe)s AND c.finished_at >= %(start)s AND c.finished_at < %(end)s
+"""
+
+
+def _float(value) -> float | None:
+    return None if value is None else float(value)
+
+
+def _compute_sql(report: SlaReport, late_limit: int) -> None:
+    params = {
+        "pipe": report.pipe.pk,
+        "start": report.start,
+        "end": report.end,
+        "as_of": report.as_of,
+        "days": report.pipe.expiration_days or 0,
+        "limit": late_limit,
+    }
+    by_phase = {f.phase.pk: f for f in report.phases}
+    with connection.cursor() as cursor:
+        cursor.execute(_PHASE_SQL.format(**_T), params)
+        for phase_id, stays, met, median, p90 in cursor.fetchall():
+            figures = by_phase.get(phase_id)
+            if figures is None:
+                continue
+            figures.stays, figures.median, figures.p90 = stays, _float(median), _float(p90)
+            figures.met = met if figures.phase.sla_hours else None
+        cursor.execute(_OPEN_OVER_SQL.format(**_T), params)
+        for phase_id, count in cursor.fetchall():
+            if phase_id in by_phase:
+                by_phase[phase_id].open_over = count
+        cursor.execute(_END_TO_END_SQL.format(**_T), params)
+        finished, within, every, median, p90 = cursor.fetchone()
+        e2e = report.end_to_end
+        e2e.finished, e2e.every_phase_met = finished, every
+        e2e.within_deadline = within if report.pipe.expiration_days else None
+        e2e.median, e2e.p90 = _float(median), _float(p90)
+        cursor.execute(_LATE_COUNT_SQL.format(**_T), params)
+        report.late_total = cursor.fetchone()[0]
+        cursor.execute(_LATE_SQL.format(**_T), params)
+        rows = cursor.fetchall()
+    phases = {f.phase.pk: f.phase for f in report.phases}
+    code = report.pipe.code
+    for card_id, phase_id, entered, left, spent, title in rows:
+        phase = phases[phase_id]
+        spent = float(spent)
+        report.late.append(
+            LateStay(
+                card_id=card_id,
+                reference=f"{code}-{card_id}",
+                title=title,
+                phase=phase,
+                entered_at=entered,
+                left_at=left,
+                spent=spent,
+                over=spent - phase.sla_hours * 3600,
+            )
+        )
+
+
+# ---------------------------------------------------------------- elsewhere: the same figures in Python
+
+
+def _compute_python(report: SlaReport, late_limit: int) -> None:
+    phases = {f.phase.pk: f for f in report.phases}
+    start, end, as_of = report.start, report.end, report.as_of
+    durations: dict[int, list[float]] = {pk: [] for pk in phases}
+    late: list[tuple[int, int, dt.datetime, dt.datetime | None, float]] = []
+    closed = PhaseEntry.objects.filter(phase_id__in=phases, left_at__gte=start, left_at__lt=end)
+    for card_id, phase_id, entered, left in closed.values_list(
+        "card_id", "phase_id", "entered_at", "left_at"
+    ):
+        spent = (left - entered).total_seconds()
+        durations[phase_id].append(spent)
+        sla = phases[phase_id].phase.sla_hours
+        if sla is not None:
+            if spent <= sla * 3600:
+                phases[phase_id].met += 1
+            else:
+                late.append((card_id, phase_id, entered, left if left < as_of else None, spent))
+    for pk, values in durations.items():
+        values.sort()
+        phases[pk].stays = len(values)
+        phases[pk].median, phases[pk].p90 = percentile(values, 0.5), percentile(values, 0.9)
+
+    with_sla = [pk for pk, f in phases.items() if f.phase.sla_hours is not None]
+    open_at_as_of = PhaseEntry.objects.filter(phase_id__in=with_sla, entered_at__lt=as_of).exclude(
+        left_at__lt=as_of
+    )
+    for card_id, phase_id, entered, left in open_at_as_of.values_list(
+        "card_id", "phase_id", "entered_at", "left_at"
+    ):
+        spent = (as_of - entered).total_seconds()
+        if spent > phases[phase_id].phase.sla_hours * 3600:
+            phases[phase_id].open_over += 1
+            if not (left is not None and start <= left < end):  # not already counted as closed late
+                late.append((card_id, phase_id, entered, None, spent))
+
+    e2e = report.end_to_end
+    finished = list(
+        Card.objects.filter(pipe=report.pipe, finished_at__gte=start, finished_at__lt=end).values_list(
+            "pk", "created_at", "finished_at"
+        )
+    )
+    missed: set[int] = set()
+    sla_of = {p.pk: p.sla_hours for p in report.pipe.phases.all() if p.sla_hours and not p.is_final}
+    for card_id, phase_id, entered, left, finished_at in PhaseEntry.objects.filter(
+        card_id__in=[pk for pk, _c, _f in finished], phase_id__in=sla_of
+    ).values_list("card_id", "phase_id", "entered_at", "left_at", "card__finished_at"):
+        if ((left or finished_at) - entered).total_seconds() > sla_of[phase_id] * 3600:
+            missed.add(card_id)
+    totals = sorted((f - c).total_seconds() for _pk, c, f in finished)
+    e2e.finished = len(finished)
+    e2e.every_phase_met = len(finished) - len(missed)
+    e2e.median, e2e.p90 = percentile(totals, 0.5), percentile(totals, 0.9)
+    if report.pipe.expiration_days:
+        limit = report.pipe.expiration_days * 86400
+        e2e.within_deadline = sum(1 for t in totals if t <= limit)
+
+    report.late_total = len(late)
+    late.sort(key=lambda row: row[4] - phases[row[1]].phase.sla_hours * 3600, reverse=True)
+    titles = dict(
+        Card.objects.filter(pk__in={row[0] for row in late[:late_limit]}).values_list("pk", "title")
+    )
+    code = report.pipe.code
+    for card_id, phase_id, entered, left, spent in late[:late_limit]:
+        phase = phases[phase_id].phase
+        report.late.append(
+            LateStay(
+                card_id=card_id,
+                reference=f"{code}-{card_id}",
+                title=titles.get(card_id, ""),
+                phase=phase,
+                entered_at=entered,
+                left_at=left,
+                spent=spent,
+                over=spent - phase.sla_hours * 3600,
+            )
+        )
+
+
+# ---------------------------------------------------------------- presentation helpers
+
+
+def hours(seconds: float | None) -> str:
+    """Seconds as hours with one decimal, for CSV."""
+    return "" if seconds is None else f"{seconds / 3600:.1f}"
+
+
+def duration_text(seconds: float | None) -> str:
+    """A short human duration: 45 min, 3 h 20 min, 2 d 4 h."""
+    if seconds is None:
+        return "—"
+    minutes = int(round(seconds / 60))
+    if minutes < 60:
+        return _("%(m)d min") % {"m": minutes}
+    h, m = divmod(minutes, 60)
+    if h < 24:
+        return _("%(h)d h %(m)02d min") % {"h": h, "m": m} if m else _("%(h)d h") % {"h": h}
+    d, h = divmod(h, 24)
+    return _("%(d)d d %(h)d h") % {"d": d, "h": h} if h else _("%(d)d d") % {"d": d}
+
+
+def write_summary_csv(report: SlaReport, out) -> None:
+    """The per-phase and end-to-end figures as CSV rows."""
+    writer = csv.writer(out)
+    writer.writerow(
+        [
+            _("Pipe"),
+            _("Month"),
+            _("Phase"),
+            _("SLA (h)"),
+            _("Stays ended"),
+            _("Met SLA"),
+            _("Share met (%)"),
+            _("Median (h)"),
+            _("P90 (h)"),
+            _("Open past SLA"),
+        ]
+    )
+    for f in report.phases:
+        writer.writerow(
+            [
+                report.pipe.name,
+                report.month_label,
+                f.phase.name,
+                f.sla_hours or "",
+                f.stays,
+                "" if f.met is None else f.met,
+                "" if f.share is None else f"{f.share * 100:.1f}",
+                hours(f.median),
+                hours(f.p90),
+                f.open_over,
+            ]
+        )
+    e2e = report.end_to_end
+    writer.writerow(
+        [
+            report.pipe.name,
+            report.month_label,
+            _("End to end (finished cards)"),
+            (e2e.deadline_days or 0) * 24 or "",
+            e2e.finished,
+            "" if e2e.within_deadline is None else e2e.within_deadline,
+            "" if e2e.deadline_share is None else f"{e2e.deadline_share * 100:.1f}",
+            hours(e2e.median),
+            hours(e2e.p90),
+            "",
+        ]
+    )
+
+
+def write_late_csv(rows: Iterable[LateStay], out, *, tz: dt.tzinfo, title_of=lambda stay: stay.title) -> None:
+    """The late stays as CSV rows, times in the organization's time zone."""
+    writer = csv.writer(out)
+    writer.writerow(
+        [
+            _("Card"),
+            _("Title"),
+            _("Phase"),
+            _("SLA (h)"),
+            _("Entered"),
+            _("Left"),
+            _("Time in phase (h)"),
+            _("Over SLA by (h)"),
+        ]
+    )
+    for stay in rows:
+        writer.writerow(
+            [
+                stay.reference,
+                title_of(stay),
+                stay.phase.name,
+                stay.phase.sla_hours,
+                stay.entered_at.astimezone(tz).strftime("%Y-%m-%d %H:%M"),
+                stay.left_at.astimezone(tz).strftime("%Y-%m-%d %H:%M") if stay.left_at else _("still open"),
+                hours(stay.spent),
+                hours(stay.over),
+            ]
+        )
