@@ -1,0 +1,102 @@
+"""Emails to requesters: when a request is submitted (reference and tracking link), and when the
+status requesters see changes (a card moved to a phase with another requester status).
+
+Sent through Django's email backend (console by default, SMTP when EMAIL_HOST is set). The status
+email listens to pipes.hooks.card_changed; importing this module connects it (PipesConfig.ready
+should import it so workers that never load the URLconf send it too).
+"""
+
+from __future__ import annotations
+
+import logging
+
+from django.conf import settings
+from django.core.mail import EmailMessage
+from django.template.loader import render_to_string
+from django.urls import reverse
+from django.utils import translation
+from django.utils.translation import gettext as _
+
+from . import hooks
+from .choices import EventKind
+from .fieldtypes import is_filled
+from .models import Card
+from .portal_selectors import requester_editable_fields, requester_status
+
+log = logging.getLogger(__name__)
+
+
+def tracking_url(card: Card) -> str:
+    return settings.SITE_URL + reverse("portal:tracking", args=[card.tracking_token])
+
+
+def request_url(card: Card) -> str:
+    """The requester's own page of the card (signed-in requesters), else the tracking page."""
+    if card.created_by_id:
+        return settings.SITE_URL + reverse("portal:request", args=[card.pk])
+    return tracking_url(card)
+
+
+def _send(card: Card, subject: str, template: str, context: dict) -> bool:
+    if not card.requester_email:
+        return False
+    body = render_to_string(
+        template,
+        {
+            "card": card,
+            "reference": card.reference,
+            "pipe_name": card.pipe.name,
+            "organization": card.pipe.organization.name,
+            "tracking_url": tracking_url(card),
+            "request_url": request_url(card),
+            **context,
+        },
+    )
+    message = EmailMessage(subject=subject, body=body, to=[card.requester_email])
+    try:
+        message.send()
+    except Exception:  # a mail server hiccup must not undo or fail the change that caused it
+        log.exception("could not email the requester of card %s", card.pk)
+        return False
+    return True
+
+
+def send_submission_email(card: Card) -> bool:
+    """Tell the requester their request arrived: reference, status and tracking link."""
+    with translation.override(settings.LANGUAGE_CODE):
+        subject = _("[%(ref)s] We received your request") % {"ref": card.reference}
+        return _send(card, subject, "portal/email/submitted.txt", {"status": requester_status(card.phase)})
+
+
+def send_status_email(card: Card, *, status: str) -> bool:
+    with translation.override(settings.LANGUAGE_CODE):
+        subject = _("[%(ref)s] Your request is now: %(status)s") % {"ref": card.reference, "status": status}
+        needed = [
+            f.label for f in requester_editable_fields(card) if not is_filled(f, card.values.get(f.key))
+        ]
+        return _send(card, subject, "portal/email/status.txt", {"status": status, "needed": needed})
+
+
+def on_card_changed(sender, *, card_id: int, kind: str, **kwargs) -> None:
+    """After a move, email the requester when the status they see is different from before."""
+    if kind != EventKind.MOVED:
+        return
+    try:
+        card = Card.objects.select_related("pipe__organization", "phase").filter(pk=card_id).first()
+        if card is None or not card.requester_email:
+            return
+        moved = card.events.filter(kind=EventKind.MOVED).order_by("-seq").first()
+        if moved is None:
+            return
+        phases = {p.key: p for p in card.pipe.phases.all()}
+        source = phases.get((moved.payload or {}).get("from"))
+        target = phases.get((moved.payload or {}).get("to"), card.phase)
+        status = requester_status(target)
+        if source is not None and requester_status(source) == status:
+            return  # an internal step: the requester's view did not change
+        send_status_email(card, status=status)
+    except Exception:
+        log.exception("status email for card %s failed", card_id)
+
+
+hooks.card_changed.connect(on_card_changed, dispatch_uid="pipes.portal_mail.status")
