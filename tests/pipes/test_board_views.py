@@ -1,0 +1,529 @@
+"""The board's pages and HTMX endpoints through real URLs: permissions per role, moves and their
+gate failures, in-place edits, comments with mentions, files, filters, live changes and query counts."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+
+import pytest
+from django.core import mail
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
+from django.utils import timezone
+
+from pipes.models import Card, CardFile, Label, Notification
+from pipes.services import Actor, card_assign, card_attach_files, card_create, card_set_labels, card_update_fields
+from tests.personas import good_start_values
+
+PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
+PDF = b"%PDF-1.4\n%test\n"
+
+ROLES = ("owner", "admin", "member", "reviewer", "viewer", "requester", "outsider")
+WORKERS = {"owner", "admin", "member"}
+SEERS = WORKERS | {"reviewer", "viewer"}
+
+
+def new_card(world, **values) -> Card:
+    return card_create(actor=Actor.for_user(world.member), pipe=world.pipe, values=good_start_values(**values))
+
+
+def login(client, user):
+    client.force_login(user)
+    return client
+
+
+def hx(**extra):
+    return {"HTTP_HX_REQUEST": "true", **extra}
+
+
+# ---------------------------------------------------------------- permissions, endpoint × role
+
+
+def _endpoints(world, card, media_file):
+    p, c = world.pipe.pk, card.pk
+    triage, approval = world.phase("triage"), world.phase("approval")
+    return {
+        "board": ("get", reverse("board", args=[p]), {}),
+        "card_detail": ("get", reverse("card_detail", args=[p, c]), {}),
+        "column_more": ("get", reverse("column_more", args=[p, triage.pk]) + "?offset=0", {}),
+        "changes": ("get", reverse("board_changes", args=[p]) + "?since=2020-01-01T00:00:00%2B00:00", {}),
+        "move": ("post", reverse("card_move", args=[p, c]), {"to_phase": approval.pk}),
+        "field_form": ("get", reverse("card_field", args=[p, c, "category"]), {}),
+        "field_save": ("post", reverse("card_field", args=[p, c, "category"]), {"value": "Software"}),
+        "assign": ("post", reverse("card_assign", args=[p, c]), {"assignees": [world.member.pk]}),
+        "labels": ("post", reverse("card_labels", args=[p, c]), {"labels": []}),
+        "due": ("post", reverse("card_due", args=[p, c]), {"due_at": "2030-01-01T10:00"}),
+        "comment": ("post", reverse("card_comment", args=[p, c]), {"text": "Looks fine"}),
+        "attach": ("post", reverse("card_attach", args=[p, c]), {"files": None}),
+        "file": ("get", reverse("card_file", args=[p, c, media_file.pk]), {}),
+    }
+
+
+# What each role gets from each endpoint (the board page sends requesters to the portal).
+EXPECTED = {
+    "board": {**dict.fromkeys(SEERS, 200), "requester": 302, "outsider": 404},
+    "card_detail": {**dict.fromkeys(SEERS, 200), "requester": 403, "outsider": 404},  # the HTMX panel
+    "column_more": {**dict.fromkeys(SEERS, 200), "requester": 403, "outsider": 404},
+    "changes": {**dict.fromkeys(SEERS, 200), "requester": 403, "outsider": 404},
+    "move": {**dict.fromkeys(WORKERS, 422), "reviewer": 403, "viewer": 403, "requester": 403, "outsider": 404},
+    "field_form": {**dict.fromkeys(WORKERS, 200), "reviewer": 403, "viewer": 403, "requester": 403, "outsider": 404},
+    "field_save": {**dict.fromkeys(WORKERS, 200), "reviewer": 403, "viewer": 403, "requester": 403, "outsider": 404},
+    "assign": {**dict.fromkeys(WORKERS, 200), "reviewer": 403, "viewer": 403, "requester": 403, "outsider": 404},
+    "labels": {**dict.fromkeys(WORKERS, 200), "reviewer": 403, "viewer": 403, "requester": 403, "outsider": 404},
+    "due": {**dict.fromkeys(WORKERS, 200), "reviewer": 403, "viewer": 403, "requester": 403, "outsider": 404},
+    "comment": {**dict.fromkeys(WORKERS, 200), "reviewer": 200, "viewer": 403, "requester": 403, "outsider": 404},
+    "attach": {**dict.fromkeys(WORKERS, 200), "reviewer": 403, "viewer": 403, "requester": 403, "outsider": 404},
+    "file": {**dict.fromkeys(SEERS, 200), "requester": 403, "outsider": 404},
+}
+
+
+@pytest.mark.parametrize("endpoint", sorted(EXPECTED))
+@pytest.mark.parametrize("role", ROLES)
+def test_it_checks_the_role_on_every_endpoint(client, world, media_root, endpoint, role):
+    card = new_card(world)  # in triage without a category: moving it forward fails the gate (422)
+    [media_file] = card_attach_files(
+        actor=Actor.for_user(world.member), card=card, uploads=[SimpleUploadedFile("q.pdf", PDF)]
+    )
+    method, url, data = _endpoints(world, card, media_file)[endpoint]
+    if endpoint == "attach":
+        data = {"files": SimpleUploadedFile("more.pdf", PDF)}
+    login(client, getattr(world, role))
+    headers = {} if endpoint == "board" else hx()  # the board is a page; the rest are HTMX requests
+    response = getattr(client, method)(url, data, **headers)
+    expected = EXPECTED[endpoint][role]
+    assert response.status_code == expected, (endpoint, role, response.status_code)
+    if expected == 302:
+        assert response["Location"] == "/portal/"
+
+
+def test_it_sends_anonymous_people_to_the_login(client, world):
+    response = client.get(reverse("board", args=[world.pipe.pk]))
+    assert response.status_code == 302 and "/accounts/login/" in response["Location"]
+
+
+def test_it_shows_no_move_controls_to_viewers_and_reviewers(client, world):
+    new_card(world)
+    for user in (world.viewer, world.reviewer):
+        html = login(client, user).get(reverse("board", args=[world.pipe.pk])).content.decode()
+        assert 'data-can-move="0"' in html
+        assert "data-move-menu" not in html
+        assert "View only" in html
+    html = login(client, world.member).get(reverse("board", args=[world.pipe.pk])).content.decode()
+    assert 'data-can-move="1"' in html and "data-move-menu" in html
+
+
+# ---------------------------------------------------------------- home
+
+
+def test_it_lists_pipes_by_organization_with_open_and_late_counts(client, world):
+    late = new_card(world, item="Old request")
+    new_card(world, item="New request")
+    Card.objects.filter(pk=late.pk).update(phase_entered_at=timezone.now() - dt.timedelta(hours=30))
+    html = login(client, world.member).get("/").content.decode()
+    assert "Acme" in html and "Purchase requests" in html
+    assert re.search(r"<b>2</b>\s*open", html)
+    assert re.search(r"<b>1</b>\s*late", html)
+
+
+def test_it_tells_a_person_without_pipes_what_to_do(client, world):
+    html = login(client, world.requester).get("/").content.decode()
+    assert "You take part in no pipe yet" in html and "/portal/" in html
+
+
+# ---------------------------------------------------------------- board
+
+
+def test_it_renders_columns_with_counts_sla_and_final_phases(client, world):
+    new_card(world, item="Chair")
+    html = login(client, world.member).get(reverse("board", args=[world.pipe.pk])).content.decode()
+    assert html.index("Triage") < html.index("Approval") < html.index("Purchased")
+    assert "SLA 24 h" in html and "SLA 2 days" in html
+    assert html.count("column column-final") == 2
+    assert "Chair" in html and "BRL 4,500.00" in html
+
+
+def test_it_shows_the_wip_limit_and_warns_when_reached(client, world):
+    approval = world.phase("approval")
+    approval.wip_limit, approval.wip_blocks = 1, True
+    approval.save()
+    card = new_card(world)
+    card_update_fields(actor=Actor.system(), card=card, values={"category": "Hardware"})
+    from pipes.services import card_move
+
+    card_move(actor=Actor.system(), card=card, to_phase=approval)
+    html = login(client, world.member).get(reverse("board", args=[world.pipe.pk])).content.decode()
+    assert "WIP 1/1" in html and "Limit reached: no more cards can move in." in html
+
+
+def test_it_masks_pii_for_people_who_may_not_see_it(client, world):
+    world.pipe.key_fields = ["requester_email"]
+    world.pipe.save()
+    card = new_card(world, requester_email="joana@empresa.com")
+    html = login(client, world.viewer).get(reverse("card_detail", args=[world.pipe.pk, card.pk])).content.decode()
+    assert "joana@empresa.com" not in html
+    assert "j***@e***.com" in html
+    html = login(client, world.member).get(reverse("card_detail", args=[world.pipe.pk, card.pk])).content.decode()
+    assert "joana@empresa.com" in html
+
+
+def test_it_does_not_find_cards_by_pii_the_viewer_may_not_see(client, world):
+    new_card(world, requester_email="joana@empresa.com")
+    url = reverse("board", args=[world.pipe.pk]) + "?q=joana"
+    assert 'id="card-' not in login(client, world.viewer).get(url).content.decode()
+    assert 'id="card-' in login(client, world.member).get(url).content.decode()
+
+
+def test_it_explains_an_empty_board(client, world):
+    html = login(client, world.member).get(reverse("board", args=[world.pipe.pk])).content.decode()
+    assert "No cards yet." in html and "start form" in html
+
+
+# ---------------------------------------------------------------- filters
+
+
+def _shown(client, world, query: str) -> set[str]:
+    html = client.get(reverse("board", args=[world.pipe.pk]) + query).content.decode()
+    return set(re.findall(r'class="card-title"[^>]*>([^<]+)</a>', html))
+
+
+def test_it_filters_by_text_in_title_and_field_values(client, world):
+    new_card(world, item="Laptop")
+    chair = new_card(world, item="Chair")
+    card_update_fields(actor=Actor.system(), card=chair, values={"cost_center": "CC-777"})
+    login(client, world.member)
+    assert _shown(client, world, "?q=lapt") == {"Laptop"}
+    assert _shown(client, world, "?q=cc-777") == {"Chair"}
+
+
+def test_it_filters_by_assignee_including_me(client, world):
+    mine = new_card(world, item="Mine")
+    theirs = new_card(world, item="Theirs")
+    card_assign(actor=Actor.system(), card=mine, users=[world.member])
+    card_assign(actor=Actor.system(), card=theirs, users=[world.admin])
+    login(client, world.member)
+    assert _shown(client, world, "?assignee=me") == {"Mine"}
+    assert _shown(client, world, f"?assignee={world.admin.pk}") == {"Theirs"}
+
+
+def test_it_filters_by_label_late_overdue_and_created_range(client, world):
+    labeled = new_card(world, item="Labeled")
+    late = new_card(world, item="Late")
+    overdue = new_card(world, item="Overdue")
+    old = new_card(world, item="Old")
+    card_set_labels(actor=Actor.system(), card=labeled, labels=[Label.objects.get(name="Priority")])
+    Card.objects.filter(pk=late.pk).update(phase_entered_at=timezone.now() - dt.timedelta(hours=25))
+    Card.objects.filter(pk=overdue.pk).update(due_at=timezone.now() - dt.timedelta(minutes=5))
+    Card.objects.filter(pk=old.pk).update(created_at=timezone.now() - dt.timedelta(days=40))
+    login(client, world.member)
+    label = Label.objects.get(name="Priority")
+    assert _shown(client, world, f"?label={label.pk}") == {"Labeled"}
+    assert _shown(client, world, "?late=1") == {"Late"}
+    assert _shown(client, world, "?overdue=1") == {"Overdue"}
+    day = (timezone.localdate() - dt.timedelta(days=40)).isoformat()
+    assert _shown(client, world, f"?created_from={day}&created_to={day}") == {"Old"}
+    assert "Old" not in _shown(client, world, f"?created_from={timezone.localdate().isoformat()}")
+
+
+def test_it_keeps_filters_in_card_links(client, world):
+    card_assign(actor=Actor.system(), card=new_card(world), users=[world.member])
+    html = login(client, world.member).get(reverse("board", args=[world.pipe.pk]) + "?assignee=me").content.decode()
+    assert re.search(r'href="/pipes/\d+/cards/\d+/\?assignee=me"', html)
+
+
+# ---------------------------------------------------------------- moves
+
+
+def _move(client, world, card, phase_key, version=None):
+    data = {"to_phase": world.phase(phase_key).pk}
+    if version is not None:
+        data["expected_version"] = version
+    return client.post(reverse("card_move", args=[world.pipe.pk, card.pk]), data, **hx())
+
+
+def test_it_moves_a_card_and_updates_both_column_counts(client, world):
+    card = new_card(world)
+    card_update_fields(actor=Actor.system(), card=card, values={"category": "Hardware"})
+    card.refresh_from_db()
+    response = _move(login(client, world.member), world, card, "approval", card.version)
+    assert response.status_code == 200
+    card.refresh_from_db()
+    assert card.phase.key == "approval"
+    html = response.content.decode()
+    assert f'id="card-{card.pk}"' in html and f'data-version="{card.version}"' in html
+    for key in ("triage", "approval"):
+        assert f'id="col-head-{world.phase(key).pk}" hx-swap-oob="true"' in html
+
+
+def test_it_names_the_missing_fields_when_the_gate_refuses(client, world):
+    card = new_card(world)
+    response = _move(login(client, world.member), world, card, "approval", card.version)
+    assert response.status_code == 422
+    html = response.content.decode()
+    assert "Not moved to Approval." in html and "<b>Category</b>" in html
+    assert f"/pipes/{world.pipe.pk}/cards/{card.pk}/?focus=category" in html
+    card.refresh_from_db()
+    assert card.phase.key == "triage"
+
+
+def test_it_says_when_a_transition_is_not_allowed(client, world):
+    card = new_card(world)
+    card_update_fields(actor=Actor.system(), card=card, values={"category": "Hardware"})
+    response = _move(login(client, world.member), world, card, "done")
+    assert response.status_code == 422
+    assert "From Triage a card may only move to: Approval, Rejected." in response.content.decode()
+
+
+def test_it_refuses_a_move_on_a_stale_version(client, world):
+    card = new_card(world)
+    stale = card.version
+    card_update_fields(actor=Actor.system(), card=card, values={"category": "Hardware"})
+    response = _move(login(client, world.member), world, card, "approval", stale)
+    assert response.status_code == 409
+    assert "Someone else changed this card" in response.content.decode()
+
+
+def test_it_refuses_a_phase_of_another_pipe(client, world):
+    from tests.personas import build_purchase_pipe
+
+    other = build_purchase_pipe(world.org, slug="other", code="OT")
+    card = new_card(world)
+    response = login(client, world.member).post(
+        reverse("card_move", args=[world.pipe.pk, card.pk]), {"to_phase": other.phases.first().pk}, **hx()
+    )
+    assert response.status_code == 404
+
+
+# ---------------------------------------------------------------- the side panel
+
+
+def test_it_opens_the_card_panel_as_a_page_and_as_a_fragment(client, world):
+    card = new_card(world, item="Desk")
+    login(client, world.member)
+    url = reverse("card_detail", args=[world.pipe.pk, card.pk])
+    page = client.get(url).content.decode()
+    assert "<html" in page and 'id="panel"' in page and "Desk" in page and "Start form" in page
+    fragment = client.get(url, **hx()).content.decode()
+    assert "<html" not in fragment and 'class="panel-card"' in fragment
+
+
+def test_it_opens_the_panel_at_the_requested_fields(client, world):
+    card = new_card(world)
+    url = reverse("card_detail", args=[world.pipe.pk, card.pk]) + "?focus=category"
+    html = login(client, world.member).get(url, **hx()).content.decode()
+    assert re.search(r'<form class="field-row field-form[^"]*" id="field-category" data-focus', html)
+
+
+def test_it_saves_a_field_in_place(client, world):
+    card = new_card(world)
+    login(client, world.member)
+    response = client.post(
+        reverse("card_field", args=[world.pipe.pk, card.pk, "category"]),
+        {"value": "Software", "expected_version": card.version},
+        **hx(),
+    )
+    assert response.status_code == 200
+    card.refresh_from_db()
+    assert card.values["category"] == "Software"
+    html = response.content.decode()
+    assert 'class="panel-card"' in html and f'id="card-{card.pk}"' in html and 'hx-swap-oob="outerHTML"' in html
+
+
+def test_it_shows_a_field_error_at_the_field(client, world):
+    card = new_card(world)
+    response = login(client, world.member).post(
+        reverse("card_field", args=[world.pipe.pk, card.pk, "cost_center"]), {"value": "nope"}, **hx()
+    )
+    assert response.status_code == 422
+    assert response["HX-Retarget"] == "#field-cost_center"
+    html = response.content.decode()
+    assert "Use the form CC-123." in html and 'value="nope"' in html
+
+
+def test_it_assigns_labels_and_sets_the_due_date(client, world):
+    card = new_card(world)
+    login(client, world.member)
+    label = Label.objects.get(name="Priority")
+    p, c = world.pipe.pk, card.pk
+    assert client.post(reverse("card_assign", args=[p, c]), {"assignees": [world.admin.pk]}, **hx()).status_code == 200
+    assert client.post(reverse("card_labels", args=[p, c]), {"labels": [label.pk]}, **hx()).status_code == 200
+    assert client.post(reverse("card_due", args=[p, c]), {"due_at": "2030-05-01T17:30"}, **hx()).status_code == 200
+    card.refresh_from_db()
+    assert list(card.assignees.all()) == [world.admin]
+    assert list(card.labels.all()) == [label]
+    assert timezone.localtime(card.due_at, timezone.get_fixed_timezone(-180)).hour == 17  # São Paulo time
+
+
+def test_it_refuses_an_assignee_outside_the_pipe(client, world):
+    card = new_card(world)
+    response = login(client, world.member).post(
+        reverse("card_assign", args=[world.pipe.pk, card.pk]), {"assignees": [world.outsider.pk]}, **hx()
+    )
+    assert response.status_code == 422
+    assert not card.assignees.exists()
+
+
+def test_it_notifies_people_mentioned_in_a_comment(client, world, settings):
+    settings.ALLOWED_HOSTS = ["trilho.example"]
+    card = new_card(world)
+    response = login(client, world.member).post(
+        reverse("card_comment", args=[world.pipe.pk, card.pk]),
+        {"text": "@admin please check, and @nobody too"},
+        **hx(HTTP_HOST="trilho.example"),
+    )
+    assert response.status_code == 200
+    note = Notification.objects.get()
+    assert note.user == world.admin and note.card == card
+    assert note.url == f"/pipes/{world.pipe.pk}/cards/{card.pk}/"
+    assert len(mail.outbox) == 1 and mail.outbox[0].to == ["admin@example.com"]
+    assert f"http://trilho.example/pipes/{world.pipe.pk}/cards/{card.pk}/" in mail.outbox[0].body
+    assert '<span class="mention">@admin</span>' in response.content.decode()
+    event = card.events.get(kind="commented")
+    assert event.payload["mentions"] == [world.admin.pk]
+
+
+def test_it_shows_the_timeline_with_actor_and_time(client, world):
+    card = new_card(world)
+    card_update_fields(actor=Actor.for_user(world.admin), card=card, values={"category": "Hardware"})
+    html = login(client, world.member).get(reverse("card_detail", args=[world.pipe.pk, card.pk]), **hx()).content.decode()
+    assert "created the card in Triage" in html
+    assert "changed Category: Hardware" in html and "<strong>Admin</strong>" in html
+
+
+# ---------------------------------------------------------------- files
+
+
+def test_it_uploads_and_serves_files_as_downloads(client, world, media_root):
+    card = new_card(world)
+    login(client, world.member)
+    response = client.post(
+        reverse("card_attach", args=[world.pipe.pk, card.pk]), {"files": SimpleUploadedFile("quote.pdf", PDF)}, **hx()
+    )
+    assert response.status_code == 200 and "quote.pdf" in response.content.decode()
+    card_file = CardFile.objects.get(card=card)
+    url = reverse("card_file", args=[world.pipe.pk, card.pk, card_file.pk])
+    download = client.get(url + "?inline=1")  # a PDF is never shown inline
+    assert download["Content-Disposition"].startswith("attachment;")
+    assert download["X-Content-Type-Options"] == "nosniff"
+    assert b"".join(download.streaming_content) == PDF
+
+
+def test_it_previews_only_safe_images_inline(client, world, media_root):
+    card = new_card(world)
+    [image] = card_attach_files(
+        actor=Actor.for_user(world.member), card=card, uploads=[SimpleUploadedFile("shot.png", PNG)]
+    )
+    url = reverse("card_file", args=[world.pipe.pk, card.pk, image.pk])
+    login(client, world.member)
+    inline = client.get(url + "?inline=1")
+    assert inline["Content-Disposition"].startswith("inline;") and inline["Content-Type"] == "image/png"
+    assert inline["X-Content-Type-Options"] == "nosniff"
+    assert client.get(url)["Content-Disposition"].startswith("attachment;")
+
+
+def test_it_refuses_files_of_another_card(client, world, media_root):
+    card, other = new_card(world), new_card(world)
+    [image] = card_attach_files(
+        actor=Actor.for_user(world.member), card=other, uploads=[SimpleUploadedFile("shot.png", PNG)]
+    )
+    url = reverse("card_file", args=[world.pipe.pk, card.pk, image.pk])
+    assert login(client, world.member).get(url).status_code == 404
+
+
+# ---------------------------------------------------------------- scale and live
+
+
+def test_it_loads_more_cards_of_a_column(client, world):
+    for i in range(30):
+        new_card(world, item=f"Item {i:02d}")
+    login(client, world.member)
+    board = client.get(reverse("board", args=[world.pipe.pk])).content.decode()
+    assert board.count('class="card-title"') == 25 and "Load more" in board
+    more = client.get(reverse("column_more", args=[world.pipe.pk, world.phase("triage").pk]) + "?offset=25", **hx())
+    html = more.content.decode()
+    assert html.count('class="card-title"') == 5 and "Item 00" in html and "Load more" not in html
+
+
+def test_it_reports_cards_changed_since_a_moment(client, world):
+    before = new_card(world, item="Before")
+    since = timezone.now()
+    changed = new_card(world, item="Changed")
+    login(client, world.member)
+    url = reverse("board_changes", args=[world.pipe.pk])
+    html = client.get(url, {"since": since.isoformat()}, **hx()).content.decode()
+    assert f'id="card-{changed.pk}"' in html and f'id="card-{before.pk}"' not in html
+    assert f'id="col-head-{world.phase("triage").pk}"' in html
+    quiet = client.get(url, {"since": timezone.now().isoformat()}, **hx()).content.decode()
+    assert 'id="card-' not in quiet and "col-head" not in quiet
+
+
+def test_it_tells_the_board_to_drop_cards_that_no_longer_match(client, world):
+    card = new_card(world, item="Mine")
+    card_assign(actor=Actor.system(), card=card, users=[world.member])
+    since = timezone.now()
+    card_assign(actor=Actor.system(), card=card, users=[])
+    login(client, world.member)
+    url = reverse("board_changes", args=[world.pipe.pk])
+    html = client.get(url, {"since": since.isoformat(), "assignee": "me"}, **hx()).content.decode()
+    assert f'data-removed="{card.pk}"' in html
+
+
+def bulk_cards(world, n: int) -> None:
+    """`n` cards spread over every phase, with assignees and labels (test data set up in bulk)."""
+    phases = list(world.pipe.phases.all())
+    now = timezone.now()
+    cards = Card.objects.bulk_create(
+        [
+            Card(
+                pipe=world.pipe,
+                phase=phases[i % len(phases)],
+                title=f"Bulk {i}",
+                values={"item": f"Bulk {i}", "amount": {"amount": "10.00", "currency": "BRL"}, "category": "Hardware"},
+                created_at=now - dt.timedelta(minutes=i),
+                updated_at=now,
+                phase_entered_at=now - dt.timedelta(hours=i % 50),
+            )
+            for i in range(n)
+        ],
+        batch_size=1000,
+    )
+    label = Label.objects.get(name="Priority")
+    Card.assignees.through.objects.bulk_create(
+        [Card.assignees.through(card_id=c.pk, user_id=world.member.pk) for c in cards[::3]], batch_size=1000
+    )
+    Card.labels.through.objects.bulk_create(
+        [Card.labels.through(card_id=c.pk, label_id=label.pk) for c in cards[::4]], batch_size=1000
+    )
+
+
+BOARD_QUERY_BOUND = 16
+
+
+@pytest.mark.parametrize("n", [100, 5000])
+def test_it_renders_the_board_in_constant_queries(client, world, django_assert_max_num_queries, n):
+    bulk_cards(world, n)
+    login(client, world.member)
+    url = reverse("board", args=[world.pipe.pk])
+    client.get(url)  # warm the session's time zone
+    with django_assert_max_num_queries(BOARD_QUERY_BOUND):
+        response = client.get(url)
+    assert response.status_code == 200
+    assert response.content.decode().count('class="card-title"') == 25 * world.pipe.phases.count()
+
+
+def test_it_uses_the_same_queries_for_a_filtered_board_whatever_the_phases(client, world):
+    bulk_cards(world, 200)
+    login(client, world.member)
+    url = reverse("board", args=[world.pipe.pk]) + "?q=bulk&assignee=me&late=1&overdue="
+    client.get(url)
+    with CaptureQueriesContext(connection) as few:
+        client.get(url)
+    from pipes.models import Phase
+
+    for i in range(6):
+        Phase.objects.create(pipe=world.pipe, name=f"Extra {i}", key=f"extra-{i}", position=10 + i, sla_hours=5)
+    with CaptureQueriesContext(connection) as many:
+        client.get(url)
+    assert len(many) == len(few) <= BOARD_QUERY_BOUND
