@@ -352,13 +352,11 @@ def board_columns(*, schema: BoardSchema, filters: BoardFilters, limit: int = PA
     """Every phase with its counts and first `limit` cards (newest first), in constant queries."""
     counts = board_counts(schema=schema, filters=filters)
     fq = schema.filter_q(filters)
-    cards = Card.objects.filter(pipe=schema.pipe)
+    cards = _tile_queryset(schema).filter(pipe=schema.pipe)
     if fq is not None:
         cards = cards.filter(fq)
     ranked = (
-        _tile_queryset(schema)
-        .filter(pk__in=cards.values("pk"))
-        .annotate(
+        cards.annotate(
             rank=Window(
                 RowNumber(), partition_by=[F("phase_id")], order_by=[F("created_at").desc(), F("id").desc()]
             )

@@ -15,7 +15,14 @@ from django.urls import reverse
 from django.utils import timezone
 
 from pipes.models import Card, CardFile, Label, Notification
-from pipes.services import Actor, card_assign, card_attach_files, card_create, card_set_labels, card_update_fields
+from pipes.services import (
+    Actor,
+    card_assign,
+    card_attach_files,
+    card_create,
+    card_set_labels,
+    card_update_fields,
+)
 from tests.personas import good_start_values
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
@@ -27,7 +34,9 @@ SEERS = WORKERS | {"reviewer", "viewer"}
 
 
 def new_card(world, **values) -> Card:
-    return card_create(actor=Actor.for_user(world.member), pipe=world.pipe, values=good_start_values(**values))
+    return card_create(
+        actor=Actor.for_user(world.member), pipe=world.pipe, values=good_start_values(**values)
+    )
 
 
 def login(client, user):
@@ -68,14 +77,56 @@ EXPECTED = {
     "card_detail": {**dict.fromkeys(SEERS, 200), "requester": 403, "outsider": 404},  # the HTMX panel
     "column_more": {**dict.fromkeys(SEERS, 200), "requester": 403, "outsider": 404},
     "changes": {**dict.fromkeys(SEERS, 200), "requester": 403, "outsider": 404},
-    "move": {**dict.fromkeys(WORKERS, 422), "reviewer": 403, "viewer": 403, "requester": 403, "outsider": 404},
-    "field_form": {**dict.fromkeys(WORKERS, 200), "reviewer": 403, "viewer": 403, "requester": 403, "outsider": 404},
-    "field_save": {**dict.fromkeys(WORKERS, 200), "reviewer": 403, "viewer": 403, "requester": 403, "outsider": 404},
-    "assign": {**dict.fromkeys(WORKERS, 200), "reviewer": 403, "viewer": 403, "requester": 403, "outsider": 404},
-    "labels": {**dict.fromkeys(WORKERS, 200), "reviewer": 403, "viewer": 403, "requester": 403, "outsider": 404},
+    "move": {
+        **dict.fromkeys(WORKERS, 422),
+        "reviewer": 403,
+        "viewer": 403,
+        "requester": 403,
+        "outsider": 404,
+    },
+    "field_form": {
+        **dict.fromkeys(WORKERS, 200),
+        "reviewer": 403,
+        "viewer": 403,
+        "requester": 403,
+        "outsider": 404,
+    },
+    "field_save": {
+        **dict.fromkeys(WORKERS, 200),
+        "reviewer": 403,
+        "viewer": 403,
+        "requester": 403,
+        "outsider": 404,
+    },
+    "assign": {
+        **dict.fromkeys(WORKERS, 200),
+        "reviewer": 403,
+        "viewer": 403,
+        "requester": 403,
+        "outsider": 404,
+    },
+    "labels": {
+        **dict.fromkeys(WORKERS, 200),
+        "reviewer": 403,
+        "viewer": 403,
+        "requester": 403,
+        "outsider": 404,
+    },
     "due": {**dict.fromkeys(WORKERS, 200), "reviewer": 403, "viewer": 403, "requester": 403, "outsider": 404},
-    "comment": {**dict.fromkeys(WORKERS, 200), "reviewer": 200, "viewer": 403, "requester": 403, "outsider": 404},
-    "attach": {**dict.fromkeys(WORKERS, 200), "reviewer": 403, "viewer": 403, "requester": 403, "outsider": 404},
+    "comment": {
+        **dict.fromkeys(WORKERS, 200),
+        "reviewer": 200,
+        "viewer": 403,
+        "requester": 403,
+        "outsider": 404,
+    },
+    "attach": {
+        **dict.fromkeys(WORKERS, 200),
+        "reviewer": 403,
+        "viewer": 403,
+        "requester": 403,
+        "outsider": 404,
+    },
     "file": {**dict.fromkeys(SEERS, 200), "requester": 403, "outsider": 404},
 }
 
@@ -162,10 +213,18 @@ def test_it_masks_pii_for_people_who_may_not_see_it(client, world):
     world.pipe.key_fields = ["requester_email"]
     world.pipe.save()
     card = new_card(world, requester_email="joana@empresa.com")
-    html = login(client, world.viewer).get(reverse("card_detail", args=[world.pipe.pk, card.pk])).content.decode()
+    html = (
+        login(client, world.viewer)
+        .get(reverse("card_detail", args=[world.pipe.pk, card.pk]))
+        .content.decode()
+    )
     assert "joana@empresa.com" not in html
     assert "j***@e***.com" in html
-    html = login(client, world.member).get(reverse("card_detail", args=[world.pipe.pk, card.pk])).content.decode()
+    html = (
+        login(client, world.member)
+        .get(reverse("card_detail", args=[world.pipe.pk, card.pk]))
+        .content.decode()
+    )
     assert "joana@empresa.com" in html
 
 
@@ -229,7 +288,11 @@ def test_it_filters_by_label_late_overdue_and_created_range(client, world):
 
 def test_it_keeps_filters_in_card_links(client, world):
     card_assign(actor=Actor.system(), card=new_card(world), users=[world.member])
-    html = login(client, world.member).get(reverse("board", args=[world.pipe.pk]) + "?assignee=me").content.decode()
+    html = (
+        login(client, world.member)
+        .get(reverse("board", args=[world.pipe.pk]) + "?assignee=me")
+        .content.decode()
+    )
     assert re.search(r'href="/pipes/\d+/cards/\d+/\?assignee=me"', html)
 
 
@@ -328,7 +391,9 @@ def test_it_saves_a_field_in_place(client, world):
     card.refresh_from_db()
     assert card.values["category"] == "Software"
     html = response.content.decode()
-    assert 'class="panel-card"' in html and f'id="card-{card.pk}"' in html and 'hx-swap-oob="outerHTML"' in html
+    assert (
+        'class="panel-card"' in html and f'id="card-{card.pk}"' in html and 'hx-swap-oob="outerHTML"' in html
+    )
 
 
 def test_it_shows_a_field_error_at_the_field(client, world):
@@ -347,9 +412,15 @@ def test_it_assigns_labels_and_sets_the_due_date(client, world):
     login(client, world.member)
     label = Label.objects.get(name="Priority")
     p, c = world.pipe.pk, card.pk
-    assert client.post(reverse("card_assign", args=[p, c]), {"assignees": [world.admin.pk]}, **hx()).status_code == 200
+    assert (
+        client.post(reverse("card_assign", args=[p, c]), {"assignees": [world.admin.pk]}, **hx()).status_code
+        == 200
+    )
     assert client.post(reverse("card_labels", args=[p, c]), {"labels": [label.pk]}, **hx()).status_code == 200
-    assert client.post(reverse("card_due", args=[p, c]), {"due_at": "2030-05-01T17:30"}, **hx()).status_code == 200
+    assert (
+        client.post(reverse("card_due", args=[p, c]), {"due_at": "2030-05-01T17:30"}, **hx()).status_code
+        == 200
+    )
     card.refresh_from_db()
     assert list(card.assignees.all()) == [world.admin]
     assert list(card.labels.all()) == [label]
@@ -387,7 +458,11 @@ def test_it_notifies_people_mentioned_in_a_comment(client, world, settings):
 def test_it_shows_the_timeline_with_actor_and_time(client, world):
     card = new_card(world)
     card_update_fields(actor=Actor.for_user(world.admin), card=card, values={"category": "Hardware"})
-    html = login(client, world.member).get(reverse("card_detail", args=[world.pipe.pk, card.pk]), **hx()).content.decode()
+    html = (
+        login(client, world.member)
+        .get(reverse("card_detail", args=[world.pipe.pk, card.pk]), **hx())
+        .content.decode()
+    )
     assert "created the card in Triage" in html
     assert "changed Category: Hardware" in html and "<strong>Admin</strong>" in html
 
@@ -399,7 +474,9 @@ def test_it_uploads_and_serves_files_as_downloads(client, world, media_root):
     card = new_card(world)
     login(client, world.member)
     response = client.post(
-        reverse("card_attach", args=[world.pipe.pk, card.pk]), {"files": SimpleUploadedFile("quote.pdf", PDF)}, **hx()
+        reverse("card_attach", args=[world.pipe.pk, card.pk]),
+        {"files": SimpleUploadedFile("quote.pdf", PDF)},
+        **hx(),
     )
     assert response.status_code == 200 and "quote.pdf" in response.content.decode()
     card_file = CardFile.objects.get(card=card)
@@ -441,7 +518,9 @@ def test_it_loads_more_cards_of_a_column(client, world):
     login(client, world.member)
     board = client.get(reverse("board", args=[world.pipe.pk])).content.decode()
     assert board.count('class="card-title"') == 25 and "Load more" in board
-    more = client.get(reverse("column_more", args=[world.pipe.pk, world.phase("triage").pk]) + "?offset=25", **hx())
+    more = client.get(
+        reverse("column_more", args=[world.pipe.pk, world.phase("triage").pk]) + "?offset=25", **hx()
+    )
     html = more.content.decode()
     assert html.count('class="card-title"') == 5 and "Item 00" in html and "Load more" not in html
 
@@ -480,7 +559,11 @@ def bulk_cards(world, n: int) -> None:
                 pipe=world.pipe,
                 phase=phases[i % len(phases)],
                 title=f"Bulk {i}",
-                values={"item": f"Bulk {i}", "amount": {"amount": "10.00", "currency": "BRL"}, "category": "Hardware"},
+                values={
+                    "item": f"Bulk {i}",
+                    "amount": {"amount": "10.00", "currency": "BRL"},
+                    "category": "Hardware",
+                },
                 created_at=now - dt.timedelta(minutes=i),
                 updated_at=now,
                 phase_entered_at=now - dt.timedelta(hours=i % 50),
@@ -523,7 +606,9 @@ def test_it_uses_the_same_queries_for_a_filtered_board_whatever_the_phases(clien
     from pipes.models import Phase
 
     for i in range(6):
-        Phase.objects.create(pipe=world.pipe, name=f"Extra {i}", key=f"extra-{i}", position=10 + i, sla_hours=5)
+        Phase.objects.create(
+            pipe=world.pipe, name=f"Extra {i}", key=f"extra-{i}", position=10 + i, sla_hours=5
+        )
     with CaptureQueriesContext(connection) as many:
         client.get(url)
     assert len(many) == len(few) <= BOARD_QUERY_BOUND
