@@ -6,6 +6,7 @@ If the broker is unreachable the entry stays undispatched; the periodic sweep
 
 import logging
 
+from django.db.models import F
 from django.dispatch import receiver
 from django.utils import timezone
 
@@ -16,6 +17,7 @@ log = logging.getLogger(__name__)
 
 
 def dispatch_entry(entry_id: int) -> bool:
+    """Send the entry to a worker; False (and the entry left to the sweep) when the broker is down."""
     from .tasks import run_phase_entry
 
     try:
@@ -23,7 +25,9 @@ def dispatch_entry(entry_id: int) -> bool:
     except Exception:  # noqa: BLE001 - any broker failure leaves the entry to the sweep
         log.warning("broker unavailable; phase entry %s left for the sweep", entry_id, exc_info=True)
         return False
-    PhaseEntry.objects.filter(pk=entry_id).update(dispatched_at=timezone.now())
+    PhaseEntry.objects.filter(pk=entry_id).update(
+        dispatched_at=timezone.now(), dispatch_count=F("dispatch_count") + 1
+    )
     return True
 
 

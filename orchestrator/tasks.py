@@ -1,32 +1,38 @@
-"""Celery tasks of the rail. Thin: take an id, load, call a service."""
+"""Celery tasks of the rail. Thin: take an id, call the rail, retry when it asks to."""
+
+from __future__ import annotations
 
 from datetime import timedelta
 
 from celery import shared_task
-from django.db.models import F
+from django.db.models import Q
 from django.utils import timezone
 
 from pipes.models import PhaseEntry
 
 
-@shared_task(acks_late=True)
-def run_phase_entry(entry_id: int) -> None:
-    """Run the steps of the phase a card entered (the rail fills this in; for now it records pickup)."""
-    PhaseEntry.objects.filter(pk=entry_id, processed_at__isnull=True).update(
-        processed_at=timezone.now(), dispatch_count=F("dispatch_count") + 1
-    )
+@shared_task(bind=True, acks_late=True, reject_on_worker_lost=True, max_retries=None, ignore_result=True)
+def run_phase_entry(self, entry_id: int) -> None:
+    """Run the steps of the phase a card entered. A transient failure comes back with a backoff."""
+    from .rail import entry_run
+
+    outcome = entry_run(entry_id=entry_id)
+    if outcome.retry_in is not None:
+        PhaseEntry.objects.filter(pk=entry_id).update(dispatched_at=timezone.now())
+        raise self.retry(countdown=max(outcome.retry_in, 0.05))
 
 
-@shared_task
+@shared_task(ignore_result=True)
 def sweep_phase_entries(older_than_seconds: int = 30) -> int:
-    """Re-dispatch entries nobody picked up (the broker was down when they were recorded)."""
+    """Re-dispatch entries nobody finished: never sent (the broker was down), or sent long ago and
+    still unprocessed (a worker died holding them). Returns how many were sent."""
     from .dispatch import dispatch_entry
 
     cutoff = timezone.now() - timedelta(seconds=older_than_seconds)
-    pending = PhaseEntry.objects.filter(processed_at__isnull=True, entered_at__lt=cutoff).filter(
-        dispatched_at__isnull=True
-    ) | PhaseEntry.objects.filter(processed_at__isnull=True, dispatched_at__lt=cutoff)
+    pending = PhaseEntry.objects.filter(processed_at__isnull=True).filter(
+        Q(dispatched_at__isnull=True, entered_at__lte=cutoff) | Q(dispatched_at__lte=cutoff)
+    )
     sent = 0
-    for entry_id in pending.values_list("pk", flat=True)[:500]:
+    for entry_id in pending.order_by("entered_at").values_list("pk", flat=True)[:500]:
         sent += dispatch_entry(entry_id)
     return sent

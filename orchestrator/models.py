@@ -1,0 +1,258 @@
+"""The rail's state: the steps of each phase, their runs with traces and costs, and review tasks."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+
+from agents.models import Agent
+from pipes.models import Card, Phase, PhaseEntry, Pipe
+
+
+class Mechanism(models.TextChoices):
+    AUTOMATION = "automation", _("Automation")
+    LOCAL_MODEL = "local_model", _("Local model")
+    FOUNDATION_MODEL = "foundation_model", _("Foundation model")
+    HUMAN = "human", _("Human")
+    AUTO = "auto", _("Auto (router)")
+
+
+class Risk(models.TextChoices):
+    LOW = "low", _("Low")
+    MEDIUM = "medium", _("Medium")
+    HIGH = "high", _("High")
+
+
+class RunStatus(models.TextChoices):
+    PENDING = "pending", _("Queued")
+    RUNNING = "running", _("Running")
+    WAITING_REVIEW = "waiting_review", _("Waiting for review")
+    DONE = "done", _("Done")
+    SKIPPED = "skipped", _("Skipped")
+    FAILED = "failed", _("Failed")
+
+
+class ReviewStatus(models.TextChoices):
+    OPEN = "open", _("Open")
+    DECIDED = "decided", _("Decided")
+    CANCELLED = "cancelled", _("Cancelled")
+
+
+STAY = ""  # an empty "next phase" means the card stays and the next step runs
+
+
+class Step(models.Model):
+    """One step of a phase, run in order when a card enters the phase."""
+
+    phase = models.ForeignKey(Phase, on_delete=models.CASCADE, related_name="steps")
+    position = models.PositiveIntegerField(_("position"), default=0)
+    key = models.SlugField(_("key"), max_length=64)
+    name = models.CharField(_("name"), max_length=120)
+    mechanism = models.CharField(_("mechanism"), max_length=20, choices=Mechanism.choices)
+    condition = models.JSONField(
+        _("run only when"),
+        null=True,
+        blank=True,
+        help_text=_('e.g. {"field": "amount", "op": "gt", "value": 0}'),
+    )
+    rules = models.JSONField(
+        _("rules"),
+        default=list,
+        blank=True,
+        help_text=_(
+            'Settle the case without a model: [{"when": {...}, "decision": "approve", "reason": "..."}]'
+        ),
+    )
+    risk = models.CharField(_("risk"), max_length=8, choices=Risk.choices, default=Risk.LOW)
+    agent = models.ForeignKey(
+        Agent, on_delete=models.PROTECT, null=True, blank=True, related_name="steps", verbose_name=_("agent")
+    )
+    actions = models.JSONField(_("actions"), default=list, blank=True)
+    on_approve = models.CharField(_("on approve, move to"), max_length=64, blank=True)
+    on_reject = models.CharField(_("on reject, move to"), max_length=64, blank=True)
+    on_done = models.CharField(_("when done, move to"), max_length=64, blank=True)
+    question = models.CharField(_("question for the reviewer"), max_length=300, blank=True)
+    reviewer = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("reviewer"),
+        help_text=_("Empty: any reviewer of the pipe."),
+    )
+    four_eyes = models.BooleanField(
+        _("four eyes"), default=False, help_text=_("Reserved: two reviewers decide.")
+    )
+    max_attempts = models.PositiveSmallIntegerField(_("attempts"), default=3)
+
+    class Meta:
+        ordering = ["phase", "position", "id"]
+        constraints = [models.UniqueConstraint(fields=["phase", "key"], name="uniq_step_key")]
+        verbose_name = _("step")
+        verbose_name_plural = _("steps")
+
+    def __str__(self) -> str:
+        return f"{self.phase.key}.{self.key}"
+
+    def next_phase_key(self, decision: str) -> str:
+        """The phase key a decision leads to ("" = stay)."""
+        if decision == "approve":
+            return self.on_approve
+        if decision == "reject":
+            return self.on_reject
+        return self.on_done
+
+
+class PipeRailSettings(models.Model):
+    """Per-pipe settings of the rail: the monthly token budget for foundation models."""
+
+    pipe = models.OneToOneField(Pipe, on_delete=models.CASCADE, related_name="rail_settings")
+    monthly_token_budget = models.PositiveBigIntegerField(
+        _("monthly foundation-model token budget"),
+        null=True,
+        blank=True,
+        help_text=_("Input plus output tokens per calendar month; empty means no limit."),
+    )
+
+    class Meta:
+        verbose_name = _("pipe rail settings")
+        verbose_name_plural = _("pipe rail settings")
+
+    def __str__(self) -> str:
+        return str(self.pipe)
+
+
+class StepRun(models.Model):
+    """One step run for one phase entry (at most one per entry and step): who ran it, why, and what it cost."""
+
+    entry = models.ForeignKey(PhaseEntry, on_delete=models.CASCADE, related_name="step_runs")
+    step = models.ForeignKey(Step, on_delete=models.SET_NULL, null=True, related_name="runs")
+    card = models.ForeignKey(Card, on_delete=models.CASCADE, related_name="step_runs")
+    pipe = models.ForeignKey(Pipe, on_delete=models.CASCADE, related_name="step_runs")
+    step_name = models.CharField(max_length=120)
+    requested_mechanism = models.CharField(max_length=20, choices=Mechanism.choices)
+    mechanism = models.CharField(max_length=20, choices=Mechanism.choices, blank=True)
+    routing_reason = models.CharField(max_length=500, blank=True)
+    status = models.CharField(max_length=16, choices=RunStatus.choices, default=RunStatus.PENDING)
+    decision = models.CharField(max_length=40, blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    claim_token = models.CharField(max_length=40, blank=True)
+    claimed_by = models.CharField(max_length=200, blank=True)
+    lease_until = models.DateTimeField(null=True, blank=True)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    latency_ms = models.PositiveIntegerField(null=True, blank=True)
+    provider = models.CharField(max_length=16, blank=True)
+    model = models.CharField(max_length=120, blank=True)
+    input_tokens = models.PositiveIntegerField(default=0)
+    output_tokens = models.PositiveIntegerField(default=0)
+    foundation_tokens = models.PositiveIntegerField(default=0)
+    cost = models.DecimalField(max_digits=14, decimal_places=6, default=Decimal("0"))
+    baseline_cost = models.DecimalField(
+        max_digits=14,
+        decimal_places=6,
+        default=Decimal("0"),
+        help_text=_("What this step would have cost on the foundation model alone."),
+    )
+    currency = models.CharField(max_length=3, blank=True)
+    error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        constraints = [models.UniqueConstraint(fields=["entry", "step"], name="uniq_run_per_entry_step")]
+        indexes = [models.Index(fields=["pipe", "created_at"], name="run_pipe_time_idx")]
+        verbose_name = _("step run")
+        verbose_name_plural = _("step runs")
+
+    def __str__(self) -> str:
+        return f"{self.step_name} on card {self.card_id} ({self.status})"
+
+    @property
+    def total_tokens(self) -> int:
+        return self.input_tokens + self.output_tokens
+
+
+class TraceKind(models.TextChoices):
+    ROUTING = "routing", _("Routing")
+    INPUTS = "inputs", _("Inputs seen")
+    FILES = "files", _("Files consumed")
+    PROMPT = "prompt", _("Prompt")
+    RAW_OUTPUT = "raw_output", _("Raw output")
+    VALIDATION = "validation", _("Validation errors")
+    MODEL_ERROR = "model_error", _("Model error")
+    HTTP_CALL = "http_call", _("HTTP call")
+    TOOL_CALL = "tool_call", _("Action")
+    CHANGES = "changes", _("Changes applied")
+    REVIEW = "review", _("Review")
+    ERROR = "error", _("Error")
+    RETRY = "retry", _("Retry")
+
+
+class TraceEvent(models.Model):
+    """One thing that happened inside a step run, in order."""
+
+    run = models.ForeignKey(StepRun, on_delete=models.CASCADE, related_name="events")
+    seq = models.PositiveIntegerField()
+    attempt = models.PositiveSmallIntegerField(default=0)
+    kind = models.CharField(max_length=16, choices=TraceKind.choices)
+    summary = models.CharField(max_length=500, blank=True)
+    data = models.JSONField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["run", "seq"]
+        constraints = [models.UniqueConstraint(fields=["run", "seq"], name="uniq_trace_seq")]
+        verbose_name = _("trace event")
+        verbose_name_plural = _("trace events")
+
+    def __str__(self) -> str:
+        return f"{self.run_id}#{self.seq} {self.kind}"
+
+
+class ReviewTask(models.Model):
+    """A decision a person owes a card: the question, what the agent proposed, and the answer."""
+
+    run = models.OneToOneField(StepRun, on_delete=models.CASCADE, related_name="review")
+    card = models.ForeignKey(Card, on_delete=models.CASCADE, related_name="review_tasks")
+    pipe = models.ForeignKey(Pipe, on_delete=models.CASCADE, related_name="review_tasks")
+    assignee = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="review_tasks",
+    )
+    question = models.CharField(max_length=300)
+    proposal = models.JSONField(
+        null=True, blank=True, help_text=_("The agent's decision and values, if any.")
+    )
+    reasoning = models.TextField(blank=True)
+    confidence = models.DecimalField(max_digits=3, decimal_places=2, null=True, blank=True)
+    allowed_decisions = models.JSONField(default=list)
+    reason = models.CharField(max_length=500, blank=True, help_text=_("Why a person decides this case."))
+    status = models.CharField(max_length=12, choices=ReviewStatus.choices, default=ReviewStatus.OPEN)
+    decision = models.CharField(max_length=40, blank=True)
+    comment = models.TextField(blank=True)
+    values = models.JSONField(null=True, blank=True)
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    opened_at = models.DateTimeField(null=True, blank=True)
+    decided_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        indexes = [models.Index(fields=["pipe", "status"], name="review_pipe_status_idx")]
+        verbose_name = _("review task")
+        verbose_name_plural = _("review tasks")
+
+    def __str__(self) -> str:
+        return f"{self.question} ({self.status})"

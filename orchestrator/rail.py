@@ -1,0 +1,907 @@
+"""The rail: run the steps of a phase entry, in order, each by the right mechanism.
+
+A worker claims a step run (one per entry and step) with a lease, executes it outside any
+transaction (actions, model calls), and applies the result in one transaction that also
+marks the run done, checked against its claim: a run whose worker died is claimed again
+when its lease expires, and its effects are applied exactly once. Every hop leaves trace
+events; every result goes through pipes.services as the agent or the system actor.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+from decimal import Decimal
+from typing import Any
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import F, Max, Q, Sum
+from django.urls import NoReverseMatch, reverse
+from django.utils import timezone
+
+from agents.actions import ActionError, Effect, actions_run
+from agents.context import agent_input_build, prompt_build
+from agents.llm import ModelRefused, ModelUnavailable, model_call
+from agents.output import (
+    AgentAnswer,
+    InvalidOutput,
+    agent_decisions,
+    answer_parse,
+    answer_schema,
+    authority_exceeded,
+    format_amount,
+)
+from pipes.choices import RailStatus
+from pipes.conditions import evaluate
+from pipes.fieldtypes import ParseContext
+from pipes.models import Card, Field, Label, Notification, Phase, PhaseEntry, Pipe
+from pipes.roles import pipe_users_with
+from pipes.services import (
+    Actor,
+    CardError,
+    card_assign,
+    card_comment,
+    card_create,
+    card_move,
+    card_record_step,
+    card_set_labels,
+    card_set_rail_status,
+    card_update_fields,
+)
+
+from . import costs
+from .models import (
+    Mechanism,
+    PipeRailSettings,
+    ReviewStatus,
+    ReviewTask,
+    Risk,
+    RunStatus,
+    Step,
+    StepRun,
+    TraceEvent,
+    TraceKind,
+)
+
+log = logging.getLogger(__name__)
+
+WORKER_ID = f"{socket.gethostname()}:{os.getpid()}"
+
+
+def lease_seconds() -> int:
+    return int(getattr(settings, "TRILHO_RAIL_LEASE_SECONDS", 300))
+
+
+def retry_delay(attempt: int) -> float:
+    """Backoff before attempt `attempt + 1`: base · 2^(attempt-1), capped."""
+    base = float(getattr(settings, "TRILHO_RAIL_RETRY_BASE_SECONDS", 5))
+    return min(
+        base * (2 ** max(attempt - 1, 0)), float(getattr(settings, "TRILHO_RAIL_RETRY_MAX_SECONDS", 300))
+    )
+
+
+def model_timeout() -> float:
+    return float(getattr(settings, "TRILHO_MODEL_TIMEOUT_SECONDS", 60))
+
+
+# ---------------------------------------------------------------- results of one step
+
+
+class StepTransient(Exception):
+    """A failure a later attempt may not have (timeouts, 5xx, unreachable model, invalid answer)."""
+
+
+class StepPermanent(Exception):
+    """A failure no retry fixes (a refused request, a missing secret, a card the process rejects)."""
+
+
+class LeaseLost(Exception):
+    """Another worker took this run over; this worker must not apply anything."""
+
+
+@dataclass
+class Usage:
+    """Tokens and money a run spent so far."""
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+    foundation_tokens: int = 0
+    cost: Decimal = Decimal(0)
+    baseline_input_tokens: int = 0
+    provider: str = ""
+    model: str = ""
+
+    def add(self, *, provider: str, model: str, input_tokens: int, output_tokens: int) -> None:
+        self.input_tokens += input_tokens
+        self.output_tokens += output_tokens
+        if provider != "ollama":
+            self.foundation_tokens += input_tokens + output_tokens
+        self.cost += costs.model_cost(
+            provider=provider, model=model, input_tokens=input_tokens, output_tokens=output_tokens
+        )
+        self.baseline_input_tokens = max(self.baseline_input_tokens, input_tokens)
+        self.provider, self.model = provider, model
+
+
+@dataclass
+class Apply:
+    """Apply a decision: values, effects and the move the decision leads to."""
+
+    mechanism: str
+    reason: str
+    decision: str = ""
+    values: dict[str, Any] = field(default_factory=dict)
+    effects: list[Effect] = field(default_factory=list)
+    by_agent: bool = False
+
+
+@dataclass
+class Handover:
+    """A person decides: a review task with the agent's proposal, if any."""
+
+    reason: str
+    proposal: AgentAnswer | None = None
+
+
+@dataclass
+class EntryOutcome:
+    """What the worker should do after running an entry."""
+
+    retry_in: float | None = None
+
+
+# ---------------------------------------------------------------- trace
+
+
+class Tracer:
+    """Appends trace events to a run, in order."""
+
+    def __init__(self, run: StepRun):
+        self.run = run
+        self.seq = TraceEvent.objects.filter(run=run).aggregate(m=Max("seq"))["m"] or 0
+
+    def add(self, kind: str, summary: str = "", data: Any = None) -> TraceEvent:
+        for _try in range(3):
+            self.seq += 1
+            try:
+                with transaction.atomic():
+                    return TraceEvent.objects.create(
+                        run=self.run,
+                        seq=self.seq,
+                        attempt=self.run.attempts,
+                        kind=kind,
+                        summary=str(summary)[:500],
+                        data=data,
+                    )
+            except IntegrityError:  # a sequence number taken by a worker that held this run before
+                self.seq = TraceEvent.objects.filter(run=self.run).aggregate(m=Max("seq"))["m"] or 0
+        raise RuntimeError("could not append a trace event")
+
+
+class RunLedger:
+    """External actions already performed by this run (kept as trace events, committed at once)."""
+
+    def __init__(self, tracer: Tracer):
+        self.tracer = tracer
+
+    def done(self, index: int) -> dict | None:
+        event = (
+            TraceEvent.objects.filter(
+                run=self.tracer.run, kind__in=[TraceKind.HTTP_CALL, TraceKind.TOOL_CALL]
+            )
+            .filter(data__ledger_index=index)
+            .order_by("seq")
+            .first()
+        )
+        return event.data.get("outcome") if event else None
+
+    def record(self, index: int, outcome: dict, call: dict) -> None:
+        kind = TraceKind.HTTP_CALL if call.get("type") == "http" else TraceKind.TOOL_CALL
+        summary = (
+            f"{call.get('method')} {call.get('url')} → {call.get('status')}"
+            if kind == TraceKind.HTTP_CALL
+            else f"{call.get('type')} sent"
+        )
+        self.tracer.add(kind, summary, {**call, "ledger_index": index, "outcome": outcome})
+
+
+# ---------------------------------------------------------------- entry loop
+
+
+def entry_run(*, entry_id: int) -> EntryOutcome:
+    """Run the steps of a phase entry that are still to run; stop at a move, a review, a failure or a retry."""
+    entry = PhaseEntry.objects.select_related("card__pipe__organization", "phase").filter(pk=entry_id).first()
+    if entry is None or entry.processed_at is not None:
+        return EntryOutcome()
+    _cancel_stale_reviews(entry)
+    if entry.left_at is not None:
+        _entry_close(entry, skip_reason="the card left the phase before its steps ran")
+        return EntryOutcome()
+    steps = list(
+        Step.objects.filter(phase_id=entry.phase_id).select_related("agent").order_by("position", "id")
+    )
+    for step in steps:
+        run = _run_for(entry, step)
+        if run.status in (RunStatus.DONE, RunStatus.SKIPPED):
+            continue
+        if run.status in (RunStatus.WAITING_REVIEW, RunStatus.FAILED):
+            _entry_close(entry)
+            return EntryOutcome()
+        now = timezone.now()
+        if run.status == RunStatus.PENDING and run.next_attempt_at and run.next_attempt_at > now:
+            return EntryOutcome(retry_in=(run.next_attempt_at - now).total_seconds())
+        token = _claim(run)
+        if token is None:
+            return EntryOutcome()  # another worker holds it; it continues the entry
+        result = step_execute(run=run, step=step, entry=entry, token=token)
+        if result == "continue":
+            continue
+        if isinstance(result, float):
+            return EntryOutcome(retry_in=result)
+        return EntryOutcome()
+    _entry_close(entry)
+    card_set_rail_status(card_id=entry.card_id, status=RailStatus.IDLE)
+    return EntryOutcome()
+
+
+def _entry_close(entry: PhaseEntry, *, skip_reason: str = "") -> None:
+    if skip_reason:
+        StepRun.objects.filter(entry=entry, status=RunStatus.PENDING).update(
+            status=RunStatus.SKIPPED, routing_reason=skip_reason, finished_at=timezone.now()
+        )
+    PhaseEntry.objects.filter(pk=entry.pk, processed_at__isnull=True).update(processed_at=timezone.now())
+
+
+def _cancel_stale_reviews(entry: PhaseEntry) -> None:
+    """Reviews of phases the card has left (a person moved it) are cancelled."""
+    stale = ReviewTask.objects.filter(
+        card_id=entry.card_id, status=ReviewStatus.OPEN, run__entry__left_at__isnull=False
+    )
+    run_ids = list(stale.values_list("run_id", flat=True))
+    if run_ids:
+        stale.update(status=ReviewStatus.CANCELLED, decided_at=timezone.now())
+        StepRun.objects.filter(pk__in=run_ids).update(
+            status=RunStatus.SKIPPED,
+            routing_reason="the card left the phase before the review",
+            finished_at=timezone.now(),
+        )
+
+
+def _run_for(entry: PhaseEntry, step: Step) -> StepRun:
+    run = StepRun.objects.filter(entry=entry, step=step).first()
+    if run is not None:
+        return run
+    try:
+        with transaction.atomic():
+            return StepRun.objects.create(
+                entry=entry,
+                step=step,
+                card_id=entry.card_id,
+                pipe_id=entry.card.pipe_id,
+                step_name=step.name,
+                requested_mechanism=step.mechanism,
+                currency=costs.cost_currency(),
+            )
+    except IntegrityError:  # another worker created it first
+        return StepRun.objects.get(entry=entry, step=step)
+
+
+def _claim(run: StepRun) -> str | None:
+    """Take the run (pending, or running with an expired lease). None when someone else holds it."""
+    token = uuid.uuid4().hex
+    now = timezone.now()
+    claimed = (
+        StepRun.objects.filter(pk=run.pk)
+        .filter(Q(status=RunStatus.PENDING) | Q(status=RunStatus.RUNNING, lease_until__lt=now))
+        .update(
+            status=RunStatus.RUNNING,
+            claim_token=token,
+            claimed_by=WORKER_ID[:200],
+            lease_until=now + timedelta(seconds=lease_seconds()),
+            attempts=F("attempts") + 1,
+            next_attempt_at=None,
+        )
+    )
+    if not claimed:
+        return None
+    run.refresh_from_db()
+    if run.started_at is None:
+        StepRun.objects.filter(pk=run.pk).update(started_at=now)
+        run.started_at = now
+    return token
+
+
+# ---------------------------------------------------------------- one step
+
+
+def _fields(pipe: Pipe) -> dict[str, Field]:
+    return {f.key: f for f in pipe.fields.all()}
+
+
+def step_execute(*, run: StepRun, step: Step, entry: PhaseEntry, token: str) -> str | float | None:
+    """Execute one claimed run. Returns "continue" (card stayed, run the next step), a retry delay, or None."""
+    tracer = Tracer(run)
+    card = Card.objects.select_related("pipe__organization", "phase").get(pk=entry.card_id)
+    if run.attempts > 1:
+        tracer.add(TraceKind.RETRY, f"attempt {run.attempts} of {step.max_attempts}", {"worker": WORKER_ID})
+    if step.condition and not evaluate(step.condition, card.values):
+        _finish_simple(run, token, RunStatus.SKIPPED, "condition not met: step skipped")
+        tracer.add(TraceKind.ROUTING, "condition not met: step skipped", {"condition": step.condition})
+        return "continue"
+    note = step.name if step.mechanism in (Mechanism.AUTOMATION, Mechanism.HUMAN) else f"{step.name} (agent)"
+    if step.mechanism != Mechanism.HUMAN:
+        card_set_rail_status(card_id=card.pk, status=RailStatus.RUNNING, note=note)
+    usage = Usage()
+    try:
+        if step.mechanism == Mechanism.AUTOMATION:
+            decision = _automation(run=run, step=step, card=card, tracer=tracer)
+        elif step.mechanism == Mechanism.HUMAN:
+            decision = Handover(reason="the step is decided by a person")
+        else:
+            decision = _agent_route(run=run, step=step, card=card, tracer=tracer, usage=usage)
+        if isinstance(decision, Handover):
+            _wait_for_review(
+                run=run, step=step, entry=entry, token=token, handover=decision, usage=usage, tracer=tracer
+            )
+            return None
+        try:
+            moved = _apply(
+                run=run, step=step, entry=entry, token=token, outcome=decision, usage=usage, tracer=tracer
+            )
+        except CardError as exc:
+            tracer.add(
+                TraceKind.ERROR, f"the process refused the result: {exc.message}", {"errors": exc.errors}
+            )
+            if decision.by_agent:
+                handover = Handover(reason=f"the agent's answer could not be applied ({exc.message}) → human")
+                _wait_for_review(
+                    run=run,
+                    step=step,
+                    entry=entry,
+                    token=token,
+                    handover=handover,
+                    usage=usage,
+                    tracer=tracer,
+                )
+                return None
+            raise StepPermanent(exc.message) from exc
+        return None if moved else "continue"
+    except LeaseLost:
+        tracer.add(TraceKind.ERROR, "another worker took this run over; nothing applied here")
+        return None
+    except StepTransient as exc:
+        return _retry_or_fail(
+            run=run, step=step, entry=entry, token=token, error=str(exc), usage=usage, tracer=tracer
+        )
+    except StepPermanent as exc:
+        _fail(run=run, step=step, entry=entry, token=token, error=str(exc), usage=usage, tracer=tracer)
+        return None
+    except Exception as exc:  # noqa: BLE001 - an unexpected bug must still mark the card, not vanish
+        log.exception("step run %s crashed", run.pk)
+        _fail(
+            run=run,
+            step=step,
+            entry=entry,
+            token=token,
+            error=f"{exc.__class__.__name__}: {exc}",
+            usage=usage,
+            tracer=tracer,
+        )
+        return None
+
+
+def _automation(*, run: StepRun, step: Step, card: Card, tracer: Tracer) -> Apply:
+    tracer.add(TraceKind.ROUTING, "automation: deterministic actions", {"actions": len(step.actions or [])})
+    fields = _fields(card.pipe)
+
+    def on_call(call: dict) -> None:
+        kind = TraceKind.HTTP_CALL if call.get("type") == "http" else TraceKind.TOOL_CALL
+        tracer.add(
+            kind, call.get("error") or ("reused the recorded result" if call.get("reused") else ""), call
+        )
+
+    try:
+        result = actions_run(
+            actions=step.actions or [],
+            card=card,
+            fields=fields,
+            ledger=RunLedger(tracer),
+            idempotency_prefix=f"trilho-run-{run.pk}",
+            on_call=on_call,
+        )
+    except ActionError as exc:
+        if exc.transient:
+            raise StepTransient(str(exc)) from exc
+        raise StepPermanent(str(exc)) from exc
+    return Apply(mechanism=Mechanism.AUTOMATION, reason="automation", decision="done", effects=result.effects)
+
+
+# ---------------------------------------------------------------- the router
+
+
+def budget_left(pipe_id: int) -> tuple[bool, int | None]:
+    """(budget still available, the monthly budget) for foundation-model tokens of a pipe."""
+    budget = (
+        PipeRailSettings.objects.filter(pipe_id=pipe_id)
+        .values_list("monthly_token_budget", flat=True)
+        .first()
+    )
+    if budget is None:
+        return True, None
+    start = timezone.now().replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    spent = StepRun.objects.filter(pipe_id=pipe_id, created_at__gte=start).aggregate(
+        s=Sum("foundation_tokens")
+    )["s"]
+    return (spent or 0) < budget, budget
+
+
+def _authority_reason(agent, amount: Decimal, limit: Decimal) -> str:
+    return f"{agent.authority_field} {format_amount(amount)} exceeds authority {format_amount(limit)} → human"
+
+
+def _agent_route(*, run: StepRun, step: Step, card: Card, tracer: Tracer, usage: Usage) -> Apply | Handover:
+    """Pick who settles the case and ask them; see DESIGN.md "Mechanisms"."""
+    agent = step.agent
+    mechanism = step.mechanism
+    fields = _fields(card.pipe)
+    if mechanism == Mechanism.AUTO:
+        for i, rule in enumerate(step.rules or []):
+            if evaluate(rule.get("when"), card.values):
+                decision = str(rule.get("decision") or "done")
+                why = rule.get("reason") or f"rule {i + 1} matched"
+                reason = f"{why} → {decision} without a model"
+                tracer.add(TraceKind.ROUTING, reason, {"rule": rule})
+                return Apply(
+                    mechanism=Mechanism.AUTOMATION,
+                    reason=reason,
+                    decision=decision,
+                    values=dict(rule.get("values") or {}),
+                )
+        if step.risk == Risk.HIGH:
+            tracer.add(TraceKind.ROUTING, "risk high → human")
+            return Handover(reason="risk high → human")
+    if agent is None:
+        reason = "the step has no agent → human"
+        tracer.add(TraceKind.ROUTING, reason)
+        return Handover(reason=reason)
+    exceeded = authority_exceeded(agent, card.values, fields=fields)
+    if exceeded:
+        reason = _authority_reason(agent, *exceeded)
+        tracer.add(TraceKind.ROUTING, reason)
+        return Handover(reason=reason)
+
+    tiers = {
+        Mechanism.AUTO: ["local", "foundation"],
+        Mechanism.LOCAL_MODEL: ["local"],
+        Mechanism.FOUNDATION_MODEL: ["foundation"],
+    }[mechanism]
+    explicit = mechanism != Mechanism.AUTO
+    view = agent_input_build(agent=agent, card=card, fields=fields)
+    tracer.add(
+        TraceKind.INPUTS,
+        f"{len(view.fields)} fields, {len(view.masked)} masked"
+        if view.masked
+        else f"{len(view.fields)} fields",
+        view.trace_inputs(),
+    )
+    if view.documents:
+        tracer.add(TraceKind.FILES, ", ".join(d.name for d in view.documents), view.trace_files())
+    schema = answer_schema(agent, fields)
+    system, user = prompt_build(agent=agent, view=view, schema=schema, question=step.question)
+    tracer.add(TraceKind.PROMPT, f"{len(system) + len(user)} characters", {"system": system, "user": user})
+    ctx = ParseContext(pipe=card.pipe)
+    threshold = agent.confidence_threshold
+    notes: list[str] = []
+    proposal: AgentAnswer | None = None
+    for position, tier in enumerate(tiers):
+        chosen = agent.model_for(tier)
+        if chosen is None:
+            notes.append(f"no {tier} model configured")
+            continue
+        provider, model = chosen
+        if tier == "foundation":
+            available, budget = budget_left(card.pipe_id)
+            if not available:
+                notes.append(f"monthly token budget {budget:,} spent")
+                continue
+        try:
+            reply = model_call(
+                provider=provider,
+                model=model,
+                system=system,
+                user=user,
+                schema=schema,
+                timeout=model_timeout(),
+            )
+        except ModelUnavailable as exc:
+            tracer.add(
+                TraceKind.MODEL_ERROR,
+                f"{provider}/{model} unavailable: {exc}",
+                {"provider": provider, "model": model},
+            )
+            if explicit:
+                raise StepTransient(f"{provider}/{model} unavailable: {exc}") from exc
+            notes.append(f"{tier} model {model} unreachable")
+            continue
+        except ModelRefused as exc:
+            tracer.add(
+                TraceKind.MODEL_ERROR,
+                f"{provider}/{model} refused: {exc}",
+                {"provider": provider, "model": model},
+            )
+            if explicit:
+                raise StepPermanent(f"{provider}/{model} refused the request: {exc}") from exc
+            notes.append(f"{tier} model {model} refused the request")
+            continue
+        usage.add(
+            provider=provider, model=model, input_tokens=reply.input_tokens, output_tokens=reply.output_tokens
+        )
+        tracer.add(
+            TraceKind.RAW_OUTPUT,
+            f"{provider}/{model}: {reply.input_tokens} in, {reply.output_tokens} out, {reply.latency_ms} ms",
+            {
+                "provider": provider,
+                "model": model,
+                "text": reply.text[:20000],
+                "input_tokens": reply.input_tokens,
+                "output_tokens": reply.output_tokens,
+                "latency_ms": reply.latency_ms,
+            },
+        )
+        try:
+            answer = answer_parse(text=reply.text, agent=agent, fields=fields, ctx=ctx)
+        except InvalidOutput as exc:
+            tracer.add(
+                TraceKind.VALIDATION, f"{len(exc.errors)} problem(s): {exc.errors[0]}", {"errors": exc.errors}
+            )
+            if explicit:
+                raise StepTransient(f"invalid answer from {model}: {exc.errors[0]}") from exc
+            notes.append(f"{tier} answer invalid")
+            continue
+        proposal = answer
+        if answer.decision == "escalate":
+            reason = "; ".join([*notes, f"{tier} model {model} escalated"]) + " → human"
+            tracer.add(TraceKind.ROUTING, reason)
+            return Handover(reason=reason, proposal=answer)
+        exceeded = authority_exceeded(agent, {**card.values, **answer.values}, fields=fields)
+        if exceeded:
+            reason = _authority_reason(agent, *exceeded)
+            tracer.add(TraceKind.ROUTING, reason, {"proposal": answer.as_proposal()})
+            return Handover(reason=reason, proposal=answer)
+        if answer.confidence < threshold:
+            note = f"{tier} confidence {answer.confidence} below {threshold}"
+            if position + 1 < len(tiers):
+                notes.append(note)
+                continue
+            reason = "; ".join([*notes, note]) + " → human"
+            tracer.add(TraceKind.ROUTING, reason, {"proposal": answer.as_proposal()})
+            return Handover(reason=reason, proposal=answer)
+        used = Mechanism.LOCAL_MODEL if tier == "local" else Mechanism.FOUNDATION_MODEL
+        reason = "; ".join(
+            [*notes, f"{tier} model {model} decided {answer.decision} with confidence {answer.confidence}"]
+        )
+        tracer.add(TraceKind.ROUTING, reason)
+        return Apply(
+            mechanism=used, reason=reason, decision=answer.decision, values=dict(answer.values), by_agent=True
+        )
+    if explicit and proposal is None and not any("budget" in n for n in notes):
+        raise StepPermanent(f"agent {agent.name} has no {tiers[0]} model configured")
+    if proposal is None and not any("invalid" in n for n in notes):
+        reason = "no model reachable (" + "; ".join(notes) + ") → human"
+    else:
+        reason = "; ".join(notes) + " → human"
+    tracer.add(TraceKind.ROUTING, reason)
+    return Handover(reason=reason, proposal=proposal)
+
+
+# ---------------------------------------------------------------- applying a result
+
+
+def _lock_claim(run: StepRun, token: str) -> StepRun:
+    """The run re-read under a row lock; LeaseLost unless this worker still holds it."""
+    locked = StepRun.objects.select_for_update().get(pk=run.pk)
+    if locked.claim_token != token or locked.status != RunStatus.RUNNING:
+        raise LeaseLost()
+    return locked
+
+
+def _actor_for(step: Step, by_agent: bool, pipe_id: int) -> Actor:
+    agent = step.agent
+    if by_agent and agent is not None:
+        return Actor.agent(
+            name=agent.name,
+            pipe_id=pipe_id,
+            writable_fields=agent.writable_fields or [],
+            allowed_phases=agent.allowed_phases or [],
+        )
+    return Actor.system(f"Automation: {step.name}")
+
+
+def run_url(run: StepRun) -> str:
+    """The run page (the rail's URLs are mounted at /rail/ by the project's urls.py)."""
+    try:
+        return reverse("rail:run", kwargs={"run_id": run.pk})
+    except NoReverseMatch:
+        return f"/rail/runs/{run.pk}/"
+
+
+def _finish_fields(run: StepRun, usage: Usage, now) -> dict[str, Any]:
+    started = run.started_at or now
+    baseline_tokens = usage.baseline_input_tokens or costs.estimate_tokens(run.card.values)
+    return {
+        "finished_at": now,
+        "latency_ms": int((now - started).total_seconds() * 1000),
+        "input_tokens": F("input_tokens") + usage.input_tokens,
+        "output_tokens": F("output_tokens") + usage.output_tokens,
+        "foundation_tokens": F("foundation_tokens") + usage.foundation_tokens,
+        "cost": F("cost") + usage.cost,
+        "baseline_cost": costs.baseline_cost(input_tokens=baseline_tokens),
+        "provider": usage.provider or run.provider,
+        "model": usage.model or run.model,
+        "lease_until": None,
+    }
+
+
+def _apply_effects(*, card: Card, actor: Actor, effects: list[Effect], step: Step) -> tuple[Card, dict]:
+    """Apply automation effects through the services; returns the card and what changed."""
+    applied: dict[str, Any] = {"fields": {}, "moved_to": None, "other": []}
+    for effect in effects:
+        card.refresh_from_db()
+        if effect.kind == "set_fields":
+            card = card_update_fields(actor=actor, card=card, values=effect.data["values"], reason=step.name)
+            applied["fields"].update({k: card.values.get(k) for k in effect.data["values"]})
+        elif effect.kind == "move":
+            phase = Phase.objects.get(pipe_id=card.pipe_id, key=effect.data["to"])
+            card = card_move(actor=actor, card=card, to_phase=phase, reason=step.name)
+            applied["moved_to"] = phase.key
+        elif effect.kind == "assign":
+            from django.contrib.auth import get_user_model
+
+            users = list(get_user_model().objects.filter(pk__in=effect.data["user_ids"]))
+            card = card_assign(actor=actor, card=card, users=users, reason=step.name)
+            applied["other"].append({"assigned": effect.data["user_ids"]})
+        elif effect.kind == "add_label":
+            labels = list(card.labels.all()) + list(Label.objects.filter(pk=effect.data["label_id"]))
+            card = card_set_labels(actor=actor, card=card, labels=labels)
+            applied["other"].append({"label": effect.data["label_id"]})
+        elif effect.kind == "comment":
+            card_comment(actor=actor, card=card, text=effect.data["text"])
+            applied["other"].append({"comment": effect.data["text"][:200]})
+        elif effect.kind == "create_card":
+            target = Pipe.objects.get(pk=effect.data["pipe_id"])
+            created = card_create(
+                actor=Actor.system(f"Automation: {step.name}"),
+                pipe=target,
+                values=effect.data["values"],
+                reason=f"connected to {card.reference}",
+            )
+            applied["other"].append({"created_card": created.pk, "pipe": target.slug})
+            if effect.data.get("link_field"):
+                card.refresh_from_db()
+                card = card_update_fields(
+                    actor=actor, card=card, values={effect.data["link_field"]: [created.pk]}, reason=step.name
+                )
+                applied["fields"][effect.data["link_field"]] = [created.pk]
+    return card, applied
+
+
+def _apply(
+    *, run: StepRun, step: Step, entry: PhaseEntry, token: str, outcome: Apply, usage: Usage, tracer: Tracer
+) -> bool:
+    """Apply `outcome` and finish the run in one transaction; True when the card moved on."""
+    with transaction.atomic():
+        _lock_claim(run, token)
+        card = Card.objects.select_for_update().select_related("pipe", "phase").get(pk=entry.card_id)
+        if card.phase_id != entry.phase_id:
+            StepRun.objects.filter(pk=run.pk).update(
+                status=RunStatus.SKIPPED,
+                routing_reason="the card left the phase while the step ran",
+                finished_at=timezone.now(),
+            )
+            PhaseEntry.objects.filter(pk=entry.pk).update(processed_at=timezone.now())
+            return True
+        actor = _actor_for(step, outcome.by_agent, card.pipe_id)
+        effects = list(outcome.effects)
+        if outcome.values:
+            effects.insert(0, Effect("set_fields", {"values": outcome.values}))
+        card, applied = _apply_effects(card=card, actor=actor, effects=effects, step=step)
+        target_key = step.next_phase_key(outcome.decision) if applied["moved_to"] is None else ""
+        if target_key:
+            card.refresh_from_db()
+            if card.phase.key != target_key:
+                phase = Phase.objects.get(pipe_id=card.pipe_id, key=target_key)
+                card = card_move(
+                    actor=actor, card=card, to_phase=phase, reason=f"{step.name}: {outcome.decision}"
+                )
+                applied["moved_to"] = target_key
+        now = timezone.now()
+        StepRun.objects.filter(pk=run.pk).update(
+            status=RunStatus.DONE,
+            mechanism=outcome.mechanism,
+            routing_reason=outcome.reason[:500],
+            decision=outcome.decision,
+            error="",
+            **_finish_fields(run, usage, now),
+        )
+        run.refresh_from_db()
+        tracer.add(TraceKind.CHANGES, _changes_summary(applied), applied)
+        card_record_step(
+            actor=actor,
+            card=card,
+            payload=timeline_payload(run, step),
+            reason=outcome.reason[:500],
+        )
+        moved = applied["moved_to"] is not None
+        if moved:
+            PhaseEntry.objects.filter(pk=entry.pk).update(processed_at=now)
+            card_set_rail_status(card_id=card.pk, status=RailStatus.IDLE)
+    return moved
+
+
+def _changes_summary(applied: Mapping[str, Any]) -> str:
+    parts = []
+    if applied["fields"]:
+        parts.append("set " + ", ".join(sorted(applied["fields"])))
+    if applied["other"]:
+        parts.append(f"{len(applied['other'])} other change(s)")
+    if applied["moved_to"]:
+        parts.append(f"moved to {applied['moved_to']}")
+    return "; ".join(parts) or "no changes"
+
+
+def timeline_payload(run: StepRun, step: Step, **extra: Any) -> dict[str, Any]:
+    return {
+        "run_id": run.pk,
+        "step": run.step_name,
+        "mechanism": run.mechanism or step.mechanism,
+        "status": run.status,
+        "decision": run.decision,
+        "reason": run.routing_reason,
+        "cost": str(run.cost),
+        "currency": run.currency,
+        "url": run_url(run),
+        **extra,
+    }
+
+
+def _finish_simple(run: StepRun, token: str, status: str, reason: str) -> None:
+    StepRun.objects.filter(pk=run.pk, claim_token=token).update(
+        status=status, routing_reason=reason, finished_at=timezone.now(), lease_until=None, mechanism=""
+    )
+
+
+# ---------------------------------------------------------------- reviews
+
+
+def review_decisions(step: Step) -> list[str]:
+    if step.agent is not None:
+        decisions = [d for d in agent_decisions(step.agent) if d != "escalate"]
+        if decisions and decisions != ["done"]:
+            return decisions
+    return ["approve", "reject"]
+
+
+def _wait_for_review(
+    *,
+    run: StepRun,
+    step: Step,
+    entry: PhaseEntry,
+    token: str,
+    handover: Handover,
+    usage: Usage,
+    tracer: Tracer,
+) -> None:
+    """Hand the case to a person: a review task, the card waiting, the entry at rest until the decision."""
+    question = step.question or step.name
+    with transaction.atomic():
+        _lock_claim(run, token)
+        card = Card.objects.select_for_update().get(pk=entry.card_id)
+        proposal = handover.proposal
+        task = ReviewTask.objects.create(
+            run=run,
+            card=card,
+            pipe_id=card.pipe_id,
+            assignee=step.reviewer,
+            question=question,
+            proposal=proposal.as_proposal() if proposal else None,
+            reasoning=proposal.reasoning if proposal else "",
+            confidence=proposal.confidence if proposal else None,
+            allowed_decisions=review_decisions(step),
+            reason=handover.reason[:500],
+        )
+        fields = _finish_fields(run, usage, timezone.now())
+        fields.pop("finished_at")
+        fields.pop("latency_ms")
+        StepRun.objects.filter(pk=run.pk).update(
+            status=RunStatus.WAITING_REVIEW,
+            mechanism=Mechanism.HUMAN,
+            routing_reason=handover.reason[:500],
+            error="",
+            **fields,
+        )
+        run.refresh_from_db()
+        tracer.add(
+            TraceKind.REVIEW,
+            f"review task #{task.pk}: {question}",
+            {"task": task.pk, "reason": handover.reason},
+        )
+        card_record_step(
+            actor=Actor.system("Rail"),
+            card=card,
+            payload=timeline_payload(run, step, question=question),
+            reason=handover.reason[:500],
+        )
+        card_set_rail_status(card_id=card.pk, status=RailStatus.WAITING_REVIEW, note=question)
+        PhaseEntry.objects.filter(pk=entry.pk).update(processed_at=timezone.now())
+        reviewers = [step.reviewer] if step.reviewer else list(pipe_users_with(card.pipe, "review_pipe")[:50])
+        Notification.objects.bulk_create(
+            Notification(
+                user=user, card=card, message=f"{card.reference}: {question}"[:500], url=run_url(run)
+            )
+            for user in reviewers
+            if user is not None
+        )
+
+
+# ---------------------------------------------------------------- failures
+
+
+def _retry_or_fail(
+    *, run: StepRun, step: Step, entry: PhaseEntry, token: str, error: str, usage: Usage, tracer: Tracer
+) -> float | None:
+    if run.attempts >= step.max_attempts:
+        _fail(run=run, step=step, entry=entry, token=token, error=error, usage=usage, tracer=tracer)
+        return None
+    delay = retry_delay(run.attempts)
+    updated = StepRun.objects.filter(pk=run.pk, claim_token=token, status=RunStatus.RUNNING).update(
+        status=RunStatus.PENDING,
+        claim_token="",
+        lease_until=None,
+        next_attempt_at=timezone.now() + timedelta(seconds=delay),
+        error=error[:2000],
+        input_tokens=F("input_tokens") + usage.input_tokens,
+        output_tokens=F("output_tokens") + usage.output_tokens,
+        foundation_tokens=F("foundation_tokens") + usage.foundation_tokens,
+        cost=F("cost") + usage.cost,
+    )
+    if not updated:
+        return None
+    tracer.add(
+        TraceKind.RETRY,
+        f"attempt {run.attempts} failed: {error[:200]}; retrying in {delay:g} s",
+        {"delay": delay},
+    )
+    card_set_rail_status(card_id=run.card_id, status=RailStatus.RUNNING, note=f"{step.name}: retrying")
+    return delay
+
+
+def _fail(
+    *, run: StepRun, step: Step, entry: PhaseEntry, token: str, error: str, usage: Usage, tracer: Tracer
+) -> None:
+    now = timezone.now()
+    with transaction.atomic():
+        try:
+            _lock_claim(run, token)
+        except LeaseLost:
+            return
+        fields = _finish_fields(run, usage, now)
+        StepRun.objects.filter(pk=run.pk).update(status=RunStatus.FAILED, error=error[:2000], **fields)
+        run.refresh_from_db()
+        tracer.add(
+            TraceKind.ERROR, f"failed after {run.attempts} attempt(s): {error[:300]}", {"error": error}
+        )
+        card = Card.objects.get(pk=entry.card_id)
+        card_record_step(
+            actor=Actor.system(f"Automation: {step.name}"),
+            card=card,
+            payload=timeline_payload(run, step, error=error[:500]),
+            reason=f"failed: {error[:400]}",
+        )
+        card_set_rail_status(card_id=card.pk, status=RailStatus.FAILED, note=f"{step.name}: {error}"[:300])
+        PhaseEntry.objects.filter(pk=entry.pk).update(processed_at=now)
