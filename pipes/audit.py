@@ -26,6 +26,8 @@ from django.contrib.contenttypes.models import ContentType
 from django.db.models import CharField, Q
 from django.db.models.functions import Cast
 from django.urls import reverse
+from django.utils import formats, timezone
+from django.utils.dateparse import parse_datetime
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
@@ -169,6 +171,14 @@ def _value_text(names: _Names, pipe_id: int, key: str, value: Any, can_view_pii:
     return text or "—"
 
 
+def _moment(value: str | None) -> str:
+    """An ISO datetime of a payload in the active (organization's) time zone."""
+    moment = parse_datetime(value) if isinstance(value, str) else None
+    if moment is None:
+        return value or "—"
+    return formats.date_format(timezone.localtime(moment), "DATETIME_FORMAT")
+
+
 def _short(text: str, limit: int = 160) -> str:
     text = " ".join(str(text).split())
     return text if len(text) <= limit else text[: limit - 1] + "…"
@@ -213,7 +223,7 @@ def event_details(event: CardEvent, names: _Names, *, can_view_pii: bool) -> lis
         after = ", ".join(payload.get("after") or []) or "—"
         return [f"{before} → {after}"]
     if kind == EventKind.DUE_CHANGED:
-        return [f"{payload.get('before') or '—'} → {payload.get('after') or '—'}"]
+        return [f"{_moment(payload.get('before'))} → {_moment(payload.get('after'))}"]
     if kind == EventKind.COMMENTED:
         text = payload.get("text") or ""
         return [_short(text if can_view_pii else mask_text(text))]

@@ -470,6 +470,7 @@ class ErasedCard:
     files: list[str]
     events: int
     log_entries: int
+    field_labels: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -532,6 +533,7 @@ def _erase_cards(
     identifiers = list(identifiers)
     done: list[ErasedCard] = []
     all_identifiers: set[str] = set()
+    labels = {(f.pipe_id, f.key): f.label for f in Field.objects.filter(pipe__in={c.pipe_id for c in cards})}
     for card in cards:
         title_before = card.title
         result = services.card_erase_personal_data(
@@ -550,6 +552,7 @@ def _erase_cards(
                 files=[name.rsplit("/", 1)[-1] for name in result.file_names],
                 events=len(result.event_seqs),
                 log_entries=logs,
+                field_labels=[labels.get((card.pipe_id, key), key) for key in result.field_keys],
             )
         )
     if done:
@@ -730,6 +733,14 @@ def retention_apply(
             request.counts = ErasureReport(dry_run=False, cards=erased).totals
             request.save(update_fields=["counts"])
     return run
+
+
+def retention_runs(*, pipe: Pipe, limit: int = 10) -> list[PrivacyRequest]:
+    """The latest retention runs that anonymised cards of `pipe` (newest first)."""
+    runs = PrivacyRequest.objects.filter(
+        kind=PrivacyRequest.Kind.RETENTION, organization_id=pipe.organization_id
+    )
+    return [r for r in runs[: limit * 10] if pipe.pk in (r.pipe_ids or [])][:limit]
 
 
 def trace_retention_cutoffs(*, now: datetime | None = None) -> dict[int, datetime]:
