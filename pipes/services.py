@@ -928,14 +928,26 @@ def card_erase_personal_data(
         # A card's PII fields describe its subject: erasing only the field that matched would leave
         # their phone, address or documents behind.
         erase_keys = {k for k, f in schema.fields.items() if f.pii} | set(field_keys)
-        wanted = {str(i).strip() for i in identifiers if i is not None and str(i).strip()}
+        events = list(card.events.order_by("seq"))
+        # The values to scrub everywhere: the identifiers given, and every value the erased fields hold
+        # or held (earlier values live on in the timeline and the audit log).
+        held: list[Any] = []
         for key in erase_keys:
-            value = card.values.get(key)
-            items = value if isinstance(value, list) else [value]
             f = schema.fields.get(key)
             if f is not None and f.type == FieldType.ATTACHMENT:
                 continue  # file ids, not personal data; the files themselves go below
-            wanted |= {str(v).strip() for v in items if isinstance(v, str | int) and str(v).strip() != ERASED}
+            held.append(card.values.get(key))
+            for event in events:
+                payload = event.payload if isinstance(event.payload, dict) else {}
+                held.append((payload.get("values") or {}).get(key))
+                change = (payload.get("changes") or {}).get(key)
+                if isinstance(change, dict):
+                    held += [change.get("before"), change.get("after")]
+        wanted = {str(i).strip() for i in identifiers if i is not None and str(i).strip()}
+        for value in held:
+            for item in value if isinstance(value, list) else [value]:
+                if isinstance(item, str | int) and not isinstance(item, bool) and str(item).strip() != ERASED:
+                    wanted.add(str(item).strip())
         wanted = {w for w in wanted if len(w) >= 3}  # shorter strings would scrub unrelated text
         patterns = [re.compile(re.escape(w), re.IGNORECASE) for w in sorted(wanted, key=len, reverse=True)]
 
@@ -978,7 +990,7 @@ def card_erase_personal_data(
             card.requester_email = ""
 
         erased_seqs: list[int] = []
-        for event in card.events.order_by("seq"):
+        for event in events:
             if event.payload is None:
                 continue
             touches = bool(set(event.field_keys or []) & erase_keys) or any(
