@@ -243,6 +243,10 @@ class Card(models.Model):
     phase_entered_at = models.DateTimeField(default=timezone.now)
     finished_at = models.DateTimeField(null=True, blank=True)
     version = models.PositiveIntegerField(default=1)
+    requested_fields = models.JSONField(
+        _("fields asked of the requester"), default=list, blank=True,
+        help_text=_("Keys a reviewer asked the requester to correct; cleared when the card moves on."),
+    )
     rail_status = models.CharField(
         _("rail status"), max_length=16, choices=RailStatus.choices, default=RailStatus.IDLE
     )

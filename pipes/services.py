@@ -469,6 +469,7 @@ def _check_update(actor: Actor, card: Card, schema: _PipeSchema, keys: Iterable[
             return
         if _is_own_request(actor, card) and access.can_request:
             editable = {f.key for f in schema.phase_fields(card.phase) if f.requester_editable}
+            editable |= set(card.requested_fields or [])
             refused = [k for k in keys if k not in editable]
             if not refused:
                 return
@@ -587,8 +588,9 @@ def card_move(
         card.phase = to_phase
         card.phase_entered_at = now
         card.finished_at = now if to_phase.is_final else None
+        card.requested_fields = []  # what was asked of the requester was asked for the phase left behind
         _event(card, actor, EventKind.MOVED, {"from": source.key, "to": to_phase.key}, reason=reason)
-        _touch(card, "phase", "phase_entered_at", "finished_at")
+        _touch(card, "phase", "phase_entered_at", "finished_at", "requested_fields")
         _enter_phase(card, to_phase)
         _announce_change(card, EventKind.MOVED)
     return card
@@ -783,6 +785,62 @@ def card_attach_files(
             default_storage.delete(name)
         raise
     return new_files
+
+
+def card_request_changes(
+    *,
+    actor: Actor,
+    card: Card,
+    field_keys: Sequence[str],
+    comment: str,
+    to_phase: Phase | None = None,
+) -> Card:
+    """Send `card` back (to `to_phase`, if given) and ask its requester to correct `field_keys`.
+
+    The requester may then edit exactly those fields from My requests until the card moves on;
+    the comment reaches them as a comment addressed to the requester."""
+    comment = (comment or "").strip()
+    with transaction.atomic():
+        card = _lock(card, None)
+        if actor.kind == ActorKind.USER:
+            access = _access(actor, card.pipe)
+            if not (access.can_work or access.can_review):
+                raise _deny(_("You may not ask for changes on cards of %(pipe)s.") % {"pipe": card.pipe.name})
+        elif actor.kind == ActorKind.AGENT:
+            _check_agent_pipe(actor, card.pipe)
+        schema = _PipeSchema(card.pipe)
+        errors: dict[str, list[str]] = {}
+        if not field_keys:
+            errors["fields"] = [_("Name at least one field the requester should correct.")]
+        for key in field_keys:
+            f = schema.fields.get(key)
+            if f is None:
+                errors[key] = [_("There is no field “%(key)s” in this pipe.") % {"key": key}]
+            elif not f.visible_to_requester:
+                errors[key] = [_("The requester cannot see this field.")]
+        if not comment:
+            errors["comment"] = [_("Tell the requester what to change.")]
+        if errors:
+            raise CardError(errors, fields=schema.labels(errors))
+        if to_phase is not None and to_phase.pk != card.phase_id:
+            card = card_move(actor=actor, card=card, to_phase=to_phase, reason=comment[:500])
+        card.requested_fields = sorted(set(field_keys))
+        _event(
+            card,
+            actor,
+            EventKind.COMMENTED,
+            {
+                "text": comment,
+                "mentions": [],
+                "to_requester": True,
+                "requested_fields": card.requested_fields,
+            },
+            reason=_("Changes requested"),
+            field_keys=card.requested_fields,
+        )
+        _touch(card, "requested_fields")
+        _announce_change(card, "changes_requested", card.requested_fields)
+    return card
 
 
 def card_record_step(*, actor: Actor, card: Card, payload: Mapping[str, Any], reason: str = "") -> CardEvent:

@@ -15,6 +15,7 @@ from pipes.services import (
     card_comment,
     card_create,
     card_move,
+    card_request_changes,
     card_update_fields,
 )
 from tests.personas import good_start_values
@@ -330,3 +331,37 @@ def test_it_attaches_files_to_a_field_and_refuses_bad_ones_whole(world, media_ro
         card_attach_files(actor=Actor.for_user(world.member), card=card, uploads=bad, field_key="quote")
     card.refresh_from_db()
     assert card.values["quote"] == [files[0].pk] and CardFile.objects.count() == 1
+
+
+# ------------------------------------------------------------------ changes asked of the requester
+
+
+def test_it_lets_the_requester_correct_exactly_the_fields_asked_of_them(world):
+    card = new_card(world)
+    card = card_request_changes(actor=Actor.for_user(world.reviewer), card=card, field_keys=["amount"],
+                                comment="The amount does not match the quote.")
+    assert card.requested_fields == ["amount"]
+    event = card.events.last()
+    assert event.payload["to_requester"] is True and event.payload["requested_fields"] == ["amount"]
+    card_update_fields(actor=Actor.for_user(world.requester), card=card, values={"amount": "4300.00"})
+    with pytest.raises(CardPermissionError):
+        card_update_fields(actor=Actor.for_user(world.requester), card=card, values={"item": "Other"})
+
+
+def test_it_stops_the_requester_editing_once_the_card_moves_on(world):
+    card = new_card(world)
+    card_request_changes(actor=Actor.for_user(world.member), card=card, field_keys=["amount"], comment="Fix it")
+    card_update_fields(actor=Actor.for_user(world.member), card=card, values={"category": "Hardware"})
+    card = card_move(actor=Actor.for_user(world.member), card=card, to_phase=world.phase("approval"))
+    assert card.requested_fields == []
+    with pytest.raises(CardPermissionError):
+        card_update_fields(actor=Actor.for_user(world.requester), card=card, values={"amount": "1.00"})
+
+
+def test_it_needs_fields_and_a_comment_to_ask_for_changes(world):
+    card = new_card(world)
+    with pytest.raises(CardError) as exc:
+        card_request_changes(actor=Actor.for_user(world.member), card=card, field_keys=[], comment="")
+    assert set(exc.value.errors) == {"fields", "comment"}
+    with pytest.raises(CardPermissionError):
+        card_request_changes(actor=Actor.for_user(world.viewer), card=card, field_keys=["amount"], comment="x")
