@@ -186,7 +186,10 @@ class _PipeSchema:
 
 def _lock(card: Card, expected_version: int | None) -> Card:
     """The card re-read under a row lock; raises CardConflictError when its version moved on."""
-    locked = Card.objects.select_for_update().select_related("pipe__organization", "phase").get(pk=card.pk)
+    # Lock the card row alone (locking joined rows would serialise every move into a phase), then
+    # read it whole: under READ COMMITTED the second query sees what the previous lock holder committed.
+    Card.objects.select_for_update().filter(pk=card.pk).values_list("pk", flat=True).get()
+    locked = Card.objects.select_related("pipe__organization", "phase").get(pk=card.pk)
     if expected_version is not None and locked.version != expected_version:
         raise CardConflictError(
             _("Someone else changed this card a moment ago. Reload it to see their change, then try again.")

@@ -25,8 +25,14 @@ def test_it_lets_a_pipe_admin_rename_a_phase_and_audits_it(world, client):
     page = client.get(f"/admin/pipes/phase/{triage.pk}/change/")
     assert page.status_code == 200
     data = {
-        "pipe": world.pipe.pk, "name": "Screening", "key": "triage", "position": 1, "description": "",
-        "sla_hours": 12, "requester_status": "Received", "allowed_next": [world.phase("approval").pk],
+        "pipe": world.pipe.pk,
+        "name": "Screening",
+        "key": "triage",
+        "position": 1,
+        "description": "",
+        "sla_hours": 12,
+        "requester_status": "Received",
+        "allowed_next": [world.phase("approval").pk],
     }
     response = client.post(f"/admin/pipes/phase/{triage.pk}/change/", data)
     assert response.status_code == 302, response.text[:2000]

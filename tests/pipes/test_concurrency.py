@@ -42,10 +42,12 @@ def test_it_keeps_both_of_two_simultaneous_field_updates(world):
     card = card_create(actor=Actor.for_user(world.member), pipe=world.pipe, values=good_start_values())
     for i in range(5):
         outcomes = run_together(
-            lambda i=i: card_update_fields(actor=Actor.for_user(world.member), card=fresh(card),
-                                           values={"cost_center": f"CC-{100 + i}"}),
-            lambda i=i: card_update_fields(actor=Actor.for_user(world.admin), card=fresh(card),
-                                           values={"item": f"Item {i}"}),
+            lambda i=i: card_update_fields(
+                actor=Actor.for_user(world.member), card=fresh(card), values={"cost_center": f"CC-{100 + i}"}
+            ),
+            lambda i=i: card_update_fields(
+                actor=Actor.for_user(world.admin), card=fresh(card), values={"item": f"Item {i}"}
+            ),
         )
         assert not any(isinstance(o, Exception) for o in outcomes), outcomes
     card.refresh_from_db()
@@ -59,10 +61,18 @@ def test_it_lets_exactly_one_of_two_moves_from_the_same_version_win(world):
     card = card_update_fields(actor=Actor.for_user(world.member), card=card, values={"category": "Hardware"})
     version = card.version
     outcomes = run_together(
-        lambda: card_move(actor=Actor.for_user(world.member), card=fresh(card), to_phase=world.phase("approval"),
-                          expected_version=version),
-        lambda: card_move(actor=Actor.for_user(world.admin), card=fresh(card), to_phase=world.phase("rejected"),
-                          expected_version=version),
+        lambda: card_move(
+            actor=Actor.for_user(world.member),
+            card=fresh(card),
+            to_phase=world.phase("approval"),
+            expected_version=version,
+        ),
+        lambda: card_move(
+            actor=Actor.for_user(world.admin),
+            card=fresh(card),
+            to_phase=world.phase("rejected"),
+            expected_version=version,
+        ),
     )
     winners = [o for o in outcomes if isinstance(o, Card)]
     losers = [o for o in outcomes if isinstance(o, CardError)]
@@ -76,8 +86,12 @@ def test_it_serialises_moves_without_a_version_so_the_second_sees_the_first(worl
     card = card_create(actor=Actor.for_user(world.member), pipe=world.pipe, values=good_start_values())
     card = card_update_fields(actor=Actor.for_user(world.member), card=card, values={"category": "Hardware"})
     outcomes = run_together(
-        lambda: card_move(actor=Actor.for_user(world.member), card=fresh(card), to_phase=world.phase("approval")),
-        lambda: card_move(actor=Actor.for_user(world.admin), card=fresh(card), to_phase=world.phase("approval")),
+        lambda: card_move(
+            actor=Actor.for_user(world.member), card=fresh(card), to_phase=world.phase("approval")
+        ),
+        lambda: card_move(
+            actor=Actor.for_user(world.admin), card=fresh(card), to_phase=world.phase("approval")
+        ),
     )
     assert sum(isinstance(o, Card) for o in outcomes) == 1
     assert any("already in Approval" in str(o) for o in outcomes)

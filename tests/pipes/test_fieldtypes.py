@@ -51,7 +51,11 @@ def test_it_parses_good_input(ctx, f, raw, stored):
 
 BAD = [
     (field(FieldType.SHORT_TEXT), "x" * 256, "at most 255"),
-    (field(FieldType.SHORT_TEXT, validation={"regex": r"^CC-\d{3}$", "regex_message": "Use CC-123."}), "C1", "Use CC-123."),
+    (
+        field(FieldType.SHORT_TEXT, validation={"regex": r"^CC-\d{3}$", "regex_message": "Use CC-123."}),
+        "C1",
+        "Use CC-123.",
+    ),
     (field(FieldType.SHORT_TEXT, validation={"min_length": 5}), "abc", "at least 5"),
     (field(FieldType.LONG_TEXT), ["not", "text"], "Enter text"),
     (field(FieldType.NUMBER), "twelve", "Enter a number"),
@@ -101,4 +105,6 @@ def test_it_requires_every_checklist_item_to_count_as_filled():
 
 
 def test_it_displays_money_with_its_currency():
-    assert display_value(field(FieldType.CURRENCY), {"amount": "1250.50", "currency": "BRL"}) == "BRL 1,250.50"
+    assert (
+        display_value(field(FieldType.CURRENCY), {"amount": "1250.50", "currency": "BRL"}) == "BRL 1,250.50"
+    )

@@ -21,8 +21,14 @@ MATRIX = [
 @pytest.mark.parametrize(("persona", "administer", "work", "review", "file", "board", "pii"), MATRIX)
 def test_it_grants_each_role_its_permissions(world, persona, administer, work, review, file, board, pii):
     access = pipe_access(user=getattr(world, persona), pipe=world.pipe)
-    assert (access.can_administer, access.can_work, access.can_review, access.can_request,
-            access.can_view_board, access.can_view_pii) == (administer, work, review, file, board, pii)
+    assert (
+        access.can_administer,
+        access.can_work,
+        access.can_review,
+        access.can_request,
+        access.can_view_board,
+        access.can_view_pii,
+    ) == (administer, work, review, file, board, pii)
 
 
 def test_it_names_the_role_a_person_holds(world):

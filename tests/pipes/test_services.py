@@ -24,8 +24,9 @@ PDF = b"%PDF-1.4\n1 0 obj <<>> endobj\ntrailer <<>>\n%%EOF\n"
 
 
 def new_card(world, actor=None, **values):
-    return card_create(actor=actor or Actor.for_user(world.requester), pipe=world.pipe,
-                       values=good_start_values(**values))
+    return card_create(
+        actor=actor or Actor.for_user(world.requester), pipe=world.pipe, values=good_start_values(**values)
+    )
 
 
 def agent(world, **scope):
@@ -43,7 +44,9 @@ def assert_unchanged(card):
 # ------------------------------------------------------------------ create
 
 
-def test_it_creates_a_card_in_the_first_phase_with_its_timeline_and_entry(world, django_capture_on_commit_callbacks):
+def test_it_creates_a_card_in_the_first_phase_with_its_timeline_and_entry(
+    world, django_capture_on_commit_callbacks
+):
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
         card = new_card(world)
     assert card.phase.key == "triage"
@@ -113,20 +116,32 @@ def test_it_refuses_an_answer_to_a_question_that_does_not_apply(world):
 
 def test_it_stores_start_form_files_and_records_them(world, media_root):
     quote = SimpleUploadedFile("quote 1.pdf", PDF, content_type="application/pdf")
-    card = card_create(actor=Actor.for_user(world.requester), pipe=world.pipe, values=good_start_values(),
-                       files={"quote": [quote]})
+    card = card_create(
+        actor=Actor.for_user(world.requester),
+        pipe=world.pipe,
+        values=good_start_values(),
+        files={"quote": [quote]},
+    )
     stored = CardFile.objects.get(card=card)
     assert card.values["quote"] == [stored.pk]
-    assert stored.name == "quote 1.pdf" and stored.content_type == "application/pdf" and len(stored.sha256) == 64
+    assert (
+        stored.name == "quote 1.pdf" and stored.content_type == "application/pdf" and len(stored.sha256) == 64
+    )
     assert stored.file.read() == PDF
     assert card.events.get().payload["files"][0]["sha256"] == stored.sha256
 
 
 def test_it_refuses_html_disguised_as_pdf_and_keeps_nothing(world, media_root):
-    fake = SimpleUploadedFile("invoice.pdf", b"<html><script>alert(1)</script></html>", content_type="application/pdf")
+    fake = SimpleUploadedFile(
+        "invoice.pdf", b"<html><script>alert(1)</script></html>", content_type="application/pdf"
+    )
     with pytest.raises(CardError) as exc:
-        card_create(actor=Actor.for_user(world.requester), pipe=world.pipe, values=good_start_values(),
-                    files={"quote": [fake]})
+        card_create(
+            actor=Actor.for_user(world.requester),
+            pipe=world.pipe,
+            values=good_start_values(),
+            files={"quote": [fake]},
+        )
     assert "does not look like a PDF" in exc.value.errors["quote"][0]
     assert not Card.objects.exists() and not CardFile.objects.exists()
     assert not any(media_root.rglob("*.pdf")) if media_root.exists() else True
@@ -137,8 +152,12 @@ def test_it_refuses_html_disguised_as_pdf_and_keeps_nothing(world, media_root):
 
 def test_it_updates_fields_with_before_and_after_on_the_timeline(world):
     card = new_card(world)
-    card = card_update_fields(actor=Actor.for_user(world.member), card=card,
-                              values={"category": "Software", "item": "Licence"}, reason="triage")
+    card = card_update_fields(
+        actor=Actor.for_user(world.member),
+        card=card,
+        values={"category": "Software", "item": "Licence"},
+        reason="triage",
+    )
     assert card.values["category"] == "Software" and card.title == "Licence" and card.version == 2
     event = card.events.last()
     assert event.kind == "fields_changed" and event.reason == "triage" and event.actor_user == world.member
@@ -149,7 +168,9 @@ def test_it_updates_fields_with_before_and_after_on_the_timeline(world):
 def test_it_refuses_updates_by_people_who_only_look(world, persona):
     card = new_card(world)
     with pytest.raises(CardPermissionError):
-        card_update_fields(actor=Actor.for_user(getattr(world, persona)), card=card, values={"category": "Software"})
+        card_update_fields(
+            actor=Actor.for_user(getattr(world, persona)), card=card, values={"category": "Software"}
+        )
     assert_unchanged(card)
 
 
@@ -164,7 +185,9 @@ def test_it_lets_a_requester_fill_only_what_the_current_phase_asks_of_them(world
     card_update_fields(actor=Actor.for_user(world.requester), card=card, values={"cost_center": "CC-100"})
     other = new_card(world, Actor.for_user(world.member))
     with pytest.raises(CardPermissionError):
-        card_update_fields(actor=Actor.for_user(world.requester), card=other, values={"cost_center": "CC-100"})
+        card_update_fields(
+            actor=Actor.for_user(world.requester), card=other, values={"cost_center": "CC-100"}
+        )
 
 
 def test_it_keeps_an_agent_to_its_writable_fields_and_its_pipe(world):
@@ -199,8 +222,9 @@ def test_it_refuses_a_stale_version_and_changes_nothing(world):
     card = new_card(world)
     card_update_fields(actor=Actor.for_user(world.member), card=card, values={"category": "Software"})
     with pytest.raises(CardConflictError):
-        card_update_fields(actor=Actor.for_user(world.admin), card=card, values={"category": "Hardware"},
-                           expected_version=1)
+        card_update_fields(
+            actor=Actor.for_user(world.admin), card=card, values={"category": "Hardware"}, expected_version=1
+        )
     card.refresh_from_db()
     assert card.values["category"] == "Software"
 
@@ -208,9 +232,13 @@ def test_it_refuses_a_stale_version_and_changes_nothing(world):
 def test_it_checks_referenced_people_take_part_in_the_pipe(world):
     card = new_card(world)
     with pytest.raises(CardError) as exc:
-        card_update_fields(actor=Actor.for_user(world.member), card=card, values={"approved_by": world.outsider.pk})
+        card_update_fields(
+            actor=Actor.for_user(world.member), card=card, values={"approved_by": world.outsider.pk}
+        )
     assert "take part" in exc.value.errors["approved_by"][0]
-    card_update_fields(actor=Actor.for_user(world.member), card=card, values={"approved_by": world.reviewer.pk})
+    card_update_fields(
+        actor=Actor.for_user(world.member), card=card, values={"approved_by": world.reviewer.pk}
+    )
 
 
 # ------------------------------------------------------------------ move
@@ -228,7 +256,9 @@ def test_it_refuses_to_leave_a_phase_with_its_required_fields_empty(world):
 def test_it_moves_forward_once_the_fields_are_filled_and_records_entries(world):
     card = new_card(world)
     card_update_fields(actor=Actor.for_user(world.member), card=card, values={"category": "Hardware"})
-    card = card_move(actor=Actor.for_user(world.member), card=card, to_phase=world.phase("approval"), reason="ok")
+    card = card_move(
+        actor=Actor.for_user(world.member), card=card, to_phase=world.phase("approval"), reason="ok"
+    )
     assert card.phase.key == "approval" and card.finished_at is None
     entries = list(PhaseEntry.objects.filter(card=card).order_by("entered_at"))
     assert [e.phase.key for e in entries] == ["triage", "approval"]
@@ -323,7 +353,9 @@ def test_it_lets_requesters_comment_on_their_own_cards_only(world):
 def test_it_attaches_files_to_a_field_and_refuses_bad_ones_whole(world, media_root):
     card = new_card(world)
     good = SimpleUploadedFile("q.pdf", PDF)
-    files = card_attach_files(actor=Actor.for_user(world.member), card=card, uploads=[good], field_key="quote")
+    files = card_attach_files(
+        actor=Actor.for_user(world.member), card=card, uploads=[good], field_key="quote"
+    )
     card.refresh_from_db()
     assert card.values["quote"] == [files[0].pk]
     bad = [SimpleUploadedFile("r.pdf", PDF), SimpleUploadedFile("evil.png", b"<svg onload=alert(1)>")]
@@ -338,8 +370,12 @@ def test_it_attaches_files_to_a_field_and_refuses_bad_ones_whole(world, media_ro
 
 def test_it_lets_the_requester_correct_exactly_the_fields_asked_of_them(world):
     card = new_card(world)
-    card = card_request_changes(actor=Actor.for_user(world.reviewer), card=card, field_keys=["amount"],
-                                comment="The amount does not match the quote.")
+    card = card_request_changes(
+        actor=Actor.for_user(world.reviewer),
+        card=card,
+        field_keys=["amount"],
+        comment="The amount does not match the quote.",
+    )
     assert card.requested_fields == ["amount"]
     event = card.events.last()
     assert event.payload["to_requester"] is True and event.payload["requested_fields"] == ["amount"]
@@ -350,7 +386,9 @@ def test_it_lets_the_requester_correct_exactly_the_fields_asked_of_them(world):
 
 def test_it_stops_the_requester_editing_once_the_card_moves_on(world):
     card = new_card(world)
-    card_request_changes(actor=Actor.for_user(world.member), card=card, field_keys=["amount"], comment="Fix it")
+    card_request_changes(
+        actor=Actor.for_user(world.member), card=card, field_keys=["amount"], comment="Fix it"
+    )
     card_update_fields(actor=Actor.for_user(world.member), card=card, values={"category": "Hardware"})
     card = card_move(actor=Actor.for_user(world.member), card=card, to_phase=world.phase("approval"))
     assert card.requested_fields == []
@@ -364,4 +402,6 @@ def test_it_needs_fields_and_a_comment_to_ask_for_changes(world):
         card_request_changes(actor=Actor.for_user(world.member), card=card, field_keys=[], comment="")
     assert set(exc.value.errors) == {"fields", "comment"}
     with pytest.raises(CardPermissionError):
-        card_request_changes(actor=Actor.for_user(world.viewer), card=card, field_keys=["amount"], comment="x")
+        card_request_changes(
+            actor=Actor.for_user(world.viewer), card=card, field_keys=["amount"], comment="x"
+        )

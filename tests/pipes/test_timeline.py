@@ -37,7 +37,7 @@ def test_it_detects_a_payload_edited_in_the_database(world):
             "UPDATE pipes_cardevent SET payload = %s WHERE card_id = %s AND seq = 2",
             ['{"changes": {"category": {"before": null, "after": "Hardware"}}}', card.pk],
         )
-    assert breaks(card) == ["card %d, event #2: content was changed after it was written" % card.pk]
+    assert breaks(card) == [f"card {card.pk}, event #2: content was changed after it was written"]
 
 
 def test_it_detects_metadata_edited_in_the_database(world):
