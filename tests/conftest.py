@@ -54,7 +54,8 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
     skipped = terminalreporter.stats.get("skipped", [])
     if not skipped:
         return
-    missing = sorted({g for g in GROUPS if not _available(g)})
+    reasons = " ".join(str(getattr(report, "longrepr", "")) for report in skipped)
+    missing = sorted(g for g in GROUPS if not _available(g) and f"group '{g}' not enabled" in reasons)
     terminalreporter.write_sep("=", "test groups that did not run")
     for group in missing:
         terminalreporter.write_line(f"- {group}: to run it, {GROUPS[group]}")
