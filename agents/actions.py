@@ -39,9 +39,10 @@ REDACTED = "***"
 class ActionError(Exception):
     """An action failed; `transient` when a retry may succeed."""
 
-    def __init__(self, message: str, *, transient: bool = False):
+    def __init__(self, message: str, *, transient: bool = False, call: dict | None = None):
         super().__init__(message)
         self.transient = transient
+        self.call = call  # what was sent, for the trace
 
 
 @dataclass(frozen=True)
@@ -57,7 +58,7 @@ class Ledger(Protocol):
 
     def done(self, index: int) -> dict | None: ...
 
-    def record(self, index: int, outcome: dict) -> None: ...
+    def record(self, index: int, outcome: dict, call: dict) -> None: ...
 
 
 @dataclass
@@ -299,10 +300,10 @@ def _http(spec: dict, ctx: _Context, *, organization_id: int, idempotency_key: s
         )
     except HttpRefused as exc:
         call.update(status=None, error=f"refused: {exc}")
-        raise ActionError(f"HTTP request refused: {exc}") from exc
+        raise ActionError(f"HTTP request refused: {exc}", call=call) from exc
     except HttpFailed as exc:
         call.update(status=exc.status, error=str(exc))
-        raise ActionError(f"HTTP {method} {url} failed: {exc}", transient=exc.transient) from exc
+        raise ActionError(f"HTTP {method} {url} failed: {exc}", transient=exc.transient, call=call) from exc
     mapped = {}
     for key, path in (spec.get("response_map") or {}).items():
         value = _dig(response.json, str(path))
@@ -355,18 +356,18 @@ def actions_run(
                     else:
                         outcome, call = _email(spec, ctx)
                 except ActionError as exc:
-                    call = {"type": kind, "index": index, "error": str(exc)}
+                    call = {**(exc.call or {"type": kind}), "index": index, "error": str(exc)}
                     run.calls.append(call)
                     if on_call:
                         on_call(call)
                     raise
-                ledger.record(index, outcome)
+                call["index"] = index
+                ledger.record(index, outcome, call)  # committed now: a retry will not repeat it
             else:
                 call = {"type": kind, "index": index, "reused": True, **outcome}
-            call["index"] = index
+                if on_call:
+                    on_call(call)
             run.calls.append(call)
-            if on_call:
-                on_call(call)
             if kind == "http" and outcome.get("mapped"):
                 ctx.values.update(outcome["mapped"])
                 run.effects.append(Effect("set_fields", {"values": outcome["mapped"]}))

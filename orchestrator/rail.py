@@ -419,7 +419,10 @@ def _automation(*, run: StepRun, step: Step, card: Card, tracer: Tracer) -> Appl
         if exc.transient:
             raise StepTransient(str(exc)) from exc
         raise StepPermanent(str(exc)) from exc
-    return Apply(mechanism=Mechanism.AUTOMATION, reason="automation", decision="done", effects=result.effects)
+    kinds = ", ".join(dict.fromkeys(str(a.get("type")) for a in step.actions or [])) or "no actions"
+    return Apply(
+        mechanism=Mechanism.AUTOMATION, reason=f"automation: {kinds}", decision="done", effects=result.effects
+    )
 
 
 # ---------------------------------------------------------------- the router

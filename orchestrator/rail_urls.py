@@ -1,0 +1,14 @@
+"""URLs of the rail, mounted at /rail/ by orchestrator/urls.py:
+path("rail/", include("orchestrator.rail_urls"))."""
+
+from django.urls import path
+
+from . import views
+
+app_name = "rail"
+
+urlpatterns = [
+    path("runs/<int:run_id>/", views.run_detail, name="run"),
+    path("runs/<int:run_id>/retry/", views.run_retry, name="run_retry"),
+    path("pipes/<int:pipe_id>/costs/", views.pipe_costs, name="pipe_costs"),
+]
