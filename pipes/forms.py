@@ -87,6 +87,7 @@ class PortalField:
     choices: list[Choice] = field(default_factory=list)
     multiple: bool = False
     kept: list[StagedFile] = field(default_factory=list)
+    attached: list[Any] = field(default_factory=list)  # CardFiles already on the card (requester answers)
     is_source: bool = False
     unavailable: bool = False
     prefix: str = ""
@@ -264,6 +265,8 @@ class PortalForm:
             pf.prefix = CURRENCY_SYMBOLS.get(code, code)
         elif f.type == FieldType.PERCENTAGE:
             pf.suffix = "%"
+        elif f.type in (FieldType.DATETIME, FieldType.DUE_DATE):
+            pf.hint = _("Time in %(zone)s") % {"zone": self.pipe.organization.time_zone.replace("_", " ")}
         elif f.type == FieldType.ATTACHMENT:
             pf.multiple = bool((f.config or {}).get("multiple"))
             pf.accept, pf.hint = upload_hint(f)

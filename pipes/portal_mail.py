@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 
 from django.conf import settings
+from django.core.cache import cache
 from django.core.mail import EmailMessage
 from django.template.loader import render_to_string
 from django.urls import reverse
@@ -24,6 +25,10 @@ from .models import Card
 from .portal_selectors import requester_editable_fields, requester_status
 
 log = logging.getLogger(__name__)
+
+# The reason recorded on cards filed through the portal; status emails go to those requesters only
+# (cards made on the board or by integrations carry their creator's address but are not requests).
+PORTAL_REASON = "Submitted through the request portal"
 
 
 def tracking_url(card: Card) -> str:
@@ -77,17 +82,46 @@ def send_status_email(card: Card, *, status: str) -> bool:
         return _send(card, subject, "portal/email/status.txt", {"status": status, "needed": needed})
 
 
+def send_changes_requested_email(card: Card) -> bool:
+    """Ask a signed-in requester to correct the fields the team named (their note is in the email)."""
+    asked = (
+        card.events.filter(kind=EventKind.COMMENTED, payload__has_key="requested_fields")
+        .order_by("-seq")
+        .first()
+    )
+    labels = dict(card.pipe.fields.filter(key__in=card.requested_fields or []).values_list("key", "label"))
+    with translation.override(settings.LANGUAGE_CODE):
+        subject = _("[%(ref)s] Please correct your request") % {"ref": card.reference}
+        context = {
+            "status": requester_status(card.phase),
+            "fields": [labels[k] for k in card.requested_fields or [] if k in labels],
+            "note": (asked.payload or {}).get("text", "") if asked else "",
+        }
+        return _send(card, subject, "portal/email/changes_requested.txt", context)
+
+
 def on_card_changed(sender, *, card_id: int, kind: str, **kwargs) -> None:
-    """After a move, email the requester when the status they see is different from before."""
-    if kind != EventKind.MOVED:
+    """Tell the requester of a portal request when the status they see changes, or changes are asked of them."""
+    if kind not in (EventKind.MOVED, "changes_requested"):
         return
     try:
         card = Card.objects.select_related("pipe__organization", "phase").filter(pk=card_id).first()
         if card is None or not card.requester_email:
             return
-        moved = card.events.filter(kind=EventKind.MOVED).order_by("-seq").first()
-        if moved is None:
+        if not card.events.filter(kind=EventKind.CREATED, reason=PORTAL_REASON).exists():
             return
+        if card.created_by_id and card.requested_fields:
+            # Asked to correct fields (perhaps sent back a phase too): one email says both, once per ask.
+            if kind == "changes_requested" and cache.add(
+                f"pipes.portal_mail.asked.{card.pk}.{card.event_count}", 1, 3600
+            ):
+                send_changes_requested_email(card)
+            return
+        if kind != EventKind.MOVED:
+            return
+        moved = card.events.filter(kind=EventKind.MOVED).order_by("-seq").first()
+        if moved is None or not cache.add(f"pipes.portal_mail.moved.{card.pk}.{moved.seq}", 1, 3600):
+            return  # several moves committed together announce themselves once each: tell the last one once
         phases = {p.key: p for p in card.pipe.phases.all()}
         source = phases.get((moved.payload or {}).get("from"))
         target = phases.get((moved.payload or {}).get("to"), card.phase)

@@ -14,7 +14,7 @@ from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import PermissionDenied
-from django.db.models import Count, Prefetch, Q, QuerySet
+from django.db.models import Count, Max, Prefetch, Q, QuerySet
 from django.http import Http404
 from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
@@ -198,45 +198,102 @@ class RequestRow:
     messages: int
 
 
+def _answered_requests(cards: list[Card]) -> set[int]:
+    """Ids of cards whose requester changed fields after the team last asked them for changes."""
+    asked = {c.pk: c.created_by_id for c in cards if c.requested_fields and not c.is_finished}
+    if not asked:
+        return set()
+    last_ask = dict(
+        CardEvent.objects.filter(
+            card_id__in=asked, kind=EventKind.COMMENTED, payload__has_key="requested_fields"
+        )
+        .values("card_id")
+        .annotate(seq=Max("seq"))
+        .values_list("card_id", "seq")
+    )
+    replies = CardEvent.objects.filter(
+        card_id__in=asked, kind__in=[EventKind.FIELDS_CHANGED, EventKind.FILE_ADDED]
+    ).values_list("card_id", "seq", "actor_user_id")
+    return {
+        card_id
+        for card_id, seq, actor_id in replies
+        if actor_id is not None and actor_id == asked[card_id] and seq > last_ask.get(card_id, seq)
+    }
+
+
+def requester_pending(card: Card, fields: Iterable[Field], *, answered: bool) -> list[Field]:
+    """What is still needed from the requester: unfilled phase fields, and fields the team asked to correct."""
+    if card.is_finished:
+        return []
+    requested = set() if answered else set(card.requested_fields or [])
+    return [
+        f
+        for f in fields
+        if f.key in requested
+        or (
+            f.phase_id == card.phase_id
+            and f.requester_editable
+            and evaluate(f.condition, card.values)
+            and not is_filled(f, card.values.get(f.key))
+        )
+    ]
+
+
 def requester_rows(cards: Iterable[Card]) -> list[RequestRow]:
     """My requests' lines, in a fixed number of queries whatever the number of cards."""
     cards = list(cards)
     if not cards:
         return []
     phase_ids = {c.phase_id for c in cards}
-    editable: dict[int, list[Field]] = defaultdict(list)
-    for f in Field.objects.filter(phase_id__in=phase_ids, requester_editable=True):
-        editable[f.phase_id].append(f)
+    requested_keys = {k for c in cards for k in c.requested_fields or []}
+    fields_by_pipe: dict[int, list[Field]] = defaultdict(list)
+    for f in Field.objects.filter(
+        Q(phase_id__in=phase_ids, requester_editable=True)
+        | Q(pipe_id__in={c.pipe_id for c in cards}, key__in=requested_keys, visible_to_requester=True)
+    ):
+        fields_by_pipe[f.pipe_id].append(f)
     messages = dict(
         CardEvent.objects.filter(_comments_to_requester_filter(c.pk for c in cards))
         .values_list("card_id")
         .annotate(n=Count("pk"))
         .values_list("card_id", "n")
     )
-    rows = []
-    for card in cards:
-        pending = [
-            f
-            for f in editable.get(card.phase_id, [])
-            if evaluate(f.condition, card.values) and not is_filled(f, card.values.get(f.key))
-        ]
-        rows.append(
-            RequestRow(
-                card=card,
-                status=requester_status(card.phase),
-                needs_me=0 if card.is_finished else len(pending),
-                messages=messages.get(card.pk, 0),
-            )
+    answered = _answered_requests(cards)
+    return [
+        RequestRow(
+            card=card,
+            status=requester_status(card.phase),
+            needs_me=len(
+                requester_pending(card, fields_by_pipe.get(card.pipe_id, []), answered=card.pk in answered)
+            ),
+            messages=messages.get(card.pk, 0),
         )
-    return rows
+        for card in cards
+    ]
+
+
+def requester_answered(card: Card) -> bool:
+    """True when the requester already changed fields since the team last asked for changes."""
+    return card.pk in _answered_requests([card])
 
 
 def requester_editable_fields(card: Card) -> list[Field]:
-    """Fields the current phase asks the requester to fill (those whose condition applies)."""
+    """Fields the requester may fill now: the current phase's requester fields (whose condition applies),
+    and the fields the team asked them to correct (Card.requested_fields)."""
     if card.is_finished:
         return []
-    fields = Field.objects.filter(phase=card.phase, requester_editable=True).order_by("position", "id")
-    return [f for f in fields if evaluate(f.condition, card.values)]
+    requested = list(card.requested_fields or [])
+    fields = (
+        Field.objects.filter(pipe=card.pipe_id)
+        .filter(
+            Q(phase=card.phase, requester_editable=True) | Q(key__in=requested, visible_to_requester=True)
+        )
+        .select_related("phase")
+    )
+    fields = sorted(
+        fields, key=lambda f: (f.phase_id is not None, f.phase.position if f.phase else 0, f.position, f.pk)
+    )
+    return [f for f in fields if f.key in requested or evaluate(f.condition, card.values)]
 
 
 @dataclass

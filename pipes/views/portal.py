@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import zoneinfo
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.cache import cache
@@ -21,10 +22,9 @@ from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from ..choices import FieldType
-from ..fieldtypes import is_filled
 from ..forms import EMAIL_KEY, HONEYPOT_INPUT, STAGING_INPUT, PortalForm, initial_from_values, org_tz
 from ..models import Card, Field, Pipe
-from ..portal_mail import send_submission_email, tracking_url
+from ..portal_mail import PORTAL_REASON, send_submission_email, tracking_url
 from ..portal_selectors import (
     card_by_tracking_token,
     pipe_turnaround_hours,
@@ -32,12 +32,14 @@ from ..portal_selectors import (
     portal_pipe_for_request,
     portal_pipes_for_user,
     public_pipe_get,
+    requester_answered,
     requester_card_counts,
     requester_card_get,
     requester_cards,
     requester_editable_fields,
     requester_file_get,
     requester_history,
+    requester_pending,
     requester_rows,
     requester_status,
     requester_steps,
@@ -210,6 +212,7 @@ def _submit_start_form(request, pipe: Pipe, *, actor: Actor, public: bool):
             values=form.raw_values(),
             files=uploads,
             requester_email=form.requester_email() if public else "",
+            reason=PORTAL_REASON,
         )
     except CardPermissionError as exc:
         raise PermissionDenied(exc.message) from None
@@ -276,8 +279,15 @@ def _render_submitted(request, card: Card, *, public: bool):
 
 
 def _client_address(request) -> str:
-    # Behind a proxy REMOTE_ADDR is the proxy's: set it from a trusted header there, never from the client.
-    return request.META.get("REMOTE_ADDR", "") or "unknown"
+    """The submitter's address for rate limiting.
+
+    Behind a reverse proxy REMOTE_ADDR is the proxy's own: name the header the proxy sets (and
+    overwrites) in settings.TRILHO_CLIENT_IP_HEADER, e.g. "HTTP_X_REAL_IP". A header the client
+    could set itself is never read unless that setting names it."""
+    header = getattr(settings, "TRILHO_CLIENT_IP_HEADER", "")
+    address = request.META.get(header, "") if header else ""
+    address = address.split(",")[-1].strip() if address else ""
+    return address or request.META.get("REMOTE_ADDR", "") or "unknown"
 
 
 def _count(key: str) -> int:
@@ -372,8 +382,11 @@ def my_requests(request):
 
 def _answer_form(request, card: Card, fields: list[Field], *, bound: bool) -> PortalForm:
     form = _bind_answer_form(request, card, fields, bound=bound)
+    files = {cf.pk: cf for cf in card.files.all()}
     for pf in form.bound:
         pf.is_source = False  # a phase's few requester fields are shown by the card's values, not live
+        if pf.field.type == FieldType.ATTACHMENT:
+            pf.attached = [files[i] for i in card.values.get(pf.key) or [] if i in files]
     return form
 
 
@@ -408,14 +421,17 @@ def _render_request(
     fields = requester_editable_fields(card)
     if answer is None:
         answer = _answer_form(request, card, fields, bound=False) if fields else None
-    pending = [f for f in fields if not is_filled(f, card.values.get(f.key))]
+    answered = requester_answered(card)
+    requested = set(card.requested_fields or [])
     context = {
+        "pending": requester_pending(card, fields, answered=answered),
+        "asked": [f for f in fields if f.key in requested] if not answered else [],
+        "answered": answered and bool(requested),
         "nav_active": "requests",
         "card": card,
         "status": requester_status(card.phase),
         "steps": requester_steps(card),
         "answer": answer,
-        "pending": pending,
         "values": requester_values(card, exclude=[f.key for f in fields]),
         "thread": requester_thread(card),
         "history": requester_history(card),
@@ -446,21 +462,23 @@ def request_answer(request, card_id: int):
     form = _answer_form(request, card, fields, bound=True)
     actor = Actor.for_user(request.user)
     try:
-        values = form.raw_values(include_empty=True)
-        if values:
-            card = card_update_fields(actor=actor, card=card, values=values)
+        # Files first: if a value is then refused, the files are already safe on the card.
         for pf in form.visible_fields:
             uploads = request.FILES.getlist(pf.name) if pf.field.type == FieldType.ATTACHMENT else []
             if uploads:
                 card_attach_files(actor=actor, card=card, uploads=uploads, field_key=pf.key)
+        values = form.raw_values(include_empty=True)
+        if values:
+            card = card_update_fields(actor=actor, card=card, values=values)
     except CardConflictError as exc:
         messages.error(request, exc.message)
         return redirect("portal:request", card_id=card.pk)
     except CardPermissionError as exc:
         raise PermissionDenied(exc.message) from None
     except CardError as exc:
-        form.add_errors(exc.errors)
         card.refresh_from_db()
+        form = _answer_form(request, card, fields, bound=True)
+        form.add_errors(exc.errors)
         return _render_request(request, card, answer=form, status=422)
     messages.success(request, _("Thank you — your answer was sent to the team."))
     return redirect("portal:request", card_id=card.pk)

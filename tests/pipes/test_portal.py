@@ -14,8 +14,16 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 
 from pipes.choices import EventKind, FieldType
 from pipes.models import Card, CardEvent, Field, Phase, Pipe
+from pipes.portal_mail import PORTAL_REASON
 from pipes.portal_staging import ROOT, Staging, staging_sweep
-from pipes.services import Actor, card_comment, card_create, card_move, card_update_fields
+from pipes.services import (
+    Actor,
+    card_comment,
+    card_create,
+    card_move,
+    card_request_changes,
+    card_update_fields,
+)
 from tests.personas import PASSWORD, build_purchase_pipe, good_start_values, make_user
 from tests.pipes.test_forms import by_id, one_input, pdf, row_text
 
@@ -40,9 +48,13 @@ def form_data(**overrides) -> dict:
     return data
 
 
-def file_request(world, user=None, **values) -> Card:
+def file_request(world, user=None, *, reason: str = PORTAL_REASON, **values) -> Card:
+    """A request filed as the portal files it."""
     return card_create(
-        actor=Actor.for_user(user or world.requester), pipe=world.pipe, values=good_start_values(**values)
+        actor=Actor.for_user(user or world.requester),
+        pipe=world.pipe,
+        values=good_start_values(**values),
+        reason=reason,
     )
 
 
@@ -473,6 +485,48 @@ def test_it_stays_quiet_when_a_move_does_not_change_what_the_requester_sees(
     with django_capture_on_commit_callbacks(execute=True):
         card_move(actor=Actor.system(), card=card, to_phase=world.phase("approval"))
     assert mail.outbox == []
+
+
+def test_it_does_not_email_about_cards_made_outside_the_portal(world, django_capture_on_commit_callbacks):
+    import pipes.portal_mail  # noqa: F401
+
+    card = file_request(world, user=world.member, reason="")  # e.g. made on the board
+    card_update_fields(actor=Actor.system(), card=card, values={"category": "Hardware"})
+    with django_capture_on_commit_callbacks(execute=True):
+        card_move(actor=Actor.system(), card=card, to_phase=world.phase("approval"))
+    assert mail.outbox == []
+
+
+def test_it_asks_the_requester_to_correct_fields_the_team_named(
+    client, world, django_capture_on_commit_callbacks
+):
+    import pipes.portal_mail  # noqa: F401
+
+    card = file_request(world, item="Laptop")
+    card_update_fields(actor=Actor.system(), card=card, values={"category": "Hardware"})
+    card_move(actor=Actor.system(), card=card, to_phase=world.phase("approval"))
+    with django_capture_on_commit_callbacks(execute=True):
+        card_request_changes(
+            actor=Actor.for_user(world.member),
+            card=card,
+            field_keys=["amount"],
+            comment="The quote says 4,200.",
+            to_phase=world.phase("triage"),
+        )
+    assert [m.subject for m in mail.outbox] == [f"[{card.reference}] Please correct your request"]
+    assert "- Amount" in mail.outbox[0].body and "The quote says 4,200." in mail.outbox[0].body
+    sign_in(client, world.requester)
+    assert "Action needed" in client.get("/portal/requests/").content.decode()
+    page = client.get(f"/portal/requests/{card.pk}/")
+    assert "Please correct your request" in page.content.decode()
+    assert one_input(page, "f-amount")["value"] == "4500.00"
+    assert "f-item" not in page.content.decode()  # only what was asked
+    response = client.post(f"/portal/requests/{card.pk}/answer/", {"f-amount": "4200"})
+    assert response.status_code == 302
+    card.refresh_from_db()
+    assert card.values["amount"]["amount"] == "4200.00"
+    assert "Action needed" not in client.get("/portal/requests/").content.decode()
+    assert "the team will look at your changes" in client.get(f"/portal/requests/{card.pk}/").content.decode()
 
 
 # ---------------------------------------------------------------- staging area
