@@ -68,4 +68,6 @@ def notifications_unread(*, user: AbstractBaseUser, limit: int = 8) -> list[Noti
 
 def notifications_mark_read(*, user: AbstractBaseUser, card: Card) -> int:
     """Mark the user's notifications about `card` read (they opened it)."""
-    return Notification.objects.filter(user=user, card=card, read_at__isnull=True).update(read_at=timezone.now())
+    return Notification.objects.filter(user=user, card=card, read_at__isnull=True).update(
+        read_at=timezone.now()
+    )

@@ -18,11 +18,13 @@ from typing import Any
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import PermissionDenied
-from django.db.models import Count, F, Prefetch, Q, QuerySet, Window
+from django.db import connection
+from django.db.models import Count, F, Q, QuerySet, Window
 from django.db.models.fields.json import KeyTextTransform
 from django.db.models.functions import RowNumber
 from django.db.models.lookups import IContains
 from django.http import Http404, QueryDict
+from django.urls import reverse
 from django.utils import formats, timezone
 from django.utils.dateparse import parse_date
 from django.utils.translation import gettext as _
@@ -50,6 +52,15 @@ TEXT_SEARCH_TYPES = {
 # ---------------------------------------------------------------- getters
 
 
+def _check_access(*, user: AbstractBaseUser, pipe: Pipe, write: bool) -> PipeAccess:
+    access = pipe_access(user=user, pipe=pipe)
+    if not access.perms:
+        raise Http404
+    if not access.can_view_board or (write and not access.can_work):
+        raise PermissionDenied
+    return access
+
+
 def pipe_get_for_user(*, user: AbstractBaseUser, pk: int, write: bool = False) -> tuple[Pipe, PipeAccess]:
     """The pipe and the user's access to it.
 
@@ -58,24 +69,18 @@ def pipe_get_for_user(*, user: AbstractBaseUser, pk: int, write: bool = False) -
     pipe = Pipe.objects.select_related("organization").filter(pk=pk).first()
     if pipe is None:
         raise Http404
-    access = pipe_access(user=user, pipe=pipe)
-    if not access.perms:
-        raise Http404
-    if not access.can_view_board or (write and not access.can_work):
-        raise PermissionDenied
-    return pipe, access
+    return pipe, _check_access(user=user, pipe=pipe, write=write)
 
 
 def card_get_for_user(
     *, user: AbstractBaseUser, pk: int, pipe_id: int, write: bool = False
 ) -> tuple[Card, PipeAccess]:
-    """The card of pipe `pipe_id` and the user's access, with the same 404/403 rules as pipe_get_for_user."""
-    pipe, access = pipe_get_for_user(user=user, pk=pipe_id, write=write)
-    card = Card.objects.select_related("phase").filter(pk=pk, pipe_id=pipe.pk).first()
+    """The card of pipe `pipe_id` (with its pipe and phase) and the user's access, by the rules of
+    pipe_get_for_user; a card that does not exist there is a 404 for everyone."""
+    card = Card.objects.select_related("pipe__organization", "phase").filter(pk=pk, pipe_id=pipe_id).first()
     if card is None:
         raise Http404
-    card.pipe = pipe
-    return card, access
+    return card, _check_access(user=user, pipe=card.pipe, write=write)
 
 
 # ---------------------------------------------------------------- filters
@@ -256,9 +261,10 @@ class BoardSchema:
         )
 
 
-def board_schema(*, pipe: Pipe, access: PipeAccess) -> BoardSchema:
-    """Phases (with their allowed next phases) and fields of the pipe: three queries."""
-    phases = list(pipe.phases.prefetch_related("allowed_next").order_by("position", "id"))
+def board_schema(*, pipe: Pipe, access: PipeAccess, transitions: bool = True) -> BoardSchema:
+    """Phases (with their allowed next phases, unless `transitions` is False) and fields of the pipe."""
+    phases = pipe.phases.order_by("position", "id")
+    phases = list(phases.prefetch_related("allowed_next") if transitions else phases)
     fields = list(pipe.fields.all())
     return BoardSchema(pipe=pipe, phases=phases, fields=fields, access=access)
 
@@ -276,7 +282,7 @@ class Column:
 
     phase: Phase
     counts: ColumnCounts
-    cards: list[Card]
+    cards: list[Tile]
     next_offset: int | None = None  # where "load more" continues; None when all cards are shown
 
     @property
@@ -310,63 +316,192 @@ def board_counts(
     return counts
 
 
-def _tile_queryset(schema: BoardSchema) -> QuerySet[Card]:
-    User = get_user_model()
-    return Card.objects.defer("tracking_token", "last_event_hash", "requester_email").prefetch_related(
-        Prefetch("assignees", queryset=User.objects.only("id", "username", "first_name", "last_name")),
-        "labels",
+@dataclass(slots=True)
+class Person:
+    """Just enough of a user to show them on a tile."""
+
+    pk: int
+    username: str
+    first_name: str
+    last_name: str
+
+    def get_full_name(self) -> str:
+        return f"{self.first_name} {self.last_name}".strip()
+
+    def get_username(self) -> str:
+        return self.username
+
+
+@dataclass(slots=True)
+class TileLabel:
+    name: str
+    color: str
+
+
+@dataclass(slots=True)
+class Tile:
+    """A card as its board tile shows it: built from plain rows, every value ready to print."""
+
+    pk: int
+    pipe_id: int
+    phase_id: int
+    title: str
+    version: int
+    due_at: dt.datetime | None
+    created_at: dt.datetime
+    finished_at: dt.datetime | None
+    rail_status: str
+    rail_note: str
+    reference: str
+    key_values: list[tuple[str, str]]
+    is_late: bool
+    is_overdue: bool
+    stamp: str
+    order_key: str
+    rail_badge: tuple[str, str] | None
+    detail_url: str
+    move_url: str
+    label_list: list[TileLabel] = field(default_factory=list)
+    assignee_list: list[Person] = field(default_factory=list)
+
+
+TILE_COLUMNS = (
+    "id",
+    "phase_id",
+    "title",
+    "values",
+    "due_at",
+    "created_at",
+    "updated_at",
+    "phase_entered_at",
+    "finished_at",
+    "version",
+    "rail_status",
+    "rail_note",
+)
+
+
+def _url_maker(name: str, pipe_id: int):
+    """A fast maker of `name` URLs for many cards: reverse once, then put each card's id in."""
+    marker = 987654321
+    template = reverse(name, args=[pipe_id, marker])
+    head, _sep, tail = template.partition(str(marker))
+    return lambda pk: f"{head}{pk}{tail}"
+
+
+def _is_late(
+    phase: Phase | None, entered: dt.datetime, finished: dt.datetime | None, now: dt.datetime
+) -> bool:
+    return bool(
+        phase and phase.sla_hours and finished is None and entered + dt.timedelta(hours=phase.sla_hours) < now
     )
 
 
-def decorate_cards(cards: Iterable[Card], *, schema: BoardSchema) -> list[Card]:
-    """Set what a board tile shows on each card: key field values (masked as needed) and badges."""
+def tiles_from_rows(rows: Sequence[tuple], *, schema: BoardSchema) -> list[Tile]:
+    """Tiles for rows of TILE_COLUMNS, with their assignees and labels (two queries, none when no rows)."""
+    if not rows:
+        return []
+    ids = [row[0] for row in rows]
+    people: dict[int, list[Person]] = defaultdict(list)
+    for card_id, pk, username, first, last in Card.assignees.through.objects.filter(
+        card_id__in=ids
+    ).values_list("card_id", "user_id", "user__username", "user__first_name", "user__last_name"):
+        people[card_id].append(Person(pk, username, first, last))
+    labels: dict[int, list[TileLabel]] = defaultdict(list)
+    for card_id, name, color in (
+        Card.labels.through.objects.filter(card_id__in=ids)
+        .order_by("label__name")
+        .values_list("card_id", "label__name", "label__color")
+    ):
+        labels[card_id].append(TileLabel(name, color))
     phases = schema.phases_by_id
     key_fields = schema.key_fields()
-    now = schema.now
-    result = []
-    for card in cards:
-        card.pipe = schema.pipe
-        phase = phases.get(card.phase_id)
-        if phase is not None:
-            card.phase = phase
-        card.key_values = [
-            (f.label, text)
-            for f in key_fields
-            if (text := field_text(f, card.values.get(f.key), can_view_pii=schema.can_view_pii))
-        ]
-        finished = card.finished_at is not None
-        card.is_late = bool(
-            phase
-            and phase.sla_hours
-            and not finished
-            and card.phase_entered_at + dt.timedelta(hours=phase.sla_hours) < now
+    now, pii, code, pipe_id = schema.now, schema.can_view_pii, schema.pipe.code, schema.pipe.pk
+    detail_url = _url_maker("card_detail", pipe_id)
+    move_url = _url_maker("card_move", pipe_id)
+    badges = rail_badges()
+    tiles = []
+    for pk, phase_id, title, values, due_at, created, updated, entered, finished, version, rail, note in rows:
+        values = values or {}
+        tiles.append(
+            Tile(
+                pk=pk,
+                pipe_id=pipe_id,
+                phase_id=phase_id,
+                title=title,
+                version=version,
+                due_at=due_at,
+                created_at=created,
+                finished_at=finished,
+                rail_status=rail,
+                rail_note=note,
+                reference=f"{code}-{pk}",
+                key_values=[
+                    (f.label, text)
+                    for f in key_fields
+                    if (text := field_text(f, values.get(f.key), can_view_pii=pii))
+                ],
+                is_late=_is_late(phases.get(phase_id), entered, finished, now),
+                is_overdue=bool(due_at and finished is None and due_at < now),
+                stamp=f"{updated.timestamp():.6f}",
+                order_key=f"{created.timestamp():017.6f}{pk:012d}",
+                rail_badge=badges.get(rail),
+                detail_url=detail_url(pk),
+                move_url=move_url(pk),
+                label_list=labels.get(pk, []),
+                assignee_list=people.get(pk, []),
+            )
         )
-        card.is_overdue = bool(card.due_at and not finished and card.due_at < now)
-        card.stamp = f"{card.updated_at.timestamp():.6f}"
-        card.rail_badge = rail_badge(card)
-        result.append(card)
-    return result
+    return tiles
+
+
+def decorate_card(card: Card, *, schema: BoardSchema) -> Card:
+    """Set the badges the side panel shows on a full card."""
+    card.pipe = schema.pipe
+    card.is_late = _is_late(
+        schema.phases_by_id.get(card.phase_id), card.phase_entered_at, card.finished_at, schema.now
+    )
+    card.is_overdue = bool(card.due_at and card.finished_at is None and card.due_at < schema.now)
+    card.stamp = f"{card.updated_at.timestamp():.6f}"
+    card.rail_badge = rail_badge(card)
+    return card
+
+
+def _cards(schema: BoardSchema, fq: Q | None) -> QuerySet[Card]:
+    cards = Card.objects.filter(pipe=schema.pipe)
+    return cards.filter(fq) if fq is not None else cards
+
+
+def _first_cards(*, schema: BoardSchema, fq: Q | None, limit: int) -> list[Tile]:
+    """The first `limit` cards (newest first) of every phase, in one query (plus assignees and labels).
+
+    On PostgreSQL: a UNION ALL of one index scan per phase (card_board_idx), so its cost follows
+    the cards shown, not the cards stored. Elsewhere: ROW_NUMBER() over the phase."""
+    if not schema.phases:
+        return []
+    base = _cards(schema, fq)
+    if connection.features.supports_slicing_ordering_in_compound:
+        parts = [
+            base.filter(phase_id=p.pk).order_by("-created_at", "-id").values_list(*TILE_COLUMNS)[:limit]
+            for p in schema.phases
+        ]
+        rows = list(parts[0].union(*parts[1:], all=True) if len(parts) > 1 else parts[0])
+    else:
+        rank = Window(
+            RowNumber(), partition_by=[F("phase_id")], order_by=[F("created_at").desc(), F("id").desc()]
+        )
+        rows = list(base.annotate(rank=rank).filter(rank__lte=limit).values_list(*TILE_COLUMNS))
+    rows.sort(key=lambda r: (r[1], -r[5].timestamp(), -r[0]))
+    return tiles_from_rows(rows, schema=schema)
 
 
 def board_columns(*, schema: BoardSchema, filters: BoardFilters, limit: int = PAGE_SIZE) -> list[Column]:
     """Every phase with its counts and first `limit` cards (newest first), in constant queries."""
     counts = board_counts(schema=schema, filters=filters)
-    fq = schema.filter_q(filters)
-    cards = _tile_queryset(schema).filter(pipe=schema.pipe)
-    if fq is not None:
-        cards = cards.filter(fq)
-    ranked = (
-        cards.annotate(
-            rank=Window(
-                RowNumber(), partition_by=[F("phase_id")], order_by=[F("created_at").desc(), F("id").desc()]
-            )
-        )
-        .filter(rank__lte=limit)
-        .order_by("phase_id", "rank")
-    )
+    ranked = _first_cards(schema=schema, fq=schema.filter_q(filters), limit=limit)
     by_phase: dict[int, list[Card]] = defaultdict(list)
-    for card in decorate_cards(ranked, schema=schema):
-        by_phase[card.phase_id].append(card)
+    for tile in ranked:
+        by_phase[tile.phase_id].append(tile)
     columns = []
     for phase in schema.phases:
         column_counts = counts.get(phase.pk, ColumnCounts())
@@ -380,31 +515,26 @@ def board_columns(*, schema: BoardSchema, filters: BoardFilters, limit: int = PA
 
 def card_list_for_board(
     *, schema: BoardSchema, phase: Phase, filters: BoardFilters, offset: int = 0, limit: int = PAGE_SIZE
-) -> tuple[list[Card], int | None]:
-    """A page of a column's cards (for "load more") and the offset of the next page, if any."""
-    cards = _tile_queryset(schema).filter(pipe=schema.pipe, phase=phase)
-    fq = schema.filter_q(filters)
-    if fq is not None:
-        cards = cards.filter(fq)
-    page = list(cards.order_by("-created_at", "-id")[offset : offset + limit + 1])
-    next_offset = offset + limit if len(page) > limit else None
-    return decorate_cards(page[:limit], schema=schema), next_offset
+) -> tuple[list[Tile], int | None]:
+    """A page of a column's tiles (for "load more") and the offset of the next page, if any."""
+    cards = _cards(schema, schema.filter_q(filters)).filter(phase=phase).order_by("-created_at", "-id")
+    rows = list(cards.values_list(*TILE_COLUMNS)[offset : offset + limit + 1])
+    next_offset = offset + limit if len(rows) > limit else None
+    return tiles_from_rows(rows[:limit], schema=schema), next_offset
 
 
-def card_tiles(*, schema: BoardSchema, ids: Iterable[int], filters: BoardFilters | None = None) -> list[Card]:
+def card_tiles(*, schema: BoardSchema, ids: Iterable[int], filters: BoardFilters | None = None) -> list[Tile]:
     """The board tiles of the given cards (only those matching `filters`, when given)."""
-    cards = _tile_queryset(schema).filter(pipe=schema.pipe, pk__in=list(ids))
     fq = schema.filter_q(filters) if filters is not None else None
-    if fq is not None:
-        cards = cards.filter(fq)
-    return decorate_cards(cards.order_by("-created_at", "-id"), schema=schema)
+    cards = _cards(schema, fq).filter(pk__in=list(ids)).order_by("-created_at", "-id")
+    return tiles_from_rows(list(cards.values_list(*TILE_COLUMNS)), schema=schema)
 
 
 @dataclass
 class BoardChanges:
     """What changed on a board since a moment: tiles to show again, and ids to take off."""
 
-    tiles: list[Card]
+    tiles: list[Tile]
     removed: list[int]
     counts: dict[int, ColumnCounts]
     until: dt.datetime
@@ -582,7 +712,7 @@ def card_detail(*, card: Card, schema: BoardSchema) -> CardDetail:
     fields = schema.fields
     card.assignees_list = list(card.assignees.all())
     card.labels_list = list(card.labels.all())
-    decorate_cards([card], schema=schema)
+    decorate_card(card, schema=schema)
     pii_keys = {f.key for f in fields if f.pii}
     all_files = list(card.files.select_related("uploaded_by"))
     if not access.can_view_pii:
@@ -710,10 +840,15 @@ def _timeline_entry(
     return TimelineEntry(event=event, text=text)
 
 
-def rail_badge(card: Card) -> tuple[str, str] | None:
-    """The badge class and text of what the rail is doing with `card`, if anything."""
+def rail_badges() -> dict[str, tuple[str, str]]:
+    """Badge class and text per rail status that shows one (translated once per call)."""
     return {
         RailStatus.RUNNING: ("info", _("Agent running")),
         RailStatus.WAITING_REVIEW: ("warning", _("Waiting for review")),
         RailStatus.FAILED: ("danger", _("Step failed")),
-    }.get(card.rail_status)
+    }
+
+
+def rail_badge(card: Card | Tile) -> tuple[str, str] | None:
+    """The badge class and text of what the rail is doing with `card`, if anything."""
+    return rail_badges().get(card.rail_status)

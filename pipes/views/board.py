@@ -62,10 +62,21 @@ def _card_url(card: Card, filters: BoardFilters | None = None, **extra: str) -> 
     return f"{url}?{urlencode(params)}" if params else url
 
 
-def _tile_html(request: HttpRequest, *, schema: BoardSchema, card: Card, oob: bool = False, **extra) -> str:
+def _tile_html(
+    request: HttpRequest, *, schema: BoardSchema, card, filters: BoardFilters, oob: bool = False, **extra
+) -> str:
     return render_to_string(
         "pipes/board.html#card",
-        {"card": card, "schema": schema, "can_move": schema.access.can_work, "oob": oob, **extra},
+        {
+            "card": card,
+            "schema": schema,
+            "can_move": schema.access.can_work,
+            "oob": oob,
+            "filters": filters,
+            "qs": filters.qs,
+            "move_label": _("Move to…"),
+            **extra,
+        },
         request=request,
     )
 
@@ -102,7 +113,7 @@ def _panel_response(
     )
     tile = card_tiles(schema=schema, ids=[card.pk])
     if tile:
-        html += _tile_html(request, schema=schema, card=tile[0], oob=True)
+        html += _tile_html(request, schema=schema, card=tile[0], filters=filters, oob=True)
     return HttpResponse(html, status=status)
 
 
@@ -204,6 +215,8 @@ def _board_page(request: HttpRequest, pipe_id: int, *, card_id: int | None = Non
             "now": schema.now,
             "board_data": _board_data(schema),
             "can_move": access.can_work,
+            "qs": filters.qs,
+            "move_label": _("Move to…"),
             "total_cards": sum(c.counts.total for c in columns),
             "nav_active": "home",
         },
@@ -245,6 +258,8 @@ def column_more(request: HttpRequest, pipe_id: int, phase_id: int) -> HttpRespon
             "schema": schema,
             "can_move": access.can_work,
             "pipe": pipe,
+            "qs": filters.qs,
+            "move_label": _("Move to…"),
         },
     )
 
@@ -270,6 +285,8 @@ def board_changes(request: HttpRequest, pipe_id: int) -> HttpResponse:
             "schema": schema,
             "filters": filters,
             "can_move": access.can_work,
+            "qs": filters.qs,
+            "move_label": _("Move to…"),
             # Overlap the next window a little: a transaction that was still open may commit late.
             "next_since": (changes.until - dt.timedelta(seconds=2)).isoformat(),
             "columns": [
@@ -301,7 +318,7 @@ def card_move(request: HttpRequest, pipe_id: int, card_id: int) -> HttpResponse:
     except services.CardError as exc:
         error = exc
         status = STATUS_FOR_ERROR.get(exc.code, 422)
-    schema = board_schema(pipe=card.pipe, access=access)
+    schema = board_schema(pipe=card.pipe, access=access, transitions=False)
     tile = card_tiles(schema=schema, ids=[card.pk])
     if not tile:
         raise Http404
@@ -314,7 +331,7 @@ def card_move(request: HttpRequest, pipe_id: int, card_id: int) -> HttpResponse:
             "missing": [(k, fields_by_key[k].label) for k in error.field_keys if k in fields_by_key],
             "focus_url": _card_url(tile[0], filters, focus=",".join(error.field_keys)),
         }
-    html = _tile_html(request, schema=schema, card=tile[0], **extra)
+    html = _tile_html(request, schema=schema, card=tile[0], filters=filters, **extra)
     if error is None:
         html += _heads_html(request, schema=schema, filters=filters, phase_ids={source_id, to_phase.pk})
     response = HttpResponse(html, status=status)

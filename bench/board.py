@@ -1,0 +1,428 @@
+"""Benchmark of the kanban board on PostgreSQL over real HTTP.
+
+Seeds a pipe with 10,000 cards over 6 phases in a database of its own (the database of
+DATABASE_URL with the name `trilho_bench_board`, dropped and created anew), starts gunicorn
+with DEBUG off against it, and prints for the board page and for a card move:
+
+- queries per request (counted in-process with Django's test client on the same database and code),
+- p50/p95 of the time a request takes over loopback HTTP (sequential, >= 200 requests each;
+  this is the server's time plus a few tens of microseconds of loopback and client),
+- moves per second with 8 concurrent clients (each moving its own cards), and their p50/p95.
+
+Usage:
+    DATABASE_URL=postgres://postgres@127.0.0.1:5432/trilho .venv/bin/python bench/board.py
+    options: --cards 10000 --phases 6 --requests 200 --clients 8 --seconds 15 --workers 4 --port 8199
+             --broker redis://127.0.0.1:6379/14 (default: $CELERY_BROKER_URL, else memory://)
+
+Targets (issue 4): board p95 < 60 ms, move p95 < 40 ms, >= 300 moves/s on a 2-core machine.
+Benchmarks print figures; they never fail a build on a timing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import http.client
+import os
+import re
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from http.cookies import SimpleCookie
+from pathlib import Path
+from urllib.parse import urlencode, urlsplit, urlunsplit
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH_DB = "trilho_bench_board"
+PASSWORD = "bench-password-123"
+VERSION_RE = re.compile(r'data-version="(\d+)"')
+PHASE_RE = re.compile(r'data-phase-id="(\d+)"')
+
+
+# ---------------------------------------------------------------- database and server
+
+
+def bench_database_url(url: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(path=f"/{BENCH_DB}"))
+
+
+def recreate_database(url: str) -> None:
+    import psycopg
+
+    parts = urlsplit(url)
+    admin = urlunsplit(parts._replace(path="/postgres"))
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{BENCH_DB}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{BENCH_DB}"')
+
+
+def server_env(args, database_url: str, data_dir: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        {
+            "DATABASE_URL": database_url,
+            "DEBUG": "false",
+            "SECRET_KEY": "bench-only-secret-key-" + "b" * 40,
+            "ALLOWED_HOSTS": "127.0.0.1,localhost,testserver",
+            "SECURE_SSL_REDIRECT": "false",
+            "SESSION_COOKIE_SECURE": "false",
+            "CSRF_COOKIE_SECURE": "false",
+            "SECURE_HSTS_SECONDS": "0",
+            "SECURE_HSTS_PRELOAD": "false",
+            "TRILHO_DATA_DIR": data_dir,
+            "CELERY_BROKER_URL": args.broker,
+            "LOG_LEVEL": "WARNING",
+            "DJANGO_SETTINGS_MODULE": "orchestrator.settings",
+        }
+    )
+    return env
+
+
+def start_server(args, env: dict[str, str]) -> subprocess.Popen:
+    gunicorn = shutil.which("gunicorn", path=str(Path(sys.executable).parent)) or "gunicorn"
+    process = subprocess.Popen(
+        [
+            gunicorn,
+            "orchestrator.wsgi:application",
+            "--bind",
+            f"127.0.0.1:{args.port}",
+            "--workers",
+            str(args.workers),
+            "--worker-class",
+            "sync",
+            "--backlog",
+            "256",
+            "--log-level",
+            "warning",
+        ],
+        cwd=ROOT,
+        env=env,
+    )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", args.port), timeout=0.5).close()
+            return process
+        except OSError:
+            if process.poll() is not None:
+                raise SystemExit("gunicorn exited at start-up") from None
+            time.sleep(0.2)
+    process.terminate()
+    raise SystemExit("gunicorn did not start listening within 30 s")
+
+
+# ---------------------------------------------------------------- seed
+
+
+def seed(*, cards: int, phases: int):
+    """A pipe with `phases` phases (the last final) and `cards` cards, inserted in bulk."""
+    from django.contrib.auth import get_user_model
+
+    from pipes.choices import FieldType, PipeRole
+    from pipes.models import Card, Field, Label, Organization, Phase, Pipe
+    from pipes.roles import pipe_role_grant
+
+    User = get_user_model()
+    org = Organization.objects.create(name="Bench Co", slug="bench", time_zone="America/Sao_Paulo")
+    pipe = Pipe.objects.create(
+        organization=org, name="Bench pipe", slug="bench", code="BN", title_field="item",
+        key_fields=["amount", "category"],
+    )  # fmt: skip
+    phase_rows = [
+        Phase.objects.create(
+            pipe=pipe,
+            name=f"Phase {i + 1}",
+            key=f"p{i + 1}",
+            position=i + 1,
+            sla_hours=24 * (i + 1) if i < phases - 1 else None,
+            wip_limit=5000 if i == 1 else None,
+            is_final=i == phases - 1,
+        )
+        for i in range(phases)
+    ]
+    Field.objects.create(pipe=pipe, key="item", label="Item", type=FieldType.SHORT_TEXT, required=True, position=1)
+    Field.objects.create(pipe=pipe, key="amount", label="Amount", type=FieldType.CURRENCY, position=2)
+    Field.objects.create(pipe=pipe, key="email", label="Email", type=FieldType.EMAIL, position=3, pii=True)
+    Field.objects.create(
+        pipe=pipe, key="category", label="Category", type=FieldType.SELECT, position=1, phase=phase_rows[0],
+        options=["Hardware", "Software", "Services"],
+    )  # fmt: skip
+    labels = [Label.objects.create(pipe=pipe, name=n, color=c) for n, c in (("Urgent", "#c4302b"), ("IT", "#1f6feb"))]
+    users = []
+    for i in range(8):
+        user = User.objects.create_user(f"bench{i}", f"bench{i}@example.com", PASSWORD, first_name=f"Bench {i}")
+        pipe_role_grant(pipe=pipe, user=user, role=PipeRole.MEMBER)
+        users.append(user)
+    now = dt.datetime.now(dt.UTC)
+    rows = [
+        Card(
+            pipe=pipe,
+            phase=phase_rows[i % phases],
+            title=f"Request {i}",
+            values={
+                "item": f"Request {i}",
+                "amount": {"amount": f"{(i % 997) * 10}.00", "currency": "BRL"},
+                "email": f"person{i}@example.com",
+                "category": ("Hardware", "Software", "Services")[i % 3],
+            },
+            created_at=now - dt.timedelta(minutes=i),
+            updated_at=now - dt.timedelta(minutes=i),
+            phase_entered_at=now - dt.timedelta(hours=i % 100),
+            finished_at=now if i % phases == phases - 1 else None,
+        )
+        for i in range(cards)
+    ]
+    created = Card.objects.bulk_create(rows, batch_size=2000)
+    Card.assignees.through.objects.bulk_create(
+        [Card.assignees.through(card_id=c.pk, user_id=users[n % 8].pk) for n, c in enumerate(created[::3])],
+        batch_size=2000,
+    )
+    Card.labels.through.objects.bulk_create(
+        [Card.labels.through(card_id=c.pk, label_id=labels[n % 2].pk) for n, c in enumerate(created[::4])],
+        batch_size=2000,
+    )
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE")
+    return pipe, phase_rows, users, created
+
+
+# ---------------------------------------------------------------- HTTP client
+
+
+class Session:
+    """A keep-alive HTTP connection with cookies, signed in as one person."""
+
+    def __init__(self, port: int):
+        self.port = port
+        self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        self.cookies: dict[str, str] = {}
+
+    def request(self, method: str, path: str, form: dict | None = None, headers: dict | None = None):
+        body = urlencode(form, doseq=True) if form is not None else None
+        sent = {"Host": "127.0.0.1", "Cookie": "; ".join(f"{k}={v}" for k, v in self.cookies.items())}
+        if body is not None:
+            sent["Content-Type"] = "application/x-www-form-urlencoded"
+        if "csrftoken" in self.cookies:
+            sent["X-CSRFToken"] = self.cookies["csrftoken"]
+        sent.update(headers or {})
+        started = time.perf_counter()
+        try:
+            self.conn.request(method, path, body=body, headers=sent)
+            response = self.conn.getresponse()
+            data = response.read()
+        except (http.client.HTTPException, OSError):
+            self.conn.close()
+            self.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+            raise
+        elapsed = time.perf_counter() - started
+        for header in response.msg.get_all("Set-Cookie") or []:
+            for key, morsel in SimpleCookie(header).items():
+                self.cookies[key] = morsel.value
+        return response.status, data.decode("utf-8", "replace"), elapsed
+
+    def login(self, username: str) -> None:
+        status, html, _ = self.request("GET", "/accounts/login/")
+        token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', html).group(1)
+        status, _, _ = self.request(
+            "POST", "/accounts/login/", {"csrfmiddlewaretoken": token, "username": username, "password": PASSWORD}
+        )
+        if status != 302 or "sessionid" not in self.cookies:
+            raise SystemExit(f"login as {username} failed ({status})")
+
+
+def percentile(values: list[float], pct: float) -> float:
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(pct / 100 * len(ordered) + 0.5) - 1))
+    return ordered[index]
+
+
+def ms(seconds: float) -> str:
+    return f"{seconds * 1000:.1f} ms"
+
+
+# ---------------------------------------------------------------- measurements
+
+
+class Mover:
+    """Moves its own cards one phase on (the last phase back to the first), tracking their versions."""
+
+    def __init__(self, session: Session, pipe_id: int, phase_ids: list[int], cards: list[tuple[int, int, int]]):
+        self.session = session
+        self.pipe_id = pipe_id
+        self.phase_ids = phase_ids
+        self.cards = [list(c) for c in cards]  # [id, phase_id, version]
+        self.turn = 0
+        self.failures = 0
+
+    def move_one(self) -> float:
+        card = self.cards[self.turn % len(self.cards)]
+        self.turn += 1
+        target = self.phase_ids[(self.phase_ids.index(card[1]) + 1) % len(self.phase_ids)]
+        status, html, elapsed = self.session.request(
+            "POST",
+            f"/pipes/{self.pipe_id}/cards/{card[0]}/move/",
+            {"to_phase": target, "expected_version": card[2]},
+            {"HX-Request": "true"},
+        )
+        version = VERSION_RE.search(html)
+        if version:
+            card[2] = int(version.group(1))
+        if status == 200:
+            card[1] = target
+        else:
+            self.failures += 1
+        return elapsed
+
+
+def count_queries(pipe_id: int, user, card_id: int, phase_id: int, version: int) -> tuple[int, int]:
+    from django.db import connection
+    from django.test import Client
+    from django.test.utils import CaptureQueriesContext
+
+    client = Client()
+    client.force_login(user)
+    client.get(f"/pipes/{pipe_id}/")
+    with CaptureQueriesContext(connection) as board:
+        assert client.get(f"/pipes/{pipe_id}/").status_code == 200
+    with CaptureQueriesContext(connection) as move:
+        response = client.post(
+            f"/pipes/{pipe_id}/cards/{card_id}/move/",
+            {"to_phase": phase_id, "expected_version": version},
+            HTTP_HX_REQUEST="true",
+        )
+        assert response.status_code == 200, response.content[:300]
+    return len(board), len(move)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cards", type=int, default=10_000)
+    parser.add_argument("--phases", type=int, default=6)
+    parser.add_argument("--requests", type=int, default=200)
+    parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--seconds", type=float, default=15.0)
+    parser.add_argument("--workers", type=int, default=4)
+    parser.add_argument("--port", type=int, default=8199)
+    parser.add_argument("--broker", default=os.environ.get("CELERY_BROKER_URL") or "memory://")
+    args = parser.parse_args()
+
+    database_url = os.environ.get("DATABASE_URL", "")
+    if not database_url.startswith(("postgres://", "postgresql://")):
+        raise SystemExit("set DATABASE_URL to a PostgreSQL server, e.g. postgres://postgres@127.0.0.1:5432/trilho")
+    bench_url = bench_database_url(database_url)
+    data_dir = tempfile.mkdtemp(prefix="trilho-bench-")
+    env = server_env(args, bench_url, data_dir)
+    os.environ.update(env)
+    sys.path.insert(0, str(ROOT))
+
+    print(f"database {BENCH_DB} (recreated), broker {args.broker}, gunicorn {args.workers} sync workers")
+    recreate_database(database_url)
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    call_command("migrate", run_syncdb=True, verbosity=0)
+    call_command("collectstatic", interactive=False, verbosity=0)
+    started = time.perf_counter()
+    pipe, phases, users, cards = seed(cards=args.cards, phases=args.phases)
+    print(f"seeded {args.cards} cards over {args.phases} phases in {time.perf_counter() - started:.1f} s")
+    phase_ids = [p.pk for p in phases]
+
+    board_queries, move_queries = count_queries(pipe.pk, users[0], cards[-1].pk, phase_ids[1], 1)
+    from django.db import connection
+
+    connection.close()
+
+    server = start_server(args, env)
+    try:
+        session = Session(args.port)
+        session.login(users[0].username)
+        board_path = f"/pipes/{pipe.pk}/"
+        for _ in range(10):  # warm every worker
+            status, html, _ = session.request("GET", board_path)
+            assert status == 200, status
+        shown = html.count('class="card-title"')
+        board_times = []
+        for _ in range(args.requests):
+            status, _, elapsed = session.request("GET", board_path)
+            assert status == 200, status
+            board_times.append(elapsed)
+
+        # Sequential moves: one client, its own cards (not the one the query count moved).
+        per_client = [[] for _ in range(args.clients)]
+        for n, card in enumerate(cards[: args.clients * 40]):
+            per_client[n % args.clients].append((card.pk, card.phase_id, card.version))
+        mover = Mover(session, pipe.pk, phase_ids, per_client[0])
+        for _ in range(5):
+            mover.move_one()
+        move_times = [mover.move_one() for _ in range(args.requests)]
+        sequential_failures = mover.failures
+
+        # Concurrent moves: N clients, each with its own session and cards.
+        movers = []
+        for i in range(args.clients):
+            s = Session(args.port)
+            s.login(users[i].username)
+            movers.append(Mover(s, pipe.pk, phase_ids, per_client[i] if i else mover.cards))
+        concurrent_times: list[list[float]] = [[] for _ in movers]
+        stop = threading.Event()
+        gate = threading.Barrier(len(movers) + 1)
+
+        def run(i: int) -> None:
+            gate.wait()
+            while not stop.is_set():
+                try:
+                    concurrent_times[i].append(movers[i].move_one())
+                except (http.client.HTTPException, OSError):
+                    movers[i].failures += 1
+
+        threads = [threading.Thread(target=run, args=(i,), daemon=True) for i in range(len(movers))]
+        for t in threads:
+            t.start()
+        gate.wait()
+        began = time.perf_counter()
+        time.sleep(args.seconds)
+        stop.set()
+        for t in threads:
+            t.join()
+        wall = time.perf_counter() - began
+        all_concurrent = [x for times in concurrent_times for x in times]
+        concurrent_failures = sum(m.failures for m in movers) - sequential_failures
+    finally:
+        server.terminate()
+        server.wait(timeout=20)
+        shutil.rmtree(data_dir, ignore_errors=True)
+        if args.broker.startswith("redis://"):
+            import redis
+
+            redis.Redis.from_url(args.broker).flushdb()
+
+    print()
+    print(f"board page ({args.cards} cards, {args.phases} phases, {shown} cards rendered)")
+    print(f"  queries per request   {board_queries}")
+    print(f"  p50 / p95 over {len(board_times)}   {ms(statistics.median(board_times))} / {ms(percentile(board_times, 95))}")
+    print("card move (POST, HTMX)")
+    print(f"  queries per request   {move_queries}")
+    print(
+        f"  p50 / p95 over {len(move_times)}   {ms(statistics.median(move_times))} / {ms(percentile(move_times, 95))}"
+        f"   ({sequential_failures} refused)"
+    )
+    print(f"concurrent moves, {args.clients} clients for {wall:.1f} s")
+    print(f"  moves per second      {len(all_concurrent) / wall:.0f}   ({concurrent_failures} refused or failed)")
+    print(f"  p50 / p95             {ms(statistics.median(all_concurrent))} / {ms(percentile(all_concurrent, 95))}")
+    print()
+    print("targets: board p95 < 60 ms, move p95 < 40 ms, >= 300 moves/s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
