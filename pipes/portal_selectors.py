@@ -272,6 +272,15 @@ def requester_rows(cards: Iterable[Card]) -> list[RequestRow]:
     ]
 
 
+def requester_last_ask(card: Card) -> CardEvent | None:
+    """The team's latest request for corrections (a comment naming requested_fields)."""
+    return (
+        CardEvent.objects.filter(card=card, kind=EventKind.COMMENTED, payload__has_key="requested_fields")
+        .order_by("-seq")
+        .first()
+    )
+
+
 def requester_answered(card: Card) -> bool:
     """True when the requester already changed fields since the team last asked for changes."""
     return card.pk in _answered_requests([card])

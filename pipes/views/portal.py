@@ -39,6 +39,7 @@ from ..portal_selectors import (
     requester_editable_fields,
     requester_file_get,
     requester_history,
+    requester_last_ask,
     requester_pending,
     requester_rows,
     requester_status,
@@ -269,7 +270,7 @@ def _render_submitted(request, card: Card, *, public: bool):
         "public": public,
         "status": requester_status(card.phase),
         "tracking_url": tracking_url(card),
-        "email": card.requester_email,
+        "email": "" if public else card.requester_email,  # the token page shows no personal data
     }
     with timezone.override(org_tz(card.pipe)):
         return render(request, "portal/submitted.html", context)
@@ -427,6 +428,7 @@ def _render_request(
         "pending": requester_pending(card, fields, answered=answered),
         "asked": [f for f in fields if f.key in requested] if not answered else [],
         "answered": answered and bool(requested),
+        "ask": requester_last_ask(card) if requested and not answered else None,
         "nav_active": "requests",
         "card": card,
         "status": requester_status(card.phase),

@@ -380,6 +380,7 @@ def test_it_takes_an_anonymous_submission_and_gives_a_tracking_link(
     assert card.events.get(kind=EventKind.CREATED).actor_label == "Public form"
     confirmation = client.get(response["Location"]).content.decode()
     assert card.reference in confirmation and f"/portal/t/{card.tracking_token}/" in confirmation
+    assert "supplier@vendor.example" not in confirmation  # whoever holds the link sees no personal data
     assert mail.outbox[0].to == ["supplier@vendor.example"] and card.tracking_token in mail.outbox[0].body
     assert f"/portal/requests/{card.pk}/" not in mail.outbox[0].body
 
