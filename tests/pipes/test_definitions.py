@@ -5,9 +5,15 @@ from __future__ import annotations
 import copy
 
 import pytest
+from django.conf import settings
 
 from pipes.choices import FieldType
 from pipes.definitions import (
+    CONFIG_KEYS,
+    FIELD_KEYS,
+    PHASE_KEYS,
+    PIPE_KEYS,
+    VALIDATION_KEYS,
     DefinitionError,
     definition_check,
     definition_dump,
@@ -93,7 +99,9 @@ def test_it_ships_the_four_templates():
 @pytest.mark.parametrize("name", TEMPLATES)
 def test_it_round_trips_every_template_exactly(orgs, name):
     first_org, second_org = orgs
-    pipe = pipe_import(organization=first_org, definition=process_template_load(name))
+    template = process_template_load(name)
+    pipe = pipe_import(organization=first_org, definition=template)
+    assert pipe_export(pipe) == template  # the file is already in its canonical form
     text = definition_dump(pipe_export(pipe))
 
     copy_ = pipe_import(organization=second_org, definition=definition_load(text))
@@ -665,3 +673,30 @@ def test_it_forgets_an_unregistered_extension(recorder):
     d = base()
     d["phases"][0]["checks"] = []
     assert "phases[0].checks: unknown key" in without_hints(errors_of(d))
+
+
+# ---------------------------------------------------------------- the documentation
+
+
+def test_it_imports_the_example_of_the_documentation(orgs):
+    doc = (settings.BASE_DIR / "docs" / "process-format.md").read_text(encoding="utf-8")
+    section = doc.split("## A complete example", 1)[1]
+    example = section.split("```yaml\n", 1)[1].split("```", 1)[0]
+
+    d = definition_load(example)
+    pipe = pipe_import(organization=orgs[0], definition=d)
+
+    assert definition_load(definition_dump(d)) == d
+    assert pipe_export(pipe) == d
+    assert [p.key for p in pipe.phases.all()] == ["triage", "approval", "done", "rejected"]
+
+
+def test_it_documents_every_key_and_type():
+    doc = (settings.BASE_DIR / "docs" / "process-format.md").read_text(encoding="utf-8")
+    for key in (*PIPE_KEYS, *PHASE_KEYS, *FIELD_KEYS, *VALIDATION_KEYS):
+        assert f"`{key}`" in doc, key
+    for field_type in FieldType.values:
+        assert f"| `{field_type}` |" in doc, field_type
+    for name, settings_ in CONFIG_KEYS.items():
+        for key in settings_:
+            assert f"`{key}`" in doc, (name, key)
