@@ -7,13 +7,14 @@ soon as it succeeds, so a retried step never repeats it, and HTTP requests carry
 Idempotency-Key so the other system can recognise a repeat we could not record.
 
 Values reach requests and messages only by substitution into a fixed structure: JSON bodies
-use {"$field": key}, {"$card": attr}, {"$secret": name} and {"$text": "..."} leaves; text uses
-{field.key} and {card.reference}-style placeholders. No template engine ever runs.
+use {"$field": key}, {"$card": attr}, {"$secret": name}, {"$text": "..."} and {"$now": "date"}
+leaves; text uses {field.key} and {card.reference}-style placeholders. No template engine runs.
 """
 
 from __future__ import annotations
 
 import re
+import zoneinfo
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -23,6 +24,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.mail import EmailMessage
 from django.db.models import Q
+from django.utils import timezone
 
 from pipes.fieldtypes import display_value
 from pipes.models import Card, Field, Label, Pipe
@@ -86,7 +88,9 @@ def _template_errors(node: Any, path: str, field_keys: set[str], secrets: set[st
                 errors.append(f"{path}: $secret names a secret")
             elif key == "$text" and isinstance(node[key], str):
                 errors += _text_errors(node[key], path, field_keys)
-            elif key not in ("$field", "$card", "$secret", "$text"):
+            elif key == "$now" and node[key] not in ("date", "datetime"):
+                errors.append(f"{path}: $now is date or datetime")
+            elif key not in ("$field", "$card", "$secret", "$text", "$now"):
                 errors.append(f"{path}: unknown substitution '{key}'")
             return errors
         for k, v in node.items():
@@ -237,6 +241,13 @@ def substitute_json(node: Any, ctx: _Context, *, reveal_secrets: bool) -> Any:
             return f"{node.get('prefix', '')}{value}"
         if "$text" in node:
             return substitute_text(str(node["$text"]), ctx)
+        if "$now" in node:
+            now = timezone.now()
+            if node["$now"] == "date":
+                return (
+                    now.astimezone(zoneinfo.ZoneInfo(ctx.card.pipe.organization.time_zone)).date().isoformat()
+                )
+            return now.isoformat()
         return {k: substitute_json(v, ctx, reveal_secrets=reveal_secrets) for k, v in node.items()}
     if isinstance(node, list):
         return [substitute_json(v, ctx, reveal_secrets=reveal_secrets) for v in node]

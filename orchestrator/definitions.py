@@ -49,6 +49,25 @@ STEP_KEYS = (
     "attempts",
 )
 RULE_KEYS = ("when", "decision", "reason", "values")
+ACTION_KEYS = (
+    "type",
+    "field",
+    "value",
+    "to",
+    "users",
+    "label",
+    "subject",
+    "text",
+    "pipe",
+    "values",
+    "link_field",
+    "method",
+    "url",
+    "headers",
+    "body",
+    "timeout",
+    "response_map",
+)
 DEFAULT_THRESHOLD = Decimal("0.70")
 NUMERIC_TYPES = {FieldType.NUMBER, FieldType.CURRENCY, FieldType.PERCENTAGE}
 
@@ -342,6 +361,22 @@ def steps_load(phase: Phase, value: list[dict]) -> None:
         )
 
 
+def _ordered(data: dict, keys: tuple[str, ...]) -> dict:
+    """`data` with `keys` first in that order (JSON columns do not keep key order on every database)."""
+    return {**{k: data[k] for k in keys if k in data}, **{k: data[k] for k in sorted(data) if k not in keys}}
+
+
+def _condition(condition: Any) -> Any:
+    if not isinstance(condition, dict):
+        return condition
+    for group in ("all", "any"):
+        if group in condition:
+            return {group: [_condition(c) for c in condition[group]]}
+    if "not" in condition:
+        return {"not": _condition(condition["not"])}
+    return _ordered(condition, ("field", "op", "value"))
+
+
 def steps_dump(phase: Phase) -> list[dict] | None:
     out = []
     for step in Step.objects.filter(phase=phase).select_related("agent").order_by("position", "id"):
@@ -351,11 +386,11 @@ def steps_dump(phase: Phase) -> list[dict] | None:
         if step.risk != Risk.LOW:
             d["risk"] = step.risk
         if step.condition:
-            d["when"] = step.condition
+            d["when"] = _condition(step.condition)
         if step.rules:
-            d["rules"] = [{k: r[k] for k in RULE_KEYS if k in r} for r in step.rules]
+            d["rules"] = [_ordered({**r, "when": _condition(r.get("when"))}, RULE_KEYS) for r in step.rules]
         if step.actions:
-            d["actions"] = step.actions
+            d["actions"] = [_ordered(a, ACTION_KEYS) for a in step.actions]
         for attr in ("question", "on_approve", "on_reject", "on_done"):
             if getattr(step, attr):
                 d[attr] = getattr(step, attr)
