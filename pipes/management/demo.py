@@ -117,7 +117,10 @@ def demo_reset() -> None:
     if org is not None:
         pipe_ids = [str(pk) for pk in org.pipes.values_list("pk", flat=True)]
         files = [cf.file.name for cf in CardFile.objects.filter(card__pipe__organization=org)]
-        Card.objects.filter(pipe__organization=org).delete()  # cards first: they protect their phases
+        # Cards protect their phases, and what other apps hang on phases (the rail's steps) may
+        # protect what hangs on the pipe (its agents): remove cards, then phases, then the rest.
+        Card.objects.filter(pipe__organization=org).delete()
+        Phase.objects.filter(pipe__organization=org).delete()
         org.delete()
         pipe_type = ContentType.objects.get_for_model(Pipe)
         # Object permissions point at pipes by text id, without a foreign key: remove them too.
