@@ -231,3 +231,15 @@ LOGGING = {
 CELERY_BEAT_SCHEDULE = {
     "sweep-phase-entries": {"task": "orchestrator.tasks.sweep_phase_entries", "schedule": 30.0},
 }
+
+# Behind a reverse proxy, the request header carrying the client's address (e.g. HTTP_X_REAL_IP);
+# used by sign-in throttling and the public form's rate limit.
+TRILHO_CLIENT_IP_HEADER = os.environ.get("TRILHO_CLIENT_IP_HEADER", "")
+
+# A cache shared by every web process when Redis is configured (rate limits must count across workers).
+_CACHE_URL = os.environ.get("CACHE_URL") or os.environ.get("REDIS_URL", "")
+CACHES = {
+    "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": _CACHE_URL}
+    if _CACHE_URL
+    else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
+}

@@ -9,6 +9,7 @@ class PipesConfig(AppConfig):
     def ready(self) -> None:
         from auditlog.registry import auditlog
 
+        from . import portal_mail  # noqa: F401  connects requester emails to hooks.card_changed
         from .models import Card, Field, Label, Organization, Phase, Pipe
 
         for model in (Organization, Pipe, Phase, Field, Label):

@@ -45,12 +45,14 @@ class ContentSecurityPolicyMiddleware:
 
 
 def client_address(request) -> str:
-    """The client's address; behind a proxy, the last hop it added (settings.TRILHO_TRUSTED_PROXY_HOPS)."""
-    hops = getattr(settings, "TRILHO_TRUSTED_PROXY_HOPS", 0)
-    forwarded = [a.strip() for a in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",") if a.strip()]
-    if hops and len(forwarded) >= hops:
-        return forwarded[-hops]
-    return request.META.get("REMOTE_ADDR", "")
+    """The client's address.
+
+    Behind a reverse proxy REMOTE_ADDR is the proxy's own: name the header the proxy sets (and
+    overwrites) in settings.TRILHO_CLIENT_IP_HEADER, e.g. "HTTP_X_REAL_IP". A header the client
+    could set itself is never trusted unless configured."""
+    header = getattr(settings, "TRILHO_CLIENT_IP_HEADER", "")
+    address = request.META.get(header, "").split(",")[0].strip() if header else ""
+    return address or request.META.get("REMOTE_ADDR", "") or "unknown"
 
 
 class Throttle:

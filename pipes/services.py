@@ -367,17 +367,15 @@ def _store_files(
 # ---------------------------------------------------------------- create
 
 
-def card_create(
+def _check_start(
     *,
     actor: Actor,
     pipe: Pipe,
     values: Mapping[str, Any],
-    files: Mapping[str, Sequence[UploadedFile]] | None = None,
-    title: str = "",
-    requester_email: str = "",
-    reason: str = "",
-) -> Card:
-    """A new card in the pipe's first phase, from start-form values (and uploads of its attachment fields)."""
+    uploads: Mapping[str, Sequence[UploadedFile]],
+    inspect_files: bool,
+) -> tuple[_PipeSchema, dict[str, Any]]:
+    """The actor's right to file, and the start-form values parsed; raises CardError naming every problem."""
     if actor.kind == ActorKind.USER:
         access = _access(actor, pipe)
         if not (access.can_request or access.can_work):
@@ -394,10 +392,15 @@ def card_create(
             errors[key] = [_("This field is filled later in the process, not on the start form.")]
     parsed = _parse_values(schema, {k: v for k, v in values.items() if k not in errors}, None, errors)
     parsed = {k: v for k, v in parsed.items() if v is not None}
-    uploads = files or {}
     for key, items in uploads.items():
         if items and key in schema.fields:
             parsed[key] = ["pending"]  # stands in for the files while checking required fields
+            if inspect_files and schema.fields[key].type == FieldType.ATTACHMENT:
+                for upload in items:
+                    try:
+                        inspect_upload(upload, config=schema.fields[key].config)
+                    except FieldValueError as exc:
+                        errors.setdefault(key, []).append(str(exc))
     for key in _hidden_now(schema, parsed):
         errors.setdefault(key, []).append(_("This field does not apply to what you answered above."))
     errors.update(
@@ -405,6 +408,36 @@ def card_create(
     )
     if errors:
         raise CardError(errors, fields=schema.labels(errors))
+    return schema, parsed
+
+
+def card_check_start(
+    *,
+    actor: Actor,
+    pipe: Pipe,
+    values: Mapping[str, Any],
+    files: Mapping[str, Sequence[UploadedFile]] | None = None,
+) -> None:
+    """Run every check card_create would run on a start form, uploads included, and write nothing.
+
+    Raises CardError naming each problem; lets a form show all its errors at once."""
+    _check_start(actor=actor, pipe=pipe, values=values, uploads=files or {}, inspect_files=True)
+
+
+def card_create(
+    *,
+    actor: Actor,
+    pipe: Pipe,
+    values: Mapping[str, Any],
+    files: Mapping[str, Sequence[UploadedFile]] | None = None,
+    title: str = "",
+    requester_email: str = "",
+    reason: str = "",
+) -> Card:
+    """A new card in the pipe's first phase, from start-form values (and uploads of its attachment fields)."""
+    uploads = files or {}
+    schema, parsed = _check_start(actor=actor, pipe=pipe, values=values, uploads=uploads, inspect_files=False)
+    errors: dict[str, list[str]] = {}
 
     first_phase = pipe.phases.order_by("position", "id").first()
     if first_phase is None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import contextlib
 import zoneinfo
 
-from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.cache import cache
@@ -50,12 +49,14 @@ from ..portal_selectors import (
     turnaround_text,
 )
 from ..portal_staging import Staging, staging_sweep
+from ..security import client_address
 from ..services import (
     Actor,
     CardConflictError,
     CardError,
     CardPermissionError,
     card_attach_files,
+    card_check_start,
     card_comment,
     card_create,
     card_update_fields,
@@ -65,7 +66,6 @@ PUBLIC_ACTOR_NAME = "Public form"
 RATE_WINDOW_SECONDS = 600
 RATE_SUBMISSIONS = 5  # accepted public submissions per address per window
 RATE_ATTEMPTS = 30  # posts of any kind (errors included) per address per window
-CHECK_ONLY_KEY = "__portal_check_only__"
 
 
 # ---------------------------------------------------------------- portal home
@@ -164,33 +164,18 @@ def _close(uploads: dict) -> None:
 
 
 def _service_problems(*, actor: Actor, pipe: Pipe, form: PortalForm) -> dict[str, list[str]]:
-    """What card_create would object to in the form as it stands, without creating anything.
+    """What card_create would object to in the form as it stands (pipes.services.card_check_start).
 
-    Used only when the portal already found a problem of its own (a rejected upload, a missing
-    email), so every field's error shows at once. pipes.services has no validate-only call yet: an
-    unknown key makes card_create reject the call after every check ran and before any write. If it
-    ever accepted the call, the transaction is rolled back and its stored files removed."""
+    Used when the portal already found a problem of its own (a rejected upload, a missing email),
+    so every field's error shows at once."""
     uploads = form.uploads()
-    values = {**form.raw_values(), CHECK_ONLY_KEY: "-"}
-
-    class _Undo(Exception):
-        pass
-
     try:
-        with transaction.atomic():
-            card = card_create(actor=actor, pipe=pipe, values=values, files=uploads)
-            stored = list(card.files.values_list("file", flat=True))
-            raise _Undo(stored)
+        card_check_start(actor=actor, pipe=pipe, values=form.raw_values(), files=uploads)
     except CardError as exc:
-        return {k: v for k, v in exc.errors.items() if k != CHECK_ONLY_KEY}
-    except _Undo as undo:
-        from django.core.files.storage import default_storage
-
-        for name in undo.args[0]:
-            default_storage.delete(name)
-        return {}
+        return exc.errors
     finally:
         _close(uploads)
+    return {}
 
 
 def _submit_start_form(request, pipe: Pipe, *, actor: Actor, public: bool):
@@ -279,18 +264,6 @@ def _render_submitted(request, card: Card, *, public: bool):
 # ---------------------------------------------------------------- public forms
 
 
-def _client_address(request) -> str:
-    """The submitter's address for rate limiting.
-
-    Behind a reverse proxy REMOTE_ADDR is the proxy's own: name the header the proxy sets (and
-    overwrites) in settings.TRILHO_CLIENT_IP_HEADER, e.g. "HTTP_X_REAL_IP". A header the client
-    could set itself is never read unless that setting names it."""
-    header = getattr(settings, "TRILHO_CLIENT_IP_HEADER", "")
-    address = request.META.get(header, "") if header else ""
-    address = address.split(",")[-1].strip() if address else ""
-    return address or request.META.get("REMOTE_ADDR", "") or "unknown"
-
-
 def _count(key: str) -> int:
     cache.add(key, 0, RATE_WINDOW_SECONDS)
     try:
@@ -317,7 +290,7 @@ def public_form(request, org_slug: str, pipe_slug: str):
     if request.method == "GET":
         form = _bind_start_form(request, pipe, public=True, bound=False)
         return _render_start_form(request, pipe, form, public=True)
-    address = _client_address(request)
+    address = client_address(request)
     submissions_key = f"portal:public:submitted:{address}"
     if (cache.get(submissions_key) or 0) >= RATE_SUBMISSIONS or _count(
         f"portal:public:attempts:{address}"
