@@ -762,6 +762,7 @@ def governed_pipes(*, user: AbstractBaseUser) -> QuerySet[Pipe]:
     return (
         pipes_for_user(user, ("administer_pipe",))
         .select_related("organization")
+        .prefetch_related("phases")
         .order_by("organization__name", "name")
     )
 

@@ -57,7 +57,9 @@ def announced():
 
 def _file(world, *, by=None, **values) -> Card:
     return services.card_create(
-        actor=services.Actor.for_user(by or world.requester), pipe=world.pipe, values=good_start_values(**values)
+        actor=services.Actor.for_user(by or world.requester),
+        pipe=world.pipe,
+        values=good_start_values(**values),
     )
 
 
@@ -94,8 +96,15 @@ def test_it_marks_a_card_late_when_it_passes_its_phase_sla_and_tells_people(
     assert event.payload == {"phase": "triage", "sla_hours": 24, "due": card.late_at.isoformat()}
     told = set(Notification.objects.filter(card=card).values_list("user__username", flat=True))
     assert told == {"member", "admin", "owner"}  # the assignee and the pipe's admins (owners included)
-    assert sorted(m.to[0] for m in mail.outbox) == ["admin@example.com", "member@example.com", "owner@example.com"]
-    assert "is late" in mail.outbox[0].subject and f"/pipes/{world.pipe.pk}/cards/{card.pk}/" in mail.outbox[0].body
+    assert sorted(m.to[0] for m in mail.outbox) == [
+        "admin@example.com",
+        "member@example.com",
+        "owner@example.com",
+    ]
+    assert (
+        "is late" in mail.outbox[0].subject
+        and f"/pipes/{world.pipe.pk}/cards/{card.pk}/" in mail.outbox[0].body
+    )
     assert (card.pk, "late") in announced
     assert list(verify_timelines([card])) == []
 
@@ -131,7 +140,10 @@ def test_it_recomputes_a_late_card_after_it_moves_on(world, clock):
     card.refresh_from_db()
     assert marked.late == [card.pk]
     assert card.late_at == card.phase_entered_at + dt.timedelta(hours=48)
-    assert [e.payload["phase"] for e in card.events.filter(kind="late").order_by("seq")] == ["triage", "approval"]
+    assert [e.payload["phase"] for e in card.events.filter(kind="late").order_by("seq")] == [
+        "triage",
+        "approval",
+    ]
 
 
 def test_it_clears_the_mark_when_the_sla_is_lengthened(world, clock):
@@ -146,7 +158,9 @@ def test_it_clears_the_mark_when_the_sla_is_lengthened(world, clock):
     assert result.cleared_late == [card.pk] and card.late_at is None
 
 
-def test_it_marks_a_card_expired_past_the_pipe_deadline(world, clock, announced, django_capture_on_commit_callbacks):
+def test_it_marks_a_card_expired_past_the_pipe_deadline(
+    world, clock, announced, django_capture_on_commit_callbacks
+):
     card = _file(world)
     clock.advance(days=30, seconds=1)
 
@@ -220,15 +234,21 @@ def _journeys() -> list[Journey]:
     """Hand-made edge cases plus a deterministic spread, around March 2026 in São Paulo (UTC-3)."""
     t = lambda *a: dt.datetime(*a, tzinfo=UTC)  # noqa: E731
     journeys = [
-        Journey(t(2026, 2, 27, 10), [(96, "approval"), (20, "done")]),  # enters in Feb, late triage ends in Mar
+        Journey(
+            t(2026, 2, 27, 10), [(96, "approval"), (20, "done")]
+        ),  # enters in Feb, late triage ends in Mar
         Journey(t(2026, 3, 5, 12), [(10, "approval"), (30, "done")]),  # all within SLA
         Journey(t(2026, 3, 8, 9), [(30, "approval"), (50, "triage"), (5, "approval"), (12, "rejected")]),
         Journey(t(2026, 3, 10, 8), [(2, "approval")]),  # open in approval past its SLA at month end
         Journey(t(2026, 3, 20, 8), []),  # stuck in triage
         Journey(t(2026, 3, 29, 12), [(1, "approval"), (70, "done")]),  # approval ends in April
-        Journey(t(2026, 2, 1, 12), [(20, "approval"), (24 * 40, "done")]),  # finishes past the 30-day deadline
+        Journey(
+            t(2026, 2, 1, 12), [(20, "approval"), (24 * 40, "done")]
+        ),  # finishes past the 30-day deadline
         Journey(t(2026, 3, 31, 20), [(5, "approval")]),  # leaves 1 Apr 01:00 UTC = 31 Mar 22:00 local: March
-        Journey(t(2026, 2, 28, 20), [(6, "approval")]),  # leaves 1 Mar 02:00 UTC = 28 Feb 23:00 local: February
+        Journey(
+            t(2026, 2, 28, 20), [(6, "approval")]
+        ),  # leaves 1 Mar 02:00 UTC = 28 Feb 23:00 local: February
         Journey(t(2026, 3, 31, 23), [(7, "approval")]),  # leaves 1 Apr 06:00 UTC = 1 Apr 03:00 local: April
     ]
     hours = [3, 7, 12, 19, 23, 26, 31, 40, 47, 52, 60, 75, 5, 9, 14]
@@ -273,7 +293,9 @@ def _expected(journeys: list[Journey], start: dt.datetime, end: dt.datetime, as_
         open_over = [
             1
             for p, entered, left in stays
-            if p == phase and entered < as_of and (left is None or left >= as_of)
+            if p == phase
+            and entered < as_of
+            and (left is None or left >= as_of)
             and entered + dt.timedelta(hours=sla) < as_of
         ]
         figures[phase] = {
