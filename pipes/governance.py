@@ -307,7 +307,9 @@ def subject_cards(*, pipes: Iterable[Pipe], identifier: str, field_key: str = ""
     for pipe in pipes:
         here = Q()
         for f in by_pipe.get(pipe.pk, []):
-            here |= Q(**{f"values__{f.key}__iexact": _normalised(f, identifier)})
+            wanted = _normalised(f, identifier)
+            if len(wanted) >= 3:  # an email has no phone number in it, and so on
+                here |= Q(**{f"values__{f.key}__iexact": wanted})
         if not field_key or field_key == "requester_email":
             here |= Q(requester_email__iexact=identifier) | Q(created_by__email__iexact=identifier)
         if here:
