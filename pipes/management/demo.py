@@ -409,6 +409,10 @@ class CardPlan:
     def comment(self, s: _Seed, phase: str, nxt: str | None) -> str | None:
         return None
 
+    def not_before(self, s: _Seed, card: Card, phase: str) -> dt.datetime | None:
+        """The earliest a card may leave `phase` (e.g. not before the new hire's first day)."""
+        return None
+
 
 JUSTIFICATIONS = [
     "Annual maintenance contract of the production line, approved in this year's budget.",
@@ -423,9 +427,9 @@ JUSTIFICATIONS = [
 class AccountsPayable(CardPlan):
     template = "accounts_payable"
     paths = [
-        (70, ["received", "approval", "scheduled", "paid"]),
-        (10, ["received", "rejected"]),
-        (12, ["received", "approval", "rejected"]),
+        (80, ["received", "approval", "scheduled", "paid"]),
+        (5, ["received", "rejected"]),
+        (7, ["received", "approval", "rejected"]),
         (8, ["received", "approval", "received", "approval", "scheduled", "paid"]),
     ]
 
@@ -745,6 +749,12 @@ class EmployeeOnboarding(CardPlan):
             return values, {}
         return {}, {}
 
+    def not_before(self, s, card, phase):
+        if phase != "first_day":
+            return None
+        start = dt.date.fromisoformat(card.values["start_date"]) + dt.timedelta(days=s.rng.randint(0, 4))
+        return dt.datetime.combine(start, dt.time(17, 0), tzinfo=zoneinfo.ZoneInfo(TIME_ZONE))
+
     def comment(self, s, phase, nxt):
         if phase == "documents" and nxt == "cancelled":
             return "The candidate accepted a counter-offer and withdrew."
@@ -983,7 +993,8 @@ def _card_journey(s: _Seed, plan: CardPlan, created_at: dt.datetime) -> None:
         phase = s.phases[current]
         # Most cards leave within their SLA; some wait much longer (a supplier who does not answer).
         factor = rng.uniform(0.2, 1.3) if rng.random() < 0.8 else rng.uniform(1.3, 4)
-        leave_at = _business_time(rng, moment + dt.timedelta(hours=factor * (phase.sla_hours or 24)))
+        leave_at = moment + dt.timedelta(hours=factor * (phase.sla_hours or 24))
+        leave_at = _business_time(rng, max(leave_at, plan.not_before(s, card, current) or leave_at))
         if leave_at > limit:
             break
         work_at = max(moment, leave_at - dt.timedelta(minutes=rng.randint(5, 45)))
