@@ -455,6 +455,12 @@ def tiles_from_rows(rows: Sequence[tuple], *, schema: BoardSchema) -> list[Tile]
     return tiles
 
 
+def tile_from_card(card: Card, *, schema: BoardSchema) -> Tile:
+    """The tile of a card already loaded (e.g. returned by a service), fetching only its people and labels."""
+    row = tuple(getattr(card, "pk" if name == "id" else name) for name in TILE_COLUMNS)
+    return tiles_from_rows([row], schema=schema)[0]
+
+
 def decorate_card(card: Card, *, schema: BoardSchema) -> Card:
     """Set the badges the side panel shows on a full card."""
     card.pipe = schema.pipe

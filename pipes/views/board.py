@@ -25,7 +25,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from .. import notifications, services
 from ..choices import FieldType
-from ..models import Card, CardFile, Label, Phase
+from ..models import Card, CardFile, Label
 from ..selectors import (
     BoardFilters,
     BoardSchema,
@@ -42,6 +42,7 @@ from ..selectors import (
     cards_changed_since,
     home_pipes,
     pipe_get_for_user,
+    tile_from_card,
 )
 
 PORTAL_PATH = "/portal/"
@@ -306,7 +307,11 @@ def board_changes(request: HttpRequest, pipe_id: int) -> HttpResponse:
 def card_move(request: HttpRequest, pipe_id: int, card_id: int) -> HttpResponse:
     """Move the card to `to_phase`; the tile in its new column and both column heads, or the tile with the reason."""
     card, access = card_get_for_user(user=request.user, pk=card_id, pipe_id=pipe_id, write=True)
-    to_phase = get_object_or_404(Phase, pk=request.POST.get("to_phase") or 0, pipe_id=pipe_id)
+    schema = board_schema(pipe=card.pipe, access=access, transitions=False)
+    wanted = request.POST.get("to_phase", "")
+    to_phase = next((p for p in schema.phases if str(p.pk) == wanted), None)
+    if to_phase is None:
+        raise Http404
     source_id = card.phase_id
     filters = _filters(request)
     error = None
@@ -315,11 +320,11 @@ def card_move(request: HttpRequest, pipe_id: int, card_id: int) -> HttpResponse:
         card = services.card_move(
             actor=_actor(request), card=card, to_phase=to_phase, expected_version=_version(request)
         )
+        tile = [tile_from_card(card, schema=schema)]
     except services.CardError as exc:
         error = exc
         status = STATUS_FOR_ERROR.get(exc.code, 422)
-    schema = board_schema(pipe=card.pipe, access=access, transitions=False)
-    tile = card_tiles(schema=schema, ids=[card.pk])
+        tile = card_tiles(schema=schema, ids=[card.pk])  # as it is now (a conflict means it changed)
     if not tile:
         raise Http404
     extra = {}
