@@ -290,6 +290,8 @@ _ACTIONS = {
     LogEntry.Action.DELETE: gettext_lazy("Deleted"),
 }
 _SKIP_KEYS = {"id"}
+_PARENT_KEYS = {"pipe", "organization"}
+_EMPTY_TEXT = {"—", "null", "{}", "[]", "False", "0"}
 
 
 def _log_details(entry: LogEntry, *, can_view_pii: bool, hide: Iterable[str] = ()) -> list[str]:
@@ -304,10 +306,11 @@ def _log_details(entry: LogEntry, *, can_view_pii: bool, hide: Iterable[str] = (
             continue
         if key in hide and not can_view_pii:
             before, after = mask_text(before), mask_text(after)
-        if entry.action == LogEntry.Action.CREATE:
-            lines.append(f"{key}: {_short(after, 120)}")
-        elif entry.action == LogEntry.Action.DELETE:
-            lines.append(f"{key}: {_short(before, 120)}")
+        if entry.action in (LogEntry.Action.CREATE, LogEntry.Action.DELETE):
+            value = after if entry.action == LogEntry.Action.CREATE else before
+            if key in _PARENT_KEYS or value in _EMPTY_TEXT:
+                continue  # a new or deleted object: only what it said, not its empty settings
+            lines.append(f"{key}: {_short(value, 120)}")
         else:
             lines.append(f"{key}: {_short(before, 80)} → {_short(after, 80)}")
     return lines[:12]
