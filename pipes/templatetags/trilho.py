@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import threading
+import time
+from collections import OrderedDict
 
 from django import template
 from django.http import QueryDict
@@ -151,3 +154,49 @@ def contains(container, item) -> bool:
         return item in container
     except TypeError:
         return False
+
+
+# ---------------------------------------------------------------- a process-local fragment cache
+
+_FRAGMENTS: OrderedDict[tuple, tuple[float, str]] = OrderedDict()
+_FRAGMENTS_LOCK = threading.Lock()
+FRAGMENT_MAX = 5000
+FRAGMENT_TTL = 600.0
+
+
+class LocalCacheNode(template.Node):
+    def __init__(self, nodelist, parts):
+        self.nodelist = nodelist
+        self.parts = parts
+
+    def render(self, context):
+        key = tuple(str(part.resolve(context)) for part in self.parts)
+        now = time.monotonic()
+        with _FRAGMENTS_LOCK:
+            hit = _FRAGMENTS.get(key)
+            if hit is not None and hit[0] > now:
+                _FRAGMENTS.move_to_end(key)
+                return hit[1]
+        html = self.nodelist.render(context)
+        with _FRAGMENTS_LOCK:
+            _FRAGMENTS[key] = (now + FRAGMENT_TTL, html)
+            _FRAGMENTS.move_to_end(key)
+            while len(_FRAGMENTS) > FRAGMENT_MAX:
+                _FRAGMENTS.popitem(last=False)
+        return html
+
+
+@register.tag
+def localcache(parser, token):
+    """{% localcache part part … %}…{% endlocalcache %}: the fragment cached in this process, keyed on the parts.
+
+    Board tiles are rendered for every viewer on every board load and change only with their card:
+    keyed on the card's id and `updated_at` stamp, a tile is rendered once per process (LRU of
+    5,000, 10 minutes). Kept in process memory on purpose: a shared cache (Redis) would cost a
+    network round trip per tile, more than rendering it."""
+    parts = [parser.compile_filter(bit) for bit in token.split_contents()[1:]]
+    if not parts:
+        raise template.TemplateSyntaxError("localcache needs at least one key part")
+    nodelist = parser.parse(("endlocalcache",))
+    parser.delete_first_token()
+    return LocalCacheNode(nodelist, parts)
