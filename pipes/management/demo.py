@@ -165,7 +165,8 @@ class _Clock:
         return self.moment if self.moment is not None else self.real_now()
 
     def at(self, moment: dt.datetime) -> None:
-        self.moment = moment
+        # Always UTC, as timezone.now() gives: the timeline hashes the time's ISO text.
+        self.moment = moment.astimezone(dt.UTC)
 
 
 # ---------------------------------------------------------------- realistic Brazilian data
@@ -940,7 +941,7 @@ def _business_time(rng: random.Random, moment: dt.datetime) -> dt.datetime:
     elif local.hour < 8:
         local = local.replace(hour=8, minute=0)
     else:
-        return moment
+        return moment.astimezone(dt.UTC)
     while local.weekday() >= 5:
         local += dt.timedelta(days=1)
     local += dt.timedelta(minutes=rng.randint(0, 120), seconds=rng.randint(0, 59))
