@@ -303,6 +303,8 @@
 
   // ------------------------------------------------------------------ side panel
 
+  var returnFocus = null; // the tile link that opened the panel, focused again when it closes
+
   function openPanel() {
     panel.hidden = false;
     document.body.classList.add("panel-open");
@@ -313,7 +315,14 @@
     panel.innerHTML = "";
     document.body.classList.remove("panel-open");
     if (href) history.pushState({}, "", href);
+    if (returnFocus && returnFocus.isConnected) returnFocus.focus();
+    returnFocus = null;
   }
+
+  document.body.addEventListener("htmx:beforeRequest", function (event) {
+    var elt = event.detail.elt;
+    if (elt && elt.matches && elt.matches(".card-title, .card-alert a")) returnFocus = elt.closest(".card").querySelector(".card-title");
+  });
 
   function focusRequested(root) {
     var target = root.querySelector("[data-focus]");
