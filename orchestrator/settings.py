@@ -68,6 +68,7 @@ INSTALLED_APPS = [
     "pipes",
     "agents",
     "orchestrator",
+    "orchestrator.inbox",
 ]
 
 MIDDLEWARE = [
@@ -100,6 +101,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "django.template.context_processors.i18n",
+                "orchestrator.inbox.context.inbox_badge",
             ],
         },
     },
@@ -230,6 +232,7 @@ LOGGING = {
 
 CELERY_BEAT_SCHEDULE = {
     "sweep-phase-entries": {"task": "orchestrator.tasks.sweep_phase_entries", "schedule": 30.0},
+    "escalate-overdue-reviews": {"task": "orchestrator.inbox.tasks.escalate_overdue_reviews", "schedule": 60.0},
 }
 
 # Behind a reverse proxy, the request header carrying the client's address (e.g. HTTP_X_REAL_IP);

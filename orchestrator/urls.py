@@ -12,5 +12,6 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("i18n/", include("django.conf.urls.i18n")),
     path("governance/", include("pipes.governance_urls")),
+    path("inbox/", include("orchestrator.inbox.urls")),
     path("", include("pipes.urls")),
 ]
