@@ -65,7 +65,9 @@ SLA_ACTOR_NAME = "SLA monitor"
 RETENTION_ACTOR_NAME = "Retention policy"
 
 # Sent inside the erasure's transaction with card_ids (list[int]) and identifiers (list[str], the values
-# scrubbed). The rail connects to it to redact its step traces of those cards.
+# scrubbed). The rail connects to it to redact its step traces of those cards. A dry run sends it too
+# and then rolls everything back: receivers write only to the database, and defer anything else
+# (deleting files, calling out) with transaction.on_commit.
 person_erasing = Signal()
 
 # ---------------------------------------------------------------- SLA marks
