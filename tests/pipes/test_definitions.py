@@ -535,6 +535,12 @@ def test_it_names_the_line_of_broken_yaml():
     assert len(info.value.messages) == 1 and info.value.messages[0].startswith("line 3, column 3: ")
 
 
+def test_it_refuses_a_key_given_twice():
+    with pytest.raises(DefinitionError) as info:
+        definition_load("name: Purchases\nslug: purchases\ncode: PR\nname: Compras\nphases: []\n")
+    assert info.value.messages == ["line 4, column 1: the key 'name' is given twice"]
+
+
 def test_it_imports_nothing_from_a_broken_definition(orgs):
     d = base()
     d["phases"][0]["allowed_next"] = ["nowhere"]
