@@ -332,8 +332,15 @@
     if (input) input.focus();
   }
 
+  // The panel's URL goes into the address bar here rather than with hx-push-url: htmx's own history
+  // would restore whole-page snapshots on "back" and leave the board's drag and drop unbound.
   document.body.addEventListener("htmx:afterSwap", function (event) {
     if (event.detail.target === panel) {
+      var config = event.detail.requestConfig || {};
+      var path = event.detail.pathInfo && event.detail.pathInfo.requestPath;
+      if (config.verb === "get" && path && path !== window.location.pathname + window.location.search) {
+        history.pushState({ panel: true }, "", path);
+      }
       openPanel();
       focusRequested(panel);
     } else if (event.detail.target && event.detail.target.matches && event.detail.target.matches(".field-form")) {

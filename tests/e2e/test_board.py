@@ -156,3 +156,22 @@ def test_it_shows_a_change_made_elsewhere_without_a_reload(login, live_server, w
     expect(tile(page, card)).to_be_visible()
     card_update_fields(actor=Actor.system(), card=card, values={"item": "Toner (black)"})
     expect(tile(page, card).locator(".card-title")).to_have_text("Toner (black)", timeout=10000)
+
+
+def test_it_gives_the_panel_its_own_url_and_closes_it_on_back(login, live_server, world):
+    card = new_card(world, "Headset")
+    card_update_fields(actor=Actor.system(), card=card, values={"category": "Hardware"})
+    page = open_board(login, live_server, world, world.member)
+    tile(page, card).locator(".card-title").click()
+    expect(page.locator("#panel .panel-title")).to_have_text("Headset")
+    assert page.url.endswith(f"/pipes/{world.pipe.pk}/cards/{card.pk}/")
+    page.reload()  # the URL is shareable: the page opens with the panel
+    expect(page.locator("#panel .panel-title")).to_have_text("Headset")
+    page.go_back()
+    page.go_forward()
+    expect(page.locator("#panel")).to_be_visible()
+    page.keyboard.press("Escape")
+    expect(page.locator("#panel")).to_be_hidden()
+    assert page.url.endswith(f"/pipes/{world.pipe.pk}/")
+    drag(page, card, world, "approval")  # drag and drop still works after all that
+    expect(column(page, world, "approval").locator(f"#card-{card.pk}")).to_be_visible()
