@@ -37,6 +37,7 @@ from ..selectors import (
     board_schema,
     card_detail,
     card_get_for_user,
+    card_ids_changed_since,
     card_list_for_board,
     card_tiles,
     cards_changed_since,
@@ -275,9 +276,16 @@ def board_changes(request: HttpRequest, pipe_id: int) -> HttpResponse:
     )
     if since is None or timezone.is_naive(since):
         since = timezone.now() - dt.timedelta(seconds=10)
+    until = timezone.now()
+    changed = card_ids_changed_since(pipe=pipe, since=since)
+    if not changed:  # the usual answer, kept cheap: nothing else is loaded
+        html = (
+            f'<div class="board-changes" data-until="{(until - dt.timedelta(seconds=2)).isoformat()}"></div>'
+        )
+        return HttpResponse(html)
     schema = board_schema(pipe=pipe, access=access)
     filters = _filters(request)
-    changes = cards_changed_since(schema=schema, filters=filters, since=since)
+    changes = cards_changed_since(schema=schema, filters=filters, since=since, changed=changed)
     return render(
         request,
         "pipes/board_changes.html",

@@ -612,3 +612,13 @@ def test_it_uses_the_same_queries_for_a_filtered_board_whatever_the_phases(clien
     with CaptureQueriesContext(connection) as many:
         client.get(url)
     assert len(many) == len(few) <= BOARD_QUERY_BOUND
+
+
+def test_it_answers_a_quiet_poll_cheaply(client, world, django_assert_max_num_queries):
+    bulk_cards(world, 300)
+    login(client, world.member)
+    url = reverse("board_changes", args=[world.pipe.pk])
+    client.get(url, {"since": timezone.now().isoformat()}, **hx())
+    with django_assert_max_num_queries(7):  # session, user, pipe, access (3), changed ids
+        response = client.get(url, {"since": timezone.now().isoformat()}, **hx())
+    assert response.status_code == 200 and "data-until" in response.content.decode()
