@@ -846,7 +846,11 @@ def _timeline_entry(
         return TimelineEntry(event=event, text=_("commented"), comment=str(payload.get("text", "")))
     elif kind == EventKind.FILE_ADDED:
         names_list = [str(f.get("name", "")) for f in payload.get("files") or []]
-        text = _("attached %(files)s") % {"files": ", ".join(names_list)}
+        hidden = [fields[k] for k in event.field_keys or [] if k in fields and fields[k].pii]
+        if hidden and not schema.can_view_pii:  # a file name can be personal data too
+            text = _("attached files to %(field)s") % {"field": hidden[0].label}
+        else:
+            text = _("attached %(files)s") % {"files": ", ".join(names_list)}
     elif kind == EventKind.STEP:
         text = event.reason or str(payload.get("summary") or payload.get("step") or _("ran a step"))
     elif kind == EventKind.ERASED:

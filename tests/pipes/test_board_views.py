@@ -622,3 +622,32 @@ def test_it_answers_a_quiet_poll_cheaply(client, world, django_assert_max_num_qu
     with django_assert_max_num_queries(7):  # session, user, pipe, access (3), changed ids
         response = client.get(url, {"since": timezone.now().isoformat()}, **hx())
     assert response.status_code == 200 and "data-until" in response.content.decode()
+
+
+def test_it_uploads_into_an_attachment_field(client, world, media_root):
+    card = new_card(world)
+    response = login(client, world.member).post(
+        reverse("card_field", args=[world.pipe.pk, card.pk, "quote"]),
+        {"files": [SimpleUploadedFile("a.pdf", PDF), SimpleUploadedFile("b.pdf", PDF)]},
+        **hx(),
+    )
+    assert response.status_code == 200
+    card.refresh_from_db()
+    assert len(card.values["quote"]) == 2
+    assert "a.pdf" in response.content.decode() and "b.pdf" in response.content.decode()
+
+
+def test_it_hides_files_of_pii_fields_from_people_without_the_permission(client, world, media_root):
+    world.pipe.fields.filter(key="quote").update(pii=True)
+    card = new_card(world)
+    [secret] = card_attach_files(
+        actor=Actor.for_user(world.member),
+        card=card,
+        uploads=[SimpleUploadedFile("id.pdf", PDF)],
+        field_key="quote",
+    )
+    url = reverse("card_file", args=[world.pipe.pk, card.pk, secret.pk])
+    assert login(client, world.viewer).get(url).status_code == 403
+    panel = client.get(reverse("card_detail", args=[world.pipe.pk, card.pk]), **hx()).content.decode()
+    assert "id.pdf" not in panel
+    assert login(client, world.member).get(url).status_code == 200
