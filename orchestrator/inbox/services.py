@@ -133,7 +133,7 @@ def _record_proposal(task: ReviewTask, run: StepRun) -> None:
 
 def _lock_task(task_id: int) -> ReviewTask:
     return (
-        ReviewTask.objects.select_for_update()
+        ReviewTask.objects.select_for_update(of=("self",))
         .select_related(
             "pipe__organization", "card__pipe", "run__step__agent", "run__entry__phase", "assignee"
         )
