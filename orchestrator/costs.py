@@ -2,7 +2,7 @@
 
 Prices come from settings (all in settings.TRILHO_COST_CURRENCY):
 - TRILHO_MODEL_PRICING: {"provider/model": {"input": Decimal, "output": Decimal}} per million
-  tokens; "provider/*" entries apply to a provider's other models.
+  tokens, over DEFAULT_PRICING below; "provider/*" entries apply to a provider's other models.
 - TRILHO_LOCAL_COMPUTE_COST_PER_1M: what a million tokens on the local (Ollama) model cost.
 - TRILHO_HUMAN_COST_PER_MINUTE: a minute of a reviewer's time.
 - TRILHO_BASELINE_MODEL: the foundation model the cost page compares against.
@@ -39,7 +39,7 @@ def _decimal(value: Any) -> Decimal:
 
 
 def price_for(provider: str, model: str) -> dict[str, Decimal] | None:
-    pricing = getattr(settings, "TRILHO_MODEL_PRICING", None) or DEFAULT_PRICING
+    pricing = {**DEFAULT_PRICING, **(getattr(settings, "TRILHO_MODEL_PRICING", None) or {})}
     entry = pricing.get(f"{provider}/{model}") or pricing.get(f"{provider}/*")
     if entry is None:
         return None

@@ -700,7 +700,9 @@ def _apply(
     """Apply `outcome` and finish the run in one transaction; True when the card moved on."""
     with transaction.atomic():
         _lock_claim(run, token)
-        card = Card.objects.select_for_update().select_related("pipe", "phase").get(pk=entry.card_id)
+        card = (
+            Card.objects.select_for_update(of=("self",)).select_related("pipe", "phase").get(pk=entry.card_id)
+        )
         if card.phase_id != entry.phase_id:
             StepRun.objects.filter(pk=run.pk).update(
                 status=RunStatus.SKIPPED,

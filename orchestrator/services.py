@@ -97,7 +97,7 @@ def review_decide(
     values = dict(values or {})
     with transaction.atomic():
         task = (
-            ReviewTask.objects.select_for_update()
+            ReviewTask.objects.select_for_update(of=("self",))
             .select_related("pipe", "run__step__agent", "run__entry")
             .get(pk=task.pk)
         )
@@ -119,7 +119,9 @@ def review_decide(
             raise RailError(_("Keep the comment under 5,000 characters."))
         run = task.run
         step = run.step
-        card = Card.objects.select_for_update().select_related("pipe", "phase").get(pk=task.card_id)
+        card = (
+            Card.objects.select_for_update(of=("self",)).select_related("pipe", "phase").get(pk=task.card_id)
+        )
         if card.phase_id != run.entry.phase_id:
             raise RailError(_("The card has left the phase of this review; nothing was changed."))
         allowed = _review_fields(task, step, card)
@@ -196,7 +198,7 @@ def review_decide(
 def step_run_retry(*, run: StepRun, user: AbstractBaseUser) -> StepRun:
     """Run a failed step again (a person fixed the cause); the card continues from it."""
     with transaction.atomic():
-        run = StepRun.objects.select_for_update().select_related("pipe", "entry").get(pk=run.pk)
+        run = StepRun.objects.select_for_update(of=("self",)).select_related("pipe", "entry").get(pk=run.pk)
         if not pipe_access(user=user, pipe=run.pipe).can_work:
             raise RailPermissionError(_("You may not retry steps in %(pipe)s.") % {"pipe": run.pipe.name})
         if run.status != RunStatus.FAILED:

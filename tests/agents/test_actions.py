@@ -65,7 +65,8 @@ def test_it_sends_a_templated_json_body_with_a_secret_and_an_idempotency_key(wor
     )
     card = submit(world)
     request = external.requests[0]
-    assert request.path == "/orders/PR-1?item=Laptop%20for%20Ana"
+    ref = card.reference
+    assert request.path == f"/orders/{ref}?item=Laptop%20for%20Ana"
     assert request.headers["Authorization"] == "Bearer s3cret-token"
     assert request.headers["Idempotency-Key"] == f"trilho-run-{StepRun.objects.get().pk}-0"
     assert request.body == {
@@ -194,7 +195,7 @@ def test_it_sets_fields_assigns_labels_comments_and_moves(world, rail_settings):
     assert set(card.assignees.values_list("username", flat=True)) == {"member", "admin"}
     assert list(card.labels.values_list("name", flat=True)) == ["Priority"]
     comment = card.events.get(kind="commented")
-    assert comment.payload["text"] == "Routed PR-1 (Software, BRL 4,500.00)"
+    assert comment.payload["text"] == f"Routed {card.reference} (Software, BRL 4,500.00)"
     assert comment.actor_kind == "system" and comment.actor_label == "Automation: Automation"
     kinds = list(card.events.values_list("kind", flat=True))
     assert kinds.index("moved") > kinds.index("commented")
@@ -222,9 +223,11 @@ def test_it_creates_a_connected_card_in_another_pipe(world, rail_settings):
     )
     card = submit(world)
     created = Card.objects.get(pipe=other)
-    assert created.title == "Follow-up of PR-1" and created.values["amount"]["amount"] == "4500.00"
+    assert (
+        created.title == f"Follow-up of {card.reference}" and created.values["amount"]["amount"] == "4500.00"
+    )
     assert card.values["follow_up"] == [created.pk]
-    assert created.events.get(kind="created").reason == "connected to PR-1"
+    assert created.events.get(kind="created").reason == f"connected to {card.reference}"
 
 
 def test_it_sends_an_email_once(world, rail_settings):
@@ -237,9 +240,9 @@ def test_it_sends_an_email_once(world, rail_settings):
             "body": "Item: {field.item}",
         },
     )
-    submit(world)
+    card = submit(world)
     assert len(mail.outbox) == 1
-    assert mail.outbox[0].to == ["ana@example.com"] and mail.outbox[0].subject == "We got PR-1"
+    assert mail.outbox[0].to == ["ana@example.com"] and mail.outbox[0].subject == f"We got {card.reference}"
     assert StepRun.objects.get().events.filter(kind=TraceKind.TOOL_CALL).count() == 1
 
 
@@ -284,3 +287,19 @@ def test_it_names_every_problem_of_an_action_definition():
         "steps[0].actions[1].timeout: seconds, between 0 and 60",
         "steps[0].actions[1].response_map: unknown field 'ghost'",
     ]
+
+
+def test_it_does_not_repeat_a_request_that_succeeded_when_the_step_is_retried(world, external):
+    external.push(ok({"data": {"category": "Hardware"}}), error(503), ok())
+    automation(
+        world,
+        {"type": "http", "url": external.url + "/first", "response_map": {"category": "data.category"}},
+        {"type": "http", "url": external.url + "/second"},
+    )
+    card = submit(world)
+    run = StepRun.objects.get()
+    assert run.status == RunStatus.DONE and run.attempts == 2
+    assert [r.path for r in external.requests] == ["/first", "/second", "/second"]
+    assert card.values["category"] == "Hardware"
+    reused = run.events.get(kind=TraceKind.HTTP_CALL, attempt=2, data__index=0)
+    assert reused.data["reused"] is True

@@ -104,3 +104,174 @@ def drain(rounds: int = 30) -> None:
                     next_attempt_at=None
                 )
     raise AssertionError("the rail did not settle")
+
+
+# ---------------------------------------------------------------- a real broker and worker
+
+
+def celery_point(app, *, broker_url: str, queue: str) -> None:
+    """Send to and consume from `queue` on `broker_url` (drops connections pooled for the old broker)."""
+    import os
+
+    os.environ["CELERY_BROKER_URL"] = broker_url  # Celery reads the environment before its own setting
+    app.conf.broker_url = broker_url
+    app.conf.task_default_queue = queue
+    app.conf.task_default_routing_key = queue
+    from kombu import pools
+
+    if app._pool is not None:
+        app._pool.force_close_all()
+        app._pool = None
+    app.amqp._producer_pool = None
+    pools.reset()  # kombu keeps producer pools per broker URL, across app resets
+    for cached in ("queues", "default_queue", "router"):
+        app.amqp.__dict__.pop(cached, None)
+
+
+@pytest.fixture
+def redis_celery(rail_settings):
+    """The Celery app on the test Redis, with a queue of this test's own (other runs share the server)."""
+    import os
+    import uuid
+    from types import SimpleNamespace
+
+    from orchestrator.celery import app
+
+    url = os.environ["TRILHO_TEST_REDIS_URL"]
+    queue = f"trilho-test-{uuid.uuid4().hex[:10]}"
+    before = (
+        os.environ.get("CELERY_BROKER_URL", ""),
+        app.conf.task_default_queue,
+        app.conf.task_default_routing_key,
+    )
+    celery_point(app, broker_url=url, queue=queue)
+    assert app.connection_for_write().transport_cls == "redis"
+    try:
+        yield SimpleNamespace(app=app, url=url, queue=queue)
+    finally:
+        celery_point(app, broker_url=url, queue=queue)  # a test may have pointed it elsewhere
+        with app.connection_for_write() as conn:
+            conn.default_channel.queue_delete(queue)
+        celery_point(app, broker_url=before[0], queue=before[1])
+        app.conf.task_default_routing_key = before[2]
+
+
+@pytest.fixture
+def worker(redis_celery):
+    """An in-process Celery worker (solo pool) consuming this test's queue."""
+    from celery.contrib.testing.worker import start_worker
+
+    with start_worker(
+        redis_celery.app,
+        pool="solo",
+        perform_ping_check=False,
+        queues=[redis_celery.queue],
+        shutdown_timeout=15,
+    ) as w:
+        yield w
+
+
+def wait_for(predicate, *, timeout: float = 20.0, interval: float = 0.05, what: str = "the rail"):
+    """Poll `predicate` until it returns something truthy; fail after `timeout` seconds."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = predicate()
+        if result:
+            return result
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+
+
+class WorkerProcess:
+    """A `celery worker` subprocess (solo pool) on the test database and this test's queue."""
+
+    def __init__(self, *, name: str, queue: str, broker_url: str, overrides: dict):
+        import json
+        import os
+        import subprocess
+        import sys
+        import threading
+
+        from django.db import connection
+
+        db = connection.settings_dict
+        database_url = f"postgres://{db['USER']}:{db['PASSWORD'] or ''}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+        env = {
+            **os.environ,
+            "DJANGO_SETTINGS_MODULE": "tests.orchestrator.worker_settings",
+            "DATABASE_URL": database_url,
+            "CELERY_BROKER_URL": broker_url,
+            "TRILHO_TEST_OVERRIDES": json.dumps({"CELERY_TASK_DEFAULT_QUEUE": queue, **overrides}),
+        }
+        celery = os.path.join(os.path.dirname(sys.executable), "celery")
+        self.output: list[str] = []
+        self.ready = threading.Event()
+        self.process = subprocess.Popen(
+            [
+                celery,
+                "-A",
+                "orchestrator",
+                "worker",
+                "-P",
+                "solo",
+                "-Q",
+                queue,
+                "-n",
+                f"{name}@%h",
+                "--without-heartbeat",
+                "--without-gossip",
+                "--without-mingle",
+                "-l",
+                "info",
+            ],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        for line in self.process.stdout:
+            self.output.append(line.rstrip())
+            if " ready." in line:
+                self.ready.set()
+
+    def wait_ready(self, timeout: float = 30) -> WorkerProcess:
+        if not self.ready.wait(timeout):
+            raise AssertionError("worker did not start:\n" + "\n".join(self.output[-30:]))
+        return self
+
+    def kill(self) -> None:
+        import signal
+
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(10)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(15)
+            except Exception:  # noqa: BLE001 - a stuck worker is killed
+                self.process.kill()
+                self.process.wait(5)
+
+
+@pytest.fixture
+def worker_processes(redis_celery):
+    """Start worker subprocesses with start(name, **settings); all are stopped after the test."""
+    started: list[WorkerProcess] = []
+
+    def start(name: str, **overrides) -> WorkerProcess:
+        w = WorkerProcess(
+            name=name, queue=redis_celery.queue, broker_url=redis_celery.url, overrides=overrides
+        )
+        started.append(w)
+        return w.wait_ready()
+
+    yield start
+    for w in started:
+        w.stop()

@@ -1,0 +1,188 @@
+"""The rail under failure, on PostgreSQL and Redis: the broker down when a card moves, a worker
+killed in the middle of a step, and two workers handed the same entry."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import threading
+import time
+from contextlib import contextmanager
+
+import pytest
+from celery.contrib.testing.worker import start_worker
+from django.utils import timezone
+
+from orchestrator.dispatch import dispatch_entry
+from orchestrator.models import Mechanism, RunStatus, StepRun
+from orchestrator.tasks import sweep_phase_entries
+from pipes.models import PhaseEntry
+from pipes.services import Actor, card_create
+from tests.modelservers import ok
+from tests.orchestrator.conftest import celery_point, make_step, wait_for
+from tests.personas import good_start_values
+
+pytestmark = [pytest.mark.redis, pytest.mark.django_db(transaction=True)]
+
+WORKER_SETTINGS = {"TRILHO_HTTP_ALLOWED_PRIVATE": True, "TRILHO_RAIL_LEASE_SECONDS": 2, "TRILHO_SECRETS": {}}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def redis_server(port: int):
+    """A Redis of our own, so the test can take the broker down and bring it back."""
+    process = subprocess.Popen(
+        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_for(lambda: _listening(port), timeout=10, what="redis-server to listen")
+        yield process
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def set_category_step(world, *, external=None):
+    actions = []
+    if external is not None:
+        actions.append(
+            {
+                "type": "http",
+                "method": "POST",
+                "url": external.url + "/orders",
+                "body": {"ref": {"$card": "reference"}},
+            }
+        )
+    actions.append({"type": "set_field", "field": "category", "value": "Hardware"})
+    return make_step(
+        world.phase("triage"),
+        key="erp",
+        name="Register in the ERP",
+        mechanism=Mechanism.AUTOMATION,
+        actions=actions,
+        on_approve="",
+        on_reject="",
+    )
+
+
+def submit(world):
+    return card_create(actor=Actor.for_user(world.requester), pipe=world.pipe, values=good_start_values())
+
+
+def run_of(card) -> StepRun | None:
+    return StepRun.objects.filter(card=card).first()
+
+
+def category_changes(card) -> int:
+    return sum("category" in e.field_keys for e in card.events.filter(kind="fields_changed"))
+
+
+@pytest.mark.skipif(
+    shutil.which("redis-server") is None, reason="needs redis-server to stop and start a broker"
+)
+def test_it_runs_an_entry_recorded_while_the_broker_was_down(world, redis_celery):
+    app, queue = redis_celery.app, redis_celery.queue
+    port = free_port()
+    own_broker = f"redis://127.0.0.1:{port}/0"
+    set_category_step(world)
+    with redis_server(port):
+        celery_point(app, broker_url=own_broker, queue=queue)
+        with start_worker(app, pool="solo", perform_ping_check=False, queues=[queue]):
+            before = submit(world)
+            wait_for(lambda: (r := run_of(before)) and r.status == RunStatus.DONE, what="the first card")
+
+    # The broker is down: moving a card still works; its entry waits in the outbox. With the
+    # transport options settings should give Redis brokers, the request waits well under a second.
+    app.conf.broker_transport_options = {"max_retries": 1, "interval_start": 0, "interval_step": 0.2}
+    celery_point(app, broker_url=own_broker, queue=queue)
+    started = time.monotonic()
+    card = submit(world)
+    assert time.monotonic() - started < 1
+    entry = PhaseEntry.objects.get(card=card)
+    assert entry.dispatched_at is None and entry.processed_at is None
+    assert sweep_phase_entries(older_than_seconds=0) == 0  # still down: nothing sent, nothing lost
+
+    app.conf.broker_transport_options = {}
+    with redis_server(port):  # the broker is back
+        celery_point(app, broker_url=own_broker, queue=queue)
+        with start_worker(app, pool="solo", perform_ping_check=False, queues=[queue]):
+            assert sweep_phase_entries(older_than_seconds=0) == 1  # what beat runs every 30 s
+            wait_for(lambda: (r := run_of(card)) and r.status == RunStatus.DONE, what="the swept entry")
+    card.refresh_from_db()
+    entry.refresh_from_db()
+    assert card.values["category"] == "Hardware" and category_changes(card) == 1
+    assert entry.dispatch_count == 1 and entry.processed_at is not None
+
+
+def test_it_runs_a_step_again_after_its_worker_is_killed_and_applies_it_once(
+    world, redis_celery, worker_processes, external
+):
+    hold = threading.Event()
+    external.push(ok({"id": 1}, hold=hold), ok({"id": 1}))
+    set_category_step(world, external=external)
+    first = worker_processes("first", **WORKER_SETTINGS)
+    card = submit(world)
+    wait_for(lambda: len(external.requests) == 1, what="the first worker to call the ERP")
+    first.kill()  # SIGKILL in the middle of the step
+    hold.set()
+    run = run_of(card)
+    assert run.status == RunStatus.RUNNING and run.attempts == 1 and category_changes(card) == 0
+
+    worker_processes("second", **WORKER_SETTINGS)
+    wait_for(
+        lambda: StepRun.objects.filter(pk=run.pk, lease_until__lt=timezone.now()).exists(), what="the lease"
+    )
+    assert sweep_phase_entries(older_than_seconds=0) == 1  # the entry was dispatched but never processed
+    wait_for(lambda: StepRun.objects.get(pk=run.pk).status == RunStatus.DONE, what="the retried step")
+
+    run.refresh_from_db()
+    card.refresh_from_db()
+    assert run.attempts == 2
+    assert card.values["category"] == "Hardware" and category_changes(card) == 1
+    keys = external.idempotency_keys()
+    assert len(keys) == 2 and keys[0] == keys[1] == f"trilho-run-{run.pk}-0"
+    assert run.events.filter(kind="retry", summary="attempt 2 of 2").exists()
+    assert card.events.filter(kind="step").count() == 1
+
+
+def test_it_runs_an_entry_once_when_two_workers_get_it(world, redis_celery, worker_processes, external):
+    external.default = ok({"id": 1}, delay=0.5)  # long enough for both workers to hold a message
+    set_category_step(world, external=external)
+    one = worker_processes("one", **WORKER_SETTINGS)
+    two = worker_processes("two", **WORKER_SETTINGS)
+    card = submit(world)
+    entry = PhaseEntry.objects.get(card=card)
+    assert dispatch_entry(entry.pk)  # the same entry, sent a second time
+    wait_for(
+        lambda: PhaseEntry.objects.filter(pk=entry.pk, processed_at__isnull=False).exists(), what="the entry"
+    )
+    wait_for(
+        lambda: (
+            sum("run_phase_entry" in line and "succeeded" in line for w in (one, two) for line in w.output)
+            == 2
+        ),
+        what="both messages to be handled",
+    )
+    received = [
+        sum("run_phase_entry" in line and "received" in line for line in w.output) for w in (one, two)
+    ]
+    assert received == [1, 1]
+    run = run_of(card)
+    card.refresh_from_db()
+    assert run.status == RunStatus.DONE and run.attempts == 1
+    assert len(external.requests) == 1 and category_changes(card) == 1
+    entry.refresh_from_db()
+    assert entry.dispatch_count == 2
