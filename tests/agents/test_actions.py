@@ -73,7 +73,7 @@ def test_it_sends_a_templated_json_body_with_a_secret_and_an_idempotency_key(wor
         "order": {
             "item": "Laptop for Ana",
             "amount": {"amount": "4500.00", "currency": "BRL"},
-            "ref": "PR-1",
+            "ref": ref,
         },
         "note": "Requested: Laptop for Ana",
         "literal": "{field.item}",  # plain strings are never templates
