@@ -146,17 +146,24 @@ def seed(*, cards: int, phases: int):
         )
         for i in range(phases)
     ]
-    Field.objects.create(pipe=pipe, key="item", label="Item", type=FieldType.SHORT_TEXT, required=True, position=1)
+    Field.objects.create(
+        pipe=pipe, key="item", label="Item", type=FieldType.SHORT_TEXT, required=True, position=1
+    )
     Field.objects.create(pipe=pipe, key="amount", label="Amount", type=FieldType.CURRENCY, position=2)
     Field.objects.create(pipe=pipe, key="email", label="Email", type=FieldType.EMAIL, position=3, pii=True)
     Field.objects.create(
         pipe=pipe, key="category", label="Category", type=FieldType.SELECT, position=1, phase=phase_rows[0],
         options=["Hardware", "Software", "Services"],
     )  # fmt: skip
-    labels = [Label.objects.create(pipe=pipe, name=n, color=c) for n, c in (("Urgent", "#c4302b"), ("IT", "#1f6feb"))]
+    labels = [
+        Label.objects.create(pipe=pipe, name=n, color=c)
+        for n, c in (("Urgent", "#c4302b"), ("IT", "#1f6feb"))
+    ]
     users = []
     for i in range(8):
-        user = User.objects.create_user(f"bench{i}", f"bench{i}@example.com", PASSWORD, first_name=f"Bench {i}")
+        user = User.objects.create_user(
+            f"bench{i}", f"bench{i}@example.com", PASSWORD, first_name=f"Bench {i}"
+        )
         pipe_role_grant(pipe=pipe, user=user, role=PipeRole.MEMBER)
         users.append(user)
     now = dt.datetime.now(dt.UTC)
@@ -232,7 +239,9 @@ class Session:
         status, html, _ = self.request("GET", "/accounts/login/")
         token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', html).group(1)
         status, _, _ = self.request(
-            "POST", "/accounts/login/", {"csrfmiddlewaretoken": token, "username": username, "password": PASSWORD}
+            "POST",
+            "/accounts/login/",
+            {"csrfmiddlewaretoken": token, "username": username, "password": PASSWORD},
         )
         if status != 302 or "sessionid" not in self.cookies:
             raise SystemExit(f"login as {username} failed ({status})")
@@ -254,7 +263,9 @@ def ms(seconds: float) -> str:
 class Mover:
     """Moves its own cards one phase on (the last phase back to the first), tracking their versions."""
 
-    def __init__(self, session: Session, pipe_id: int, phase_ids: list[int], cards: list[tuple[int, int, int]]):
+    def __init__(
+        self, session: Session, pipe_id: int, phase_ids: list[int], cards: list[tuple[int, int, int]]
+    ):
         self.session = session
         self.pipe_id = pipe_id
         self.phase_ids = phase_ids
@@ -316,7 +327,9 @@ def main() -> int:
 
     database_url = os.environ.get("DATABASE_URL", "")
     if not database_url.startswith(("postgres://", "postgresql://")):
-        raise SystemExit("set DATABASE_URL to a PostgreSQL server, e.g. postgres://postgres@127.0.0.1:5432/trilho")
+        raise SystemExit(
+            "set DATABASE_URL to a PostgreSQL server, e.g. postgres://postgres@127.0.0.1:5432/trilho"
+        )
     bench_url = bench_database_url(database_url)
     data_dir = tempfile.mkdtemp(prefix="trilho-bench-")
     env = server_env(args, bench_url, data_dir)
@@ -324,6 +337,7 @@ def main() -> int:
     sys.path.insert(0, str(ROOT))
 
     print(f"database {BENCH_DB} (recreated), broker {args.broker}, gunicorn {args.workers} sync workers")
+    print("load average before: {:.2f} {:.2f} {:.2f} on {} CPUs".format(*os.getloadavg(), os.cpu_count()))
     recreate_database(database_url)
     import django
 
@@ -409,7 +423,9 @@ def main() -> int:
     print()
     print(f"board page ({args.cards} cards, {args.phases} phases, {shown} cards rendered)")
     print(f"  queries per request   {board_queries}")
-    print(f"  p50 / p95 over {len(board_times)}   {ms(statistics.median(board_times))} / {ms(percentile(board_times, 95))}")
+    print(
+        f"  p50 / p95 over {len(board_times)}   {ms(statistics.median(board_times))} / {ms(percentile(board_times, 95))}"
+    )
     print("card move (POST, HTMX)")
     print(f"  queries per request   {move_queries}")
     print(
@@ -417,9 +433,14 @@ def main() -> int:
         f"   ({sequential_failures} refused)"
     )
     print(f"concurrent moves, {args.clients} clients for {wall:.1f} s")
-    print(f"  moves per second      {len(all_concurrent) / wall:.0f}   ({concurrent_failures} refused or failed)")
-    print(f"  p50 / p95             {ms(statistics.median(all_concurrent))} / {ms(percentile(all_concurrent, 95))}")
+    print(
+        f"  moves per second      {len(all_concurrent) / wall:.0f}   ({concurrent_failures} refused or failed)"
+    )
+    print(
+        f"  p50 / p95             {ms(statistics.median(all_concurrent))} / {ms(percentile(all_concurrent, 95))}"
+    )
     print()
+    print("load average after: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
     print("targets: board p95 < 60 ms, move p95 < 40 ms, >= 300 moves/s")
     return 0
 
