@@ -179,3 +179,19 @@ def test_it_imports_nothing_when_a_step_is_broken(org):
     with pytest.raises(DefinitionError):
         pipe_import(organization=org, definition=d)
     assert not Agent.objects.exists() and not Step.objects.exists()
+
+
+def test_it_documents_every_agent_key_step_key_and_action():
+    from django.conf import settings
+
+    from agents.actions import ACTION_TYPES
+    from orchestrator.definitions import AGENT_KEYS, STEP_KEYS
+
+    doc = (settings.BASE_DIR / "docs" / "process-format.md").read_text(encoding="utf-8")
+    section = doc.split("### Agents and steps", 1)[1]
+    for key in (*AGENT_KEYS, *STEP_KEYS):
+        assert f"{key}:" in section, key
+    for action in ACTION_TYPES:
+        assert f"| `{action}` |" in section, action
+    for mechanism in Mechanism.values:
+        assert mechanism in section, mechanism
