@@ -242,12 +242,7 @@ def _record_edits(
         actor=Actor.for_user(user),
         card=task.card,
         payload={"run_id": task.run_id, "step": task.run.step_name, "task": task.pk, "edits": changes},
-        reason=(
-            _("Edited the agent's draft: %(fields)s")
-            if task.proposal
-            else _("Set with the review: %(fields)s")
-        )
-        % {"fields": labels},
+        reason=_("Edited the agent's draft: %(fields)s") % {"fields": labels},
     )
 
 
@@ -320,7 +315,7 @@ def inbox_decide(
                 # The assignee gave the first approval: the second is open to the pipe's other reviewers.
                 ReviewTask.objects.filter(pk=task.pk).update(assignee=None)
                 task.assignee = None
-            if edited:
+            if edited and task.proposal:
                 _record_edits(task=task, user=user, edited=edited, values=values)
             Tracer(task.run).add(
                 TraceKind.REVIEW,
@@ -336,7 +331,9 @@ def inbox_decide(
             card_record_step(
                 actor=Actor.for_user(user),
                 card=card,
-                payload=timeline_payload(task.run, task.run.step, comment=comment, approvals=approvals)
+                payload=timeline_payload(
+                    task.run, task.run.step, comment=comment, approvals=approvals, values=values
+                )
                 if task.run.step
                 else {"run_id": task.run_id},
                 reason=(
@@ -354,7 +351,7 @@ def inbox_decide(
             )
             return DecisionOutcome(task, decision, False, approvals, item.approvals_required)
 
-        if edited:
+        if edited and task.proposal:  # without a draft, the field change itself is the record
             _record_edits(task=task, user=user, edited=edited, values=values)
         task = review_decide(task=task, user=user, decision=decision, comment=comment, values=values)
         ReviewSignoff.objects.create(

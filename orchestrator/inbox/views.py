@@ -167,7 +167,9 @@ def _render_task(
         "proposed_keys": set(((task.proposal or {}).get("values") or {}).keys())
         if not review.first_approval
         else set(),
-        "edited_keys": set(review.first_approval.edited_keys or []) if review.first_approval else set(),
+        "edited_keys": set(review.first_approval.edited_keys or [])
+        if review.first_approval and task.proposal
+        else set(),
         "task": task,
         "card": card,
         "run": task.run,
