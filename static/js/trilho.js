@@ -15,6 +15,12 @@
     setTimeout(function () { el.remove(); }, 6000);
   });
 
+  // <select data-autosubmit> submits its form when changed (the language switcher).
+  document.addEventListener("change", function (event) {
+    var el = event.target;
+    if (el.matches && el.matches("select[data-autosubmit]") && el.form) el.form.submit();
+  });
+
   // Show HTMX error responses that carry a fragment (4xx) instead of dropping them.
   document.addEventListener("htmx:beforeSwap", function (event) {
     var status = event.detail.xhr.status;
