@@ -590,6 +590,8 @@ class PipeSummary:
     open_count: int = 0
     late_count: int = 0
     phase_count: int = 0
+    # open (not final) phases with their open cards and share of them, for the tile's bar
+    phases: list[tuple[Phase, int, int]] = field(default_factory=list)
 
 
 @dataclass
@@ -607,32 +609,38 @@ def home_pipes(*, user: AbstractBaseUser) -> list[OrganizationPipes]:
     )
     if not pipes:
         return []
-    phases = list(Phase.objects.filter(pipe__in=pipes).only("id", "pipe_id", "sla_hours"))
-    phase_count: dict[int, int] = defaultdict(int)
-    for phase in phases:
-        phase_count[phase.pipe_id] += 1
+    phases = list(
+        Phase.objects.filter(pipe__in=pipes)
+        .only("id", "pipe_id", "name", "sla_hours", "is_final", "position")
+        .order_by("position", "id")
+    )
     aggregates: dict[str, Any] = {"open": Count("id")}
     lq = late_q(phases, timezone.now())
     if lq is not None:
         aggregates["late"] = Count("id", filter=lq)
-    counts = {
-        row["pipe_id"]: row
+    per_phase = {
+        row["phase_id"]: row
         for row in Card.objects.filter(pipe__in=pipes, finished_at__isnull=True)
-        .values("pipe_id")
+        .values("phase_id")
         .annotate(**aggregates)
         .order_by()
     }
+    summaries = {pipe.pk: PipeSummary(pipe=pipe) for pipe in pipes}
+    for phase in phases:
+        summary = summaries[phase.pipe_id]
+        row = per_phase.get(phase.pk, {})
+        summary.phase_count += 1
+        summary.open_count += row.get("open", 0)
+        summary.late_count += row.get("late", 0)
+        if not phase.is_final:
+            summary.phases.append((phase, row.get("open", 0), 0))
     groups: dict[int, OrganizationPipes] = {}
     for pipe in pipes:
-        row = counts.get(pipe.pk, {})
-        group = groups.setdefault(pipe.organization_id, OrganizationPipes(pipe.organization, []))
-        group.pipes.append(
-            PipeSummary(
-                pipe=pipe,
-                open_count=row.get("open", 0),
-                late_count=row.get("late", 0),
-                phase_count=phase_count[pipe.pk],
-            )
+        summary = summaries[pipe.pk]
+        total = summary.open_count or 1
+        summary.phases = [(p, n, round(100 * n / total)) for p, n, _share in summary.phases]
+        groups.setdefault(pipe.organization_id, OrganizationPipes(pipe.organization, [])).pipes.append(
+            summary
         )
     return list(groups.values())
 
