@@ -1,0 +1,139 @@
+"""The reviewer inbox in a real Chromium: an agent-escalated case approved with the keyboard and seen
+in its next phase on the board; a four-eyes step that needs a second, different reviewer; and a
+request for changes that the requester finds in My requests."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from playwright.sync_api import Page, expect
+
+from orchestrator.models import ReviewStatus
+from pipes.choices import PipeRole
+from pipes.models import Card
+from pipes.roles import pipe_role_grant
+from tests.inbox.conftest import approval_step, card_in_approval, drafted_card, task_of, triage_agent_step
+from tests.modelservers import OllamaServer
+from tests.personas import make_user
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def model(settings):
+    """A scripted Ollama for the triage agent (it has no foundation model: an unsure answer goes to a person)."""
+    settings.TRILHO_MODEL_TIMEOUT_SECONDS = 2
+    settings.TRILHO_RAIL_RETRY_BASE_SECONDS = 0
+    with OllamaServer() as server:
+        settings.OLLAMA_BASE_URL = server.url
+        yield server
+
+
+def sign_out(page: Page) -> None:
+    page.context.clear_cookies()
+
+
+def open_inbox(login, live_server, user) -> Page:
+    page = login(user)
+    page.goto(f"{live_server.url}/inbox/")
+    expect(page.get_by_role("heading", name="Inbox")).to_be_visible()
+    return page
+
+
+def test_a_reviewer_approves_an_agent_escalated_case_with_the_keyboard(login, live_server, world, model):
+    triage_agent_step(world)
+    card = drafted_card(world, model)
+    page = open_inbox(login, live_server, world.reviewer)
+    row = page.locator(f"#task-{task_of(card).pk}")
+    expect(row).to_contain_text(card.title)
+    expect(row).to_contain_text("local confidence 0.55 below 0.70; no foundation model configured → human")
+    expect(row).to_contain_text("Agent: approve · 55%")
+
+    page.keyboard.press("j")
+    expect(row).to_have_class(re.compile("is-focused"))
+    page.keyboard.press("Enter")
+    expect(page.get_by_role("heading", name="Classify the request")).to_be_visible()
+    expect(page.locator(".review-reason")).to_have_text(
+        "local confidence 0.55 below 0.70; no foundation model configured → human"
+    )
+    expect(page.locator(".proposal-reasoning")).to_contain_text("Not sure; the documents are ambiguous.")
+    expect(page.locator("#id-cost_center")).to_have_value("CC-123")
+    page.locator("body").click(position={"x": 5, "y": 300})  # focus outside the inputs: shortcuts are live
+    page.keyboard.press("a")
+    expect(page).to_have_url(f"{live_server.url}/inbox/")
+    expect(page.locator(".flash-success")).to_contain_text(f"{card.reference} approved.")
+
+    page.goto(f"{live_server.url}/pipes/{world.pipe.pk}/")
+    expect(page.locator(f"#cards-{world.phase('approval').pk} #card-{card.pk}")).to_be_visible()
+    card.refresh_from_db()
+    assert card.phase.key == "approval" and card.values["category"] == "Software"
+
+
+def test_a_four_eyes_step_needs_a_second_different_reviewer(login, live_server, world):
+    approval_step(world, four_eyes=True)
+    rita = make_user("rita", first_name="Rita")
+    pipe_role_grant(pipe=world.pipe, user=rita, role=PipeRole.REVIEWER)
+    card = card_in_approval(world)
+    task = task_of(card)
+
+    page = open_inbox(login, live_server, world.reviewer)
+    page.locator(f"#task-{task.pk} .inbox-title a").click()
+    expect(page.locator(".review-flags")).to_contain_text("Four eyes · 0 of 2 approvals")
+    page.fill("#id-po_number", "PO-2024-77")
+    page.fill("#id-comment", "Budget checked.")
+    page.get_by_role("button", name=re.compile("^Approve")).click()
+    expect(page.locator(".flash-success")).to_contain_text("A second reviewer must confirm it.")
+    page.goto(f"{live_server.url}/inbox/tasks/{task.pk}/")
+    expect(page.locator(".decide-panel .alert")).to_have_text(
+        "You approved it; a second, different reviewer must confirm it."
+    )
+    expect(page.locator("#decide-form")).to_have_count(0)
+    assert Card.objects.get(pk=card.pk).phase.key == "approval"
+
+    sign_out(page)
+    page = open_inbox(login, live_server, rita)
+    page.locator(f"#task-{task.pk} .inbox-title a").click()
+    expect(page.locator(".first-approval")).to_contain_text("Reviewer approved")
+    expect(page.locator("#id-po_number")).to_have_value("PO-2024-77")
+    expect(page.locator("#id-po_number")).to_have_attribute("readonly", "")
+    page.locator("body").click(position={"x": 5, "y": 300})
+    page.keyboard.press("a")
+    expect(page.locator(".flash-success")).to_contain_text(f"{card.reference} approved.")
+    card.refresh_from_db()
+    assert card.phase.key == "done" and card.values["po_number"] == "PO-2024-77"
+    assert task_of_status(task) == ReviewStatus.DECIDED
+
+
+def task_of_status(task) -> str:
+    task.refresh_from_db()
+    return task.status
+
+
+def test_request_changes_brings_the_card_back_and_the_requester_sees_what_is_asked(login, live_server, world):
+    approval_step(world)
+    card = card_in_approval(world)
+    page = open_inbox(login, live_server, world.reviewer)
+    page.locator(f"#task-{task_of(card).pk} .inbox-title a").click()
+    page.locator("body").click(position={"x": 5, "y": 300})
+    page.keyboard.press("c")
+    expect(page.locator("#changes-panel")).to_have_attribute("open", "")
+    expect(page.locator("#id-comment")).to_be_focused()
+    page.keyboard.type("Please add the amount with taxes.")
+    page.get_by_label("Amount", exact=True).check()
+    page.select_option("#id-to-phase", label="Triage")
+    page.locator("#id-comment").focus()
+    page.keyboard.press("Control+Enter")
+    expect(page.locator(".flash-success")).to_contain_text("the requester is asked for the changes")
+    card.refresh_from_db()
+    assert card.phase.key == "triage" and card.requested_fields == ["amount"]
+
+    sign_out(page)
+    page = login(world.requester)
+    page.goto(f"{live_server.url}/portal/requests/")
+    row = page.locator(f"#request-{card.pk}")
+    expect(row).to_contain_text("Action needed")
+    row.get_by_role("link").click()
+    expect(page.get_by_role("heading", name="Please correct your request")).to_be_visible()
+    expect(page.locator("main")).to_contain_text("The team asked you to change this answer: Amount.")
+    expect(page.locator("main")).to_contain_text("Please add the amount with taxes.")
