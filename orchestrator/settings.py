@@ -227,7 +227,11 @@ LOGGING = {
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
-    "loggers": {"django.db.backends": {"level": "INFO"}},
+    "loggers": {
+        "django.db.backends": {"level": "INFO"},
+        # kombu warns "No hostname was supplied" for the embedded filesystem and memory transports.
+        "kombu.connection": {"level": "ERROR"},
+    },
 }
 
 CELERY_BEAT_SCHEDULE = {

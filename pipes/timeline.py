@@ -9,6 +9,7 @@ its salt but keeps the digest: the chain still verifies and nobody can test a gu
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import hmac
 import json
@@ -45,7 +46,7 @@ def event_metadata(event: CardEvent) -> dict[str, Any]:
         "actor_label": event.actor_label,
         "reason": event.reason,
         "field_keys": event.field_keys,
-        "time": event.created_at.isoformat(),
+        "time": event.created_at.astimezone(dt.UTC).isoformat(),  # the same text whatever zone it was read in
     }
 
 
