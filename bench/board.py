@@ -7,7 +7,9 @@ with DEBUG off against it, and prints for the board page and for a card move:
 - queries per request (counted in-process with Django's test client on the same database and code),
 - p50/p95 of the time a request takes over loopback HTTP (sequential, >= 200 requests each;
   this is the server's time plus a few tens of microseconds of loopback and client),
-- moves per second with 8 concurrent clients (each moving its own cards), and their p50/p95.
+- moves per second with 8 concurrent clients (each moving its own cards), and their p50/p95,
+- the CPU time the gunicorn workers spent per request (from /proc; PostgreSQL's own is not counted),
+  a figure that says more than the times when the machine is busy with other work.
 
 Usage:
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/trilho .venv/bin/python bench/board.py
@@ -247,6 +249,23 @@ class Session:
             raise SystemExit(f"login as {username} failed ({status})")
 
 
+def workers_cpu_seconds(master_pid: int) -> float:
+    """CPU time (user + system) used so far by the gunicorn master's worker processes, from /proc."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rpartition(")")[2].split()
+        except OSError:
+            continue
+        if int(fields[1]) == master_pid:  # fields[1] is the parent pid
+            total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / tick
+
+
 def percentile(values: list[float], pct: float) -> float:
     ordered = sorted(values)
     index = min(len(ordered) - 1, max(0, round(pct / 100 * len(ordered) + 0.5) - 1))
@@ -366,10 +385,12 @@ def main() -> int:
             assert status == 200, status
         shown = html.count('class="card-title"')
         board_times = []
+        cpu_before = workers_cpu_seconds(server.pid)
         for _ in range(args.requests):
             status, _, elapsed = session.request("GET", board_path)
             assert status == 200, status
             board_times.append(elapsed)
+        board_cpu = (workers_cpu_seconds(server.pid) - cpu_before) / len(board_times)
 
         # Sequential moves: one client, its own cards (not the one the query count moved).
         per_client = [[] for _ in range(args.clients)]
@@ -378,7 +399,9 @@ def main() -> int:
         mover = Mover(session, pipe.pk, phase_ids, per_client[0])
         for _ in range(5):
             mover.move_one()
+        cpu_before = workers_cpu_seconds(server.pid)
         move_times = [mover.move_one() for _ in range(args.requests)]
+        move_cpu = (workers_cpu_seconds(server.pid) - cpu_before) / len(move_times)
         sequential_failures = mover.failures
 
         # Concurrent moves: N clients, each with its own session and cards.
@@ -423,11 +446,13 @@ def main() -> int:
     print()
     print(f"board page ({args.cards} cards, {args.phases} phases, {shown} cards rendered)")
     print(f"  queries per request   {board_queries}")
+    print(f"  web worker CPU        {ms(board_cpu)} per request")
     print(
         f"  p50 / p95 over {len(board_times)}   {ms(statistics.median(board_times))} / {ms(percentile(board_times, 95))}"
     )
     print("card move (POST, HTMX)")
     print(f"  queries per request   {move_queries}")
+    print(f"  web worker CPU        {ms(move_cpu)} per request")
     print(
         f"  p50 / p95 over {len(move_times)}   {ms(statistics.median(move_times))} / {ms(percentile(move_times, 95))}"
         f"   ({sequential_failures} refused)"
