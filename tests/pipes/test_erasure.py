@@ -10,19 +10,12 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import CommandError, call_command
 from django.db import connection
-from django.urls import include, path
 
-from orchestrator import urls as project_urls
 from pipes import governance, services
 from pipes.choices import EventKind, FieldType
 from pipes.models import Card, CardEvent, CardFile, Field, Notification, PrivacyRequest
 from pipes.timeline import verify_timelines
 from tests.personas import PASSWORD, good_start_values
-
-urlpatterns = list(project_urls.urlpatterns)
-if not any(getattr(p, "namespace", None) == "governance" for p in urlpatterns):
-    urlpatterns.insert(0, path("governance/", include("pipes.governance_urls")))
-pytestmark = pytest.mark.urls(__name__)
 
 EMAIL = "ana.souza@example.com"
 NAME = "Ana Souza Ção"

@@ -11,20 +11,13 @@ import pytest
 from auditlog.context import set_actor
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
-from django.urls import include, path
 from django.utils import timezone
 
-from orchestrator import urls as project_urls
 from pipes import audit, governance, services
 from pipes.choices import EventKind
 from pipes.models import Card, Phase, PipePolicy, PrivacyRequest
 from pipes.timeline import verify_timelines
 from tests.personas import PASSWORD, good_start_values
-
-urlpatterns = list(project_urls.urlpatterns)
-if not any(getattr(p, "namespace", None) == "governance" for p in urlpatterns):
-    urlpatterns.insert(0, path("governance/", include("pipes.governance_urls")))
-pytestmark = pytest.mark.urls(__name__)
 
 PEOPLE = ("owner", "admin", "member", "reviewer", "requester", "viewer", "outsider")
 
