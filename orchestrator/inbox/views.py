@@ -277,6 +277,8 @@ def task_decide(request: HttpRequest, task_id: int) -> HttpResponse:
         )
     elif decision == Decision.APPROVE:
         messages.success(request, _("%(ref)s approved.") % {"ref": ref})
+    elif decision == Decision.REJECT:
+        messages.success(request, _("%(ref)s rejected.") % {"ref": ref})
     else:
         messages.success(request, _("%(ref)s: decided %(decision)s.") % {"ref": ref, "decision": decision})
     return _after_decision(request, task)

@@ -137,3 +137,20 @@ def test_request_changes_brings_the_card_back_and_the_requester_sees_what_is_ask
     expect(page.get_by_role("heading", name="Please correct your request")).to_be_visible()
     expect(page.locator("main")).to_contain_text("The team asked you to change this answer: Amount.")
     expect(page.locator("main")).to_contain_text("Please add the amount with taxes.")
+
+
+def test_a_reviewer_approves_low_risk_tasks_together_from_the_keyboard(login, live_server, world, model):
+    triage_agent_step(world, risk="low")
+    cards = [drafted_card(world, model, item=f"Mouse {i}") for i in range(2)]
+    page = open_inbox(login, live_server, world.reviewer)
+    expect(page.locator("[data-bulk-bar]")).to_be_hidden()
+    for _ in cards:
+        page.keyboard.press("j")
+        page.keyboard.press("x")
+    expect(page.locator("[data-bulk-count]")).to_have_text("2 tasks selected")
+    page.get_by_role("button", name="Approve selected").click()
+    expect(page.locator(".flash-success")).to_contain_text("Approved 2 tasks, each recorded on its card.")
+    for card in cards:
+        card.refresh_from_db()
+        assert card.phase.key == "approval"
+        assert card.events.filter(kind="step", actor_label="Reviewer", reason="Decided approve").exists()
