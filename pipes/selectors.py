@@ -338,22 +338,58 @@ class TileLabel:
     color: str
 
 
+class TileBatch:
+    """What the tiles of one render share: the key fields, the viewer's PII right, and their people and
+    labels, fetched for the whole batch on first use. A tile whose HTML comes from the fragment cache
+    never asks, so a board whose tiles are all cached runs neither query."""
+
+    def __init__(self, ids: Sequence[int], *, key_fields: Sequence[Field], can_view_pii: bool):
+        self.ids = list(ids)
+        self.key_fields = list(key_fields)
+        self.can_view_pii = can_view_pii
+        self._people: dict[int, list[Person]] | None = None
+        self._labels: dict[int, list[TileLabel]] | None = None
+
+    def people(self, pk: int) -> list[Person]:
+        if self._people is None:
+            self._people = defaultdict(list)
+            rows = Card.assignees.through.objects.filter(card_id__in=self.ids).values_list(
+                "card_id", "user_id", "user__username", "user__first_name", "user__last_name"
+            )
+            for card_id, user_id, username, first, last in rows:
+                self._people[card_id].append(Person(user_id, username, first, last))
+        return self._people.get(pk, [])
+
+    def labels(self, pk: int) -> list[TileLabel]:
+        if self._labels is None:
+            self._labels = defaultdict(list)
+            rows = (
+                Card.labels.through.objects.filter(card_id__in=self.ids)
+                .order_by("label__name")
+                .values_list("card_id", "label__name", "label__color")
+            )
+            for card_id, name, color in rows:
+                self._labels[card_id].append(TileLabel(name, color))
+        return self._labels.get(pk, [])
+
+
 @dataclass(slots=True)
 class Tile:
-    """A card as its board tile shows it: built from plain rows, every value ready to print."""
+    """A card as its board tile shows it, built from a plain row. What only the tile's HTML needs
+    (key field values, people, labels) is worked out on first use, i.e. only when not cached."""
 
     pk: int
     pipe_id: int
     phase_id: int
     title: str
     version: int
+    values: dict
     due_at: dt.datetime | None
     created_at: dt.datetime
     finished_at: dt.datetime | None
     rail_status: str
     rail_note: str
     reference: str
-    key_values: list[tuple[str, str]]
     is_late: bool
     is_overdue: bool
     stamp: str
@@ -361,8 +397,28 @@ class Tile:
     rail_badge: tuple[str, str] | None
     detail_url: str
     move_url: str
-    label_list: list[TileLabel] = field(default_factory=list)
-    assignee_list: list[Person] = field(default_factory=list)
+    batch: TileBatch
+
+    @property
+    def cache_key(self) -> str:
+        """What the tile's HTML depends on from the card (its stamp moves with every change)."""
+        return f"{self.pk}:{self.stamp}:{self.is_late:d}:{self.is_overdue:d}"
+
+    @property
+    def key_values(self) -> list[tuple[str, str]]:
+        return [
+            (f.label, text)
+            for f in self.batch.key_fields
+            if (text := field_text(f, self.values.get(f.key), can_view_pii=self.batch.can_view_pii))
+        ]
+
+    @property
+    def label_list(self) -> list[TileLabel]:
+        return self.batch.labels(self.pk)
+
+    @property
+    def assignee_list(self) -> list[Person]:
+        return self.batch.people(self.pk)
 
 
 TILE_COLUMNS = (
@@ -398,65 +454,46 @@ def _is_late(
 
 
 def tiles_from_rows(rows: Sequence[tuple], *, schema: BoardSchema) -> list[Tile]:
-    """Tiles for rows of TILE_COLUMNS, with their assignees and labels (two queries, none when no rows)."""
+    """Tiles for rows of TILE_COLUMNS (their people and labels are fetched when first shown)."""
     if not rows:
         return []
-    ids = [row[0] for row in rows]
-    people: dict[int, list[Person]] = defaultdict(list)
-    for card_id, pk, username, first, last in Card.assignees.through.objects.filter(
-        card_id__in=ids
-    ).values_list("card_id", "user_id", "user__username", "user__first_name", "user__last_name"):
-        people[card_id].append(Person(pk, username, first, last))
-    labels: dict[int, list[TileLabel]] = defaultdict(list)
-    for card_id, name, color in (
-        Card.labels.through.objects.filter(card_id__in=ids)
-        .order_by("label__name")
-        .values_list("card_id", "label__name", "label__color")
-    ):
-        labels[card_id].append(TileLabel(name, color))
+    batch = TileBatch(
+        [row[0] for row in rows], key_fields=schema.key_fields(), can_view_pii=schema.can_view_pii
+    )
     phases = schema.phases_by_id
-    key_fields = schema.key_fields()
-    now, pii, code, pipe_id = schema.now, schema.can_view_pii, schema.pipe.code, schema.pipe.pk
+    now, code, pipe_id = schema.now, schema.pipe.code, schema.pipe.pk
     detail_url = _url_maker("card_detail", pipe_id)
     move_url = _url_maker("card_move", pipe_id)
     badges = rail_badges()
-    tiles = []
-    for pk, phase_id, title, values, due_at, created, updated, entered, finished, version, rail, note in rows:
-        values = values or {}
-        tiles.append(
-            Tile(
-                pk=pk,
-                pipe_id=pipe_id,
-                phase_id=phase_id,
-                title=title,
-                version=version,
-                due_at=due_at,
-                created_at=created,
-                finished_at=finished,
-                rail_status=rail,
-                rail_note=note,
-                reference=f"{code}-{pk}",
-                key_values=[
-                    (f.label, text)
-                    for f in key_fields
-                    if (text := field_text(f, values.get(f.key), can_view_pii=pii))
-                ],
-                is_late=_is_late(phases.get(phase_id), entered, finished, now),
-                is_overdue=bool(due_at and finished is None and due_at < now),
-                stamp=f"{updated.timestamp():.6f}",
-                order_key=f"{created.timestamp():017.6f}{pk:012d}",
-                rail_badge=badges.get(rail),
-                detail_url=detail_url(pk),
-                move_url=move_url(pk),
-                label_list=labels.get(pk, []),
-                assignee_list=people.get(pk, []),
-            )
+    return [
+        Tile(
+            pk=pk,
+            pipe_id=pipe_id,
+            phase_id=phase_id,
+            title=title,
+            version=version,
+            values=values or {},
+            due_at=due_at,
+            created_at=created,
+            finished_at=finished,
+            rail_status=rail,
+            rail_note=note,
+            reference=f"{code}-{pk}",
+            is_late=_is_late(phases.get(phase_id), entered, finished, now),
+            is_overdue=bool(due_at and finished is None and due_at < now),
+            stamp=f"{updated.timestamp():.6f}",
+            order_key=f"{created.timestamp():017.6f}{pk:012d}",
+            rail_badge=badges.get(rail),
+            detail_url=detail_url(pk),
+            move_url=move_url(pk),
+            batch=batch,
         )
-    return tiles
+        for pk, phase_id, title, values, due_at, created, updated, entered, finished, version, rail, note in rows
+    ]
 
 
 def tile_from_card(card: Card, *, schema: BoardSchema) -> Tile:
-    """The tile of a card already loaded (e.g. returned by a service), fetching only its people and labels."""
+    """The tile of a card already loaded (e.g. returned by a service)."""
     row = tuple(getattr(card, "pk" if name == "id" else name) for name in TILE_COLUMNS)
     return tiles_from_rows([row], schema=schema)[0]
 

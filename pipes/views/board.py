@@ -20,6 +20,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from django.utils.http import urlencode
+from django.utils.translation import get_language
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
@@ -72,11 +73,9 @@ def _tile_html(
         {
             "card": card,
             "schema": schema,
-            "can_move": schema.access.can_work,
             "oob": oob,
             "filters": filters,
-            "qs": filters.qs,
-            "move_label": _("Move to…"),
+            **_tile_context(schema, filters),
             **extra,
         },
         request=request,
@@ -117,6 +116,13 @@ def _panel_response(
     if tile:
         html += _tile_html(request, schema=schema, card=tile[0], filters=filters, oob=True)
     return HttpResponse(html, status=status)
+
+
+def _tile_context(schema: BoardSchema, filters: BoardFilters) -> dict:
+    """What every tile of a render shares, and the part of its cache key that comes from the viewer."""
+    can_move = schema.access.can_work
+    key = f"{can_move:d}:{schema.can_view_pii:d}:{get_language()}:{timezone.get_current_timezone_name()}:{filters.qs}"
+    return {"can_move": can_move, "qs": filters.qs, "move_label": _("Move to…"), "tile_key": key}
 
 
 def _focus_keys(focus: str) -> list[str]:
@@ -216,9 +222,7 @@ def _board_page(request: HttpRequest, pipe_id: int, *, card_id: int | None = Non
             "focus_keys": _focus_keys(request.GET.get("focus", "")),
             "now": schema.now,
             "board_data": _board_data(schema),
-            "can_move": access.can_work,
-            "qs": filters.qs,
-            "move_label": _("Move to…"),
+            **_tile_context(schema, filters),
             "total_cards": sum(c.counts.total for c in columns),
             "nav_active": "home",
         },
@@ -258,10 +262,8 @@ def column_more(request: HttpRequest, pipe_id: int, phase_id: int) -> HttpRespon
             "next_offset": next_offset,
             "filters": filters,
             "schema": schema,
-            "can_move": access.can_work,
             "pipe": pipe,
-            "qs": filters.qs,
-            "move_label": _("Move to…"),
+            **_tile_context(schema, filters),
         },
     )
 
@@ -293,9 +295,7 @@ def board_changes(request: HttpRequest, pipe_id: int) -> HttpResponse:
             "changes": changes,
             "schema": schema,
             "filters": filters,
-            "can_move": access.can_work,
-            "qs": filters.qs,
-            "move_label": _("Move to…"),
+            **_tile_context(schema, filters),
             # Overlap the next window a little: a transaction that was still open may commit late.
             "next_since": (changes.until - dt.timedelta(seconds=2)).isoformat(),
             "columns": [
