@@ -20,12 +20,13 @@ from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
-from django.db.models import F, Max, Q, Sum
+from django.db import IntegrityError, connection, transaction
+from django.db.models import F, Max, Q, Sum, Value
+from django.db.models.functions import Coalesce
 from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 
-from agents.actions import ActionError, Effect, actions_run
+from agents.actions import EXTERNAL, ActionError, Effect, actions_run
 from agents.context import agent_input_build, prompt_build
 from agents.llm import ModelRefused, ModelUnavailable, model_call
 from agents.output import (
@@ -160,28 +161,57 @@ class EntryOutcome:
 
 
 class Tracer:
-    """Appends trace events to a run, in order."""
+    """Collects a run's trace events in order and writes them in batches.
 
-    def __init__(self, run: StepRun):
+    Events are flushed before anything that may not come back (a model or HTTP call, an
+    email) and inside the transaction that finishes the run, so a crash loses nothing that
+    happened before the call, and a quick automation costs one INSERT for its whole trace."""
+
+    def __init__(self, run: StepRun, *, fresh: bool = False):
         self.run = run
-        self.seq = TraceEvent.objects.filter(run=run).aggregate(m=Max("seq"))["m"] or 0
+        self.seq: int | None = 0 if fresh else None
+        self.pending: list[TraceEvent] = []
 
-    def add(self, kind: str, summary: str = "", data: Any = None) -> TraceEvent:
+    def add(self, kind: str, summary: str = "", data: Any = None) -> None:
+        self.pending.append(
+            TraceEvent(
+                run=self.run,
+                attempt=self.run.attempts,
+                kind=kind,
+                summary=str(summary)[:500],
+                data=data,
+                created_at=timezone.now(),
+            )
+        )
+
+    def record(self, kind: str, summary: str = "", data: Any = None) -> None:
+        """Add an event and write it now."""
+        self.add(kind, summary, data)
+        self.flush()
+
+    def _last_seq(self) -> int:
+        return TraceEvent.objects.filter(run=self.run).aggregate(m=Max("seq"))["m"] or 0
+
+    def flush(self) -> None:
+        if not self.pending:
+            return
         for _try in range(3):
-            self.seq += 1
+            if self.seq is None:
+                self.seq = self._last_seq()
+            for offset, event in enumerate(self.pending, start=1):
+                event.seq = self.seq + offset
             try:
-                with transaction.atomic():
-                    return TraceEvent.objects.create(
-                        run=self.run,
-                        seq=self.seq,
-                        attempt=self.run.attempts,
-                        kind=kind,
-                        summary=str(summary)[:500],
-                        data=data,
-                    )
-            except IntegrityError:  # a sequence number taken by a worker that held this run before
-                self.seq = TraceEvent.objects.filter(run=self.run).aggregate(m=Max("seq"))["m"] or 0
-        raise RuntimeError("could not append a trace event")
+                with transaction.atomic(savepoint=connection.in_atomic_block):
+                    TraceEvent.objects.bulk_create(self.pending)
+            except IntegrityError:  # numbers taken by a worker that held this run before
+                self.seq = None
+                for event in self.pending:
+                    event.pk = None
+                continue
+            self.seq += len(self.pending)
+            self.pending = []
+            return
+        raise RuntimeError("could not append trace events")
 
 
 class RunLedger:
@@ -208,7 +238,7 @@ class RunLedger:
             if kind == TraceKind.HTTP_CALL
             else f"{call.get('type')} sent"
         )
-        self.tracer.add(kind, summary, {**call, "ledger_index": index, "outcome": outcome})
+        self.tracer.record(kind, summary, {**call, "ledger_index": index, "outcome": outcome})
 
 
 # ---------------------------------------------------------------- entry loop
@@ -216,7 +246,11 @@ class RunLedger:
 
 def entry_run(*, entry_id: int) -> EntryOutcome:
     """Run the steps of a phase entry that are still to run; stop at a move, a review, a failure or a retry."""
-    entry = PhaseEntry.objects.select_related("card__pipe__organization", "phase").filter(pk=entry_id).first()
+    entry = (
+        PhaseEntry.objects.select_related("card__pipe__organization", "card__phase", "phase")
+        .filter(pk=entry_id)
+        .first()
+    )
     if entry is None or entry.processed_at is not None:
         return EntryOutcome()
     _cancel_stale_reviews(entry)
@@ -226,27 +260,35 @@ def entry_run(*, entry_id: int) -> EntryOutcome:
     steps = list(
         Step.objects.filter(phase_id=entry.phase_id).select_related("agent").order_by("position", "id")
     )
-    for step in steps:
-        run = _run_for(entry, step)
-        if run.status in (RunStatus.DONE, RunStatus.SKIPPED):
-            continue
-        if run.status in (RunStatus.WAITING_REVIEW, RunStatus.FAILED):
-            _entry_close(entry)
-            return EntryOutcome()
-        now = timezone.now()
-        if run.status == RunStatus.PENDING and run.next_attempt_at and run.next_attempt_at > now:
-            return EntryOutcome(retry_in=(run.next_attempt_at - now).total_seconds())
-        token = _claim(run)
+    runs = {run.step_id: run for run in StepRun.objects.filter(entry=entry)}
+    card: Card | None = entry.card  # fresh for the first step; re-read after a step that kept the card
+    for index, step in enumerate(steps):
+        run, token = _start(entry, step, runs.get(step.pk))
         if token is None:
-            return EntryOutcome()  # another worker holds it; it continues the entry
-        result = step_execute(run=run, step=step, entry=entry, token=token)
+            if run.status in (RunStatus.DONE, RunStatus.SKIPPED):
+                continue
+            if run.status in (RunStatus.WAITING_REVIEW, RunStatus.FAILED):
+                _entry_close(entry)
+                return EntryOutcome()
+            now = timezone.now()
+            if run.status == RunStatus.PENDING and run.next_attempt_at and run.next_attempt_at > now:
+                return EntryOutcome(retry_in=(run.next_attempt_at - now).total_seconds())
+            token = _claim(run)
+            if token is None:
+                return EntryOutcome()  # another worker holds it; it continues the entry
+        result = step_execute(
+            run=run, step=step, entry=entry, token=token, last=index == len(steps) - 1, card=card
+        )
+        card = None
         if result == "continue":
             continue
         if isinstance(result, float):
             return EntryOutcome(retry_in=result)
         return EntryOutcome()
-    _entry_close(entry)
-    card_set_rail_status(card_id=entry.card_id, status=RailStatus.IDLE)
+    if entry.processed_at is None:
+        _entry_close(entry)
+    if entry.card.rail_status != RailStatus.IDLE:
+        card_set_rail_status(card_id=entry.card_id, status=RailStatus.IDLE)
     return EntryOutcome()
 
 
@@ -273,13 +315,14 @@ def _cancel_stale_reviews(entry: PhaseEntry) -> None:
         )
 
 
-def _run_for(entry: PhaseEntry, step: Step) -> StepRun:
-    run = StepRun.objects.filter(entry=entry, step=step).first()
+def _start(entry: PhaseEntry, step: Step, run: StepRun | None) -> tuple[StepRun, str | None]:
+    """The entry's run of `step`, created already claimed by this worker when it is new (with its token)."""
     if run is not None:
-        return run
+        return run, None
+    token, now = uuid.uuid4().hex, timezone.now()
     try:
-        with transaction.atomic():
-            return StepRun.objects.create(
+        with _savepoint():
+            run = StepRun.objects.create(
                 entry=entry,
                 step=step,
                 card_id=entry.card_id,
@@ -287,9 +330,24 @@ def _run_for(entry: PhaseEntry, step: Step) -> StepRun:
                 step_name=step.name,
                 requested_mechanism=step.mechanism,
                 currency=costs.cost_currency(),
+                status=RunStatus.RUNNING,
+                claim_token=token,
+                claimed_by=WORKER_ID[:200],
+                lease_until=now + timedelta(seconds=lease_seconds()),
+                attempts=1,
+                started_at=now,
             )
-    except IntegrityError:  # another worker created it first
-        return StepRun.objects.get(entry=entry, step=step)
+    except IntegrityError:  # another worker created it first: it holds it
+        return StepRun.objects.get(entry=entry, step=step), None
+    run.fresh = True
+    return run, token
+
+
+def _savepoint():
+    """A savepoint inside a transaction; nothing (plain autocommit, one round trip) outside one."""
+    from contextlib import nullcontext
+
+    return transaction.atomic() if connection.in_atomic_block else nullcontext()
 
 
 def _claim(run: StepRun) -> str | None:
@@ -306,14 +364,12 @@ def _claim(run: StepRun) -> str | None:
             lease_until=now + timedelta(seconds=lease_seconds()),
             attempts=F("attempts") + 1,
             next_attempt_at=None,
+            started_at=Coalesce("started_at", Value(now)),
         )
     )
     if not claimed:
         return None
     run.refresh_from_db()
-    if run.started_at is None:
-        StepRun.objects.filter(pk=run.pk).update(started_at=now)
-        run.started_at = now
     return token
 
 
@@ -324,19 +380,51 @@ def _fields(pipe: Pipe) -> dict[str, Field]:
     return {f.key: f for f in pipe.fields.all()}
 
 
-def step_execute(*, run: StepRun, step: Step, entry: PhaseEntry, token: str) -> str | float | None:
-    """Execute one claimed run. Returns "continue" (card stayed, run the next step), a retry delay, or None."""
-    tracer = Tracer(run)
-    card = Card.objects.select_related("pipe__organization", "phase").get(pk=entry.card_id)
+class _LazyFields(Mapping):
+    """A pipe's fields by key, read on first use (most automations never need them)."""
+
+    def __init__(self, pipe: Pipe):
+        self.pipe = pipe
+        self._fields: dict[str, Field] | None = None
+
+    def _load(self) -> dict[str, Field]:
+        if self._fields is None:
+            self._fields = _fields(self.pipe)
+        return self._fields
+
+    def __getitem__(self, key: str) -> Field:
+        return self._load()[key]
+
+    def __iter__(self):
+        return iter(self._load())
+
+    def __len__(self) -> int:
+        return len(self._load())
+
+
+def step_execute(
+    *, run: StepRun, step: Step, entry: PhaseEntry, token: str, last: bool = False, card: Card | None = None
+) -> str | float | None:
+    """Execute one claimed run. Returns "continue" (card stayed, run the next step), a retry delay, or None.
+
+    `last`: no step follows in this phase, so a run that keeps the card also closes the entry.
+    `card`: the card as just read, if it was (with its pipe, organization and phase)."""
+    tracer = Tracer(run, fresh=getattr(run, "fresh", False))
+    if card is None:
+        card = Card.objects.select_related("pipe__organization", "phase").get(pk=entry.card_id)
     if run.attempts > 1:
         tracer.add(TraceKind.RETRY, f"attempt {run.attempts} of {step.max_attempts}", {"worker": WORKER_ID})
     if step.condition and not evaluate(step.condition, card.values):
-        _finish_simple(run, token, RunStatus.SKIPPED, "condition not met: step skipped")
         tracer.add(TraceKind.ROUTING, "condition not met: step skipped", {"condition": step.condition})
+        tracer.flush()
+        _finish_simple(run, token, RunStatus.SKIPPED, "condition not met: step skipped")
         return "continue"
-    note = step.name if step.mechanism in (Mechanism.AUTOMATION, Mechanism.HUMAN) else f"{step.name} (agent)"
-    if step.mechanism != Mechanism.HUMAN:
-        card_set_rail_status(card_id=card.pk, status=RailStatus.RUNNING, note=note)
+    if step.mechanism not in (Mechanism.AUTOMATION, Mechanism.HUMAN):
+        # automations take milliseconds: the board shows a badge only while an agent works
+        card_set_rail_status(card_id=card.pk, status=RailStatus.RUNNING, note=f"{step.name} (agent)")
+        entry.card.rail_status = RailStatus.RUNNING
+    elif card.rail_status != RailStatus.IDLE:
+        entry.card.rail_status = card.rail_status
     usage = Usage()
     try:
         if step.mechanism == Mechanism.AUTOMATION:
@@ -352,9 +440,17 @@ def step_execute(*, run: StepRun, step: Step, entry: PhaseEntry, token: str) -> 
             return None
         try:
             moved = _apply(
-                run=run, step=step, entry=entry, token=token, outcome=decision, usage=usage, tracer=tracer
+                run=run,
+                step=step,
+                entry=entry,
+                token=token,
+                outcome=decision,
+                usage=usage,
+                tracer=tracer,
+                close_entry=last,
             )
         except CardError as exc:
+            tracer.pending = [e for e in tracer.pending if e.kind != TraceKind.CHANGES]  # rolled back
             tracer.add(
                 TraceKind.ERROR, f"the process refused the result: {exc.message}", {"errors": exc.errors}
             )
@@ -373,7 +469,7 @@ def step_execute(*, run: StepRun, step: Step, entry: PhaseEntry, token: str) -> 
             raise StepPermanent(exc.message) from exc
         return None if moved else "continue"
     except LeaseLost:
-        tracer.add(TraceKind.ERROR, "another worker took this run over; nothing applied here")
+        tracer.record(TraceKind.ERROR, "another worker took this run over; nothing applied here")
         return None
     except StepTransient as exc:
         return _retry_or_fail(
@@ -398,7 +494,7 @@ def step_execute(*, run: StepRun, step: Step, entry: PhaseEntry, token: str) -> 
 
 def _automation(*, run: StepRun, step: Step, card: Card, tracer: Tracer) -> Apply:
     tracer.add(TraceKind.ROUTING, "automation: deterministic actions", {"actions": len(step.actions or [])})
-    fields = _fields(card.pipe)
+    fields = _LazyFields(card.pipe)
 
     def on_call(call: dict) -> None:
         kind = TraceKind.HTTP_CALL if call.get("type") == "http" else TraceKind.TOOL_CALL
@@ -406,6 +502,8 @@ def _automation(*, run: StepRun, step: Step, card: Card, tracer: Tracer) -> Appl
             kind, call.get("error") or ("reused the recorded result" if call.get("reused") else ""), call
         )
 
+    if any(action.get("type") in EXTERNAL for action in step.actions or []):
+        tracer.flush()  # what happened so far is written before another system is called
     try:
         result = actions_run(
             actions=step.actions or [],
@@ -513,6 +611,7 @@ def _agent_route(*, run: StepRun, step: Step, card: Card, tracer: Tracer, usage:
             if not available:
                 notes.append(f"monthly token budget {budget:,} spent")
                 continue
+        tracer.flush()  # inputs and prompt are on record before the model is asked
         try:
             reply = model_call(
                 provider=provider,
@@ -634,28 +733,40 @@ def run_url(run: StepRun) -> str:
         return f"/rail/runs/{run.pk}/"
 
 
-def _finish_fields(run: StepRun, usage: Usage, now) -> dict[str, Any]:
-    started = run.started_at or now
-    baseline_tokens = usage.baseline_input_tokens or costs.estimate_tokens(run.card.values)
-    return {
-        "finished_at": now,
-        "latency_ms": int((now - started).total_seconds() * 1000),
-        "input_tokens": F("input_tokens") + usage.input_tokens,
-        "output_tokens": F("output_tokens") + usage.output_tokens,
-        "foundation_tokens": F("foundation_tokens") + usage.foundation_tokens,
-        "cost": F("cost") + usage.cost,
-        "baseline_cost": costs.baseline_cost(input_tokens=baseline_tokens),
-        "provider": usage.provider or run.provider,
-        "model": usage.model or run.model,
-        "lease_until": None,
-    }
+def _finish(
+    run: StepRun, usage: Usage, now, *, card_values: Mapping[str, Any], finished: bool = True
+) -> list[str]:
+    """Add this attempt's usage to `run` (locked by the caller) and stamp its end; returns the fields to save."""
+    run.input_tokens += usage.input_tokens
+    run.output_tokens += usage.output_tokens
+    run.foundation_tokens += usage.foundation_tokens
+    run.cost += usage.cost
+    baseline_tokens = usage.baseline_input_tokens or costs.estimate_tokens(dict(card_values))
+    run.baseline_cost = costs.baseline_cost(input_tokens=baseline_tokens)
+    if usage.provider:
+        run.provider, run.model = usage.provider, usage.model
+    run.lease_until = None
+    fields = [
+        "input_tokens",
+        "output_tokens",
+        "foundation_tokens",
+        "cost",
+        "baseline_cost",
+        "provider",
+        "model",
+    ]
+    fields.append("lease_until")
+    if finished:
+        run.finished_at = now
+        run.latency_ms = int((now - (run.started_at or now)).total_seconds() * 1000)
+        fields += ["finished_at", "latency_ms"]
+    return fields
 
 
 def _apply_effects(*, card: Card, actor: Actor, effects: list[Effect], step: Step) -> tuple[Card, dict]:
     """Apply automation effects through the services; returns the card and what changed."""
     applied: dict[str, Any] = {"fields": {}, "moved_to": None, "other": []}
     for effect in effects:
-        card.refresh_from_db()
         if effect.kind == "set_fields":
             card = card_update_fields(actor=actor, card=card, values=effect.data["values"], reason=step.name)
             applied["fields"].update({k: card.values.get(k) for k in effect.data["values"]})
@@ -686,7 +797,6 @@ def _apply_effects(*, card: Card, actor: Actor, effects: list[Effect], step: Ste
             )
             applied["other"].append({"created_card": created.pk, "pipe": target.slug})
             if effect.data.get("link_field"):
-                card.refresh_from_db()
                 card = card_update_fields(
                     actor=actor, card=card, values={effect.data["link_field"]: [created.pk]}, reason=step.name
                 )
@@ -695,21 +805,34 @@ def _apply_effects(*, card: Card, actor: Actor, effects: list[Effect], step: Ste
 
 
 def _apply(
-    *, run: StepRun, step: Step, entry: PhaseEntry, token: str, outcome: Apply, usage: Usage, tracer: Tracer
+    *,
+    run: StepRun,
+    step: Step,
+    entry: PhaseEntry,
+    token: str,
+    outcome: Apply,
+    usage: Usage,
+    tracer: Tracer,
+    close_entry: bool = False,
 ) -> bool:
-    """Apply `outcome` and finish the run in one transaction; True when the card moved on."""
+    """Apply `outcome` and finish the run in one transaction; True when the card moved on.
+
+    `close_entry`: no step follows, so the entry is marked processed in the same transaction."""
     with transaction.atomic():
-        _lock_claim(run, token)
+        locked = _lock_claim(run, token)
         card = (
             Card.objects.select_for_update(of=("self",)).select_related("pipe", "phase").get(pk=entry.card_id)
         )
+        now = timezone.now()
         if card.phase_id != entry.phase_id:
-            StepRun.objects.filter(pk=run.pk).update(
-                status=RunStatus.SKIPPED,
-                routing_reason="the card left the phase while the step ran",
-                finished_at=timezone.now(),
+            locked.status = RunStatus.SKIPPED
+            locked.routing_reason = "the card left the phase while the step ran"
+            locked.save(
+                update_fields=["status", "routing_reason", *_finish(locked, usage, now, card_values={})]
             )
-            PhaseEntry.objects.filter(pk=entry.pk).update(processed_at=timezone.now())
+            tracer.flush()
+            PhaseEntry.objects.filter(pk=entry.pk).update(processed_at=now)
+            entry.processed_at = now
             return True
         actor = _actor_for(step, outcome.by_agent, card.pipe_id)
         effects = list(outcome.effects)
@@ -717,35 +840,32 @@ def _apply(
             effects.insert(0, Effect("set_fields", {"values": outcome.values}))
         card, applied = _apply_effects(card=card, actor=actor, effects=effects, step=step)
         target_key = step.next_phase_key(outcome.decision) if applied["moved_to"] is None else ""
-        if target_key:
-            card.refresh_from_db()
-            if card.phase.key != target_key:
-                phase = Phase.objects.get(pipe_id=card.pipe_id, key=target_key)
-                card = card_move(
-                    actor=actor, card=card, to_phase=phase, reason=f"{step.name}: {outcome.decision}"
-                )
-                applied["moved_to"] = target_key
+        if target_key and card.phase.key != target_key:
+            phase = Phase.objects.get(pipe_id=card.pipe_id, key=target_key)
+            card = card_move(
+                actor=actor, card=card, to_phase=phase, reason=f"{step.name}: {outcome.decision}"
+            )
+            applied["moved_to"] = target_key
         now = timezone.now()
-        StepRun.objects.filter(pk=run.pk).update(
-            status=RunStatus.DONE,
-            mechanism=outcome.mechanism,
-            routing_reason=outcome.reason[:500],
-            decision=outcome.decision,
-            error="",
-            **_finish_fields(run, usage, now),
-        )
-        run.refresh_from_db()
+        locked.status = RunStatus.DONE
+        locked.mechanism = outcome.mechanism
+        locked.routing_reason = outcome.reason[:500]
+        locked.decision = outcome.decision
+        locked.error = ""
+        finished = _finish(locked, usage, now, card_values=card.values)
+        locked.save(update_fields=["status", "mechanism", "routing_reason", "decision", "error", *finished])
         tracer.add(TraceKind.CHANGES, _changes_summary(applied), applied)
+        tracer.flush()
         card_record_step(
-            actor=actor,
-            card=card,
-            payload=timeline_payload(run, step),
-            reason=outcome.reason[:500],
+            actor=actor, card=card, payload=timeline_payload(locked, step), reason=outcome.reason[:500]
         )
         moved = applied["moved_to"] is not None
-        if moved:
+        if moved or close_entry:
             PhaseEntry.objects.filter(pk=entry.pk).update(processed_at=now)
-            card_set_rail_status(card_id=card.pk, status=RailStatus.IDLE)
+            entry.processed_at = now
+            if card.rail_status != RailStatus.IDLE:
+                card_set_rail_status(card_id=card.pk, status=RailStatus.IDLE)
+            entry.card.rail_status = RailStatus.IDLE
     return moved
 
 
@@ -805,11 +925,11 @@ def _wait_for_review(
     """Hand the case to a person: a review task, the card waiting, the entry at rest until the decision."""
     question = step.question or step.name
     with transaction.atomic():
-        _lock_claim(run, token)
-        card = Card.objects.select_for_update().get(pk=entry.card_id)
+        locked = _lock_claim(run, token)
+        card = Card.objects.select_for_update(of=("self",)).select_related("pipe").get(pk=entry.card_id)
         proposal = handover.proposal
         task = ReviewTask.objects.create(
-            run=run,
+            run=locked,
             card=card,
             pipe_id=card.pipe_id,
             assignee=step.reviewer,
@@ -820,29 +940,26 @@ def _wait_for_review(
             allowed_decisions=review_decisions(step),
             reason=handover.reason[:500],
         )
-        fields = _finish_fields(run, usage, timezone.now())
-        fields.pop("finished_at")
-        fields.pop("latency_ms")
-        StepRun.objects.filter(pk=run.pk).update(
-            status=RunStatus.WAITING_REVIEW,
-            mechanism=Mechanism.HUMAN,
-            routing_reason=handover.reason[:500],
-            error="",
-            **fields,
-        )
-        run.refresh_from_db()
+        locked.status = RunStatus.WAITING_REVIEW
+        locked.mechanism = Mechanism.HUMAN
+        locked.routing_reason = handover.reason[:500]
+        locked.error = ""
+        finished = _finish(locked, usage, timezone.now(), card_values=card.values, finished=False)
+        locked.save(update_fields=["status", "mechanism", "routing_reason", "error", *finished])
         tracer.add(
             TraceKind.REVIEW,
             f"review task #{task.pk}: {question}",
             {"task": task.pk, "reason": handover.reason},
         )
+        tracer.flush()
         card_record_step(
             actor=Actor.system("Rail"),
             card=card,
-            payload=timeline_payload(run, step, question=question),
+            payload=timeline_payload(locked, step, question=question),
             reason=handover.reason[:500],
         )
         card_set_rail_status(card_id=card.pk, status=RailStatus.WAITING_REVIEW, note=question)
+        entry.card.rail_status = RailStatus.WAITING_REVIEW
         PhaseEntry.objects.filter(pk=entry.pk).update(processed_at=timezone.now())
         reviewers = [step.reviewer] if step.reviewer else list(pipe_users_with(card.pipe, "review_pipe")[:50])
         Notification.objects.bulk_create(
@@ -877,12 +994,13 @@ def _retry_or_fail(
     )
     if not updated:
         return None
-    tracer.add(
+    tracer.record(
         TraceKind.RETRY,
         f"attempt {run.attempts} failed: {error[:200]}; retrying in {delay:g} s",
         {"delay": delay},
     )
     card_set_rail_status(card_id=run.card_id, status=RailStatus.RUNNING, note=f"{step.name}: retrying")
+    entry.card.rail_status = RailStatus.RUNNING
     return delay
 
 
@@ -892,16 +1010,18 @@ def _fail(
     now = timezone.now()
     with transaction.atomic():
         try:
-            _lock_claim(run, token)
+            locked = _lock_claim(run, token)
         except LeaseLost:
             return
-        fields = _finish_fields(run, usage, now)
-        StepRun.objects.filter(pk=run.pk).update(status=RunStatus.FAILED, error=error[:2000], **fields)
-        run.refresh_from_db()
+        card = Card.objects.get(pk=entry.card_id)
+        locked.status = RunStatus.FAILED
+        locked.error = error[:2000]
+        locked.save(update_fields=["status", "error", *_finish(locked, usage, now, card_values=card.values)])
+        run = locked
         tracer.add(
             TraceKind.ERROR, f"failed after {run.attempts} attempt(s): {error[:300]}", {"error": error}
         )
-        card = Card.objects.get(pk=entry.card_id)
+        tracer.flush()
         card_record_step(
             actor=Actor.system(f"Automation: {step.name}"),
             card=card,
@@ -909,4 +1029,5 @@ def _fail(
             reason=f"failed: {error[:400]}",
         )
         card_set_rail_status(card_id=card.pk, status=RailStatus.FAILED, note=f"{step.name}: {error}"[:300])
+        entry.card.rail_status = RailStatus.FAILED
         PhaseEntry.objects.filter(pk=entry.pk).update(processed_at=now)

@@ -166,7 +166,7 @@ def review_decide(
             cost=F("cost") + costs.human_cost(minutes=minutes),
         )
         run.refresh_from_db()
-        Tracer(run).add(
+        Tracer(run).record(
             TraceKind.REVIEW,
             f"{_actor_label(user)} decided {decision}",
             {
@@ -211,7 +211,7 @@ def step_run_retry(*, run: StepRun, user: AbstractBaseUser) -> StepRun:
             status=RunStatus.PENDING, attempts=0, next_attempt_at=None, claim_token="", finished_at=None
         )
         run.refresh_from_db()
-        Tracer(run).add(TraceKind.RETRY, f"retry requested by {_actor_label(user)}", {"by": user.pk})
+        Tracer(run).record(TraceKind.RETRY, f"retry requested by {_actor_label(user)}", {"by": user.pk})
         card = Card.objects.get(pk=run.card_id)
         card_record_step(
             actor=Actor.for_user(user),
