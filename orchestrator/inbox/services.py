@@ -47,6 +47,15 @@ def person(user: AbstractBaseUser) -> str:
     return user.get_full_name() or user.get_username()
 
 
+def _trace(run: StepRun, kind: str, summary: str, data: Any = None) -> None:
+    """Append one event to the run's trace and write it now (in the caller's transaction)."""
+    tracer = Tracer(run)
+    tracer.add(kind, summary, data)
+    flush = getattr(tracer, "flush", None)  # the rail's Tracer may batch its events
+    if flush is not None:
+        flush()
+
+
 # ---------------------------------------------------------------- opening an item
 
 
@@ -109,7 +118,8 @@ def _record_proposal(task: ReviewTask, run: StepRun) -> None:
         reason += " · " + _("draft of %(fields)s") % {
             "fields": ", ".join(_field_labels(task.pipe_id, values))
         }
-    Tracer(run).add(
+    _trace(
+        run,
         TraceKind.REVIEW,
         f"agent's draft handed to the reviewer: {proposal.get('decision', '?')}",
         {"task": task.pk, "proposal": proposal},
@@ -233,7 +243,8 @@ def _record_edits(
     proposed = (task.proposal or {}).get("values") or {}
     changes = {k: {"proposed": proposed.get(k), "reviewer": values.get(k)} for k in edited}
     labels = ", ".join(_field_labels(task.pipe_id, edited))
-    Tracer(task.run).add(
+    _trace(
+        task.run,
         TraceKind.REVIEW,
         f"{person(user)} edited the draft: {', '.join(edited)}",
         {"by": user.pk, "edits": changes},
@@ -317,7 +328,8 @@ def inbox_decide(
                 task.assignee = None
             if edited and task.proposal:
                 _record_edits(task=task, user=user, edited=edited, values=values)
-            Tracer(task.run).add(
+            _trace(
+                task.run,
                 TraceKind.REVIEW,
                 f"{person(user)} approved ({approvals} of {item.approvals_required}); waiting for another reviewer",
                 {
@@ -436,7 +448,8 @@ def inbox_request_changes(
         )
         run.refresh_from_db()
         keys = sorted(set(field_keys))
-        Tracer(run).add(
+        _trace(
+            run,
             TraceKind.REVIEW,
             f"{person(user)} requested changes from the requester: {', '.join(keys)}",
             {
@@ -508,7 +521,8 @@ def inbox_delegate(
         previous = task.assignee
         ReviewTask.objects.filter(pk=task.pk).update(assignee=to_user)
         ReviewDelegation.objects.create(task=task, from_user=previous, to_user=to_user, by=user, note=note)
-        Tracer(task.run).add(
+        _trace(
+            task.run,
             TraceKind.REVIEW,
             f"{person(user)} delegated the review to {person(to_user)}",
             {"by": user.pk, "from": previous.pk if previous else None, "to": to_user.pk, "note": note},
@@ -612,7 +626,8 @@ def inbox_escalate_overdue(*, now=None, limit: int = 200) -> int:
             item = InboxItem.objects.get(task_id=task_id)
             admins = list(pipe_users_with(task.pipe, "administer_pipe")[:50])
             late = now - item.due_at
-            Tracer(task.run).add(
+            _trace(
+                task.run,
                 TraceKind.REVIEW,
                 f"review overdue since {item.due_at:%Y-%m-%d %H:%M} UTC: escalated to the pipe's admins",
                 {"due_at": item.due_at.isoformat(), "admins": [u.pk for u in admins]},
