@@ -14,7 +14,7 @@ from tests.modelservers import answer, error
 from tests.orchestrator.conftest import drain, make_agent, make_step
 from tests.personas import good_start_values
 
-pytestmark = [pytest.mark.django_db, pytest.mark.urls("tests.orchestrator.urls")]
+pytestmark = pytest.mark.django_db
 
 GOOD = {"category": "Hardware", "cost_center": "CC-100"}
 
