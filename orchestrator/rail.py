@@ -23,7 +23,7 @@ from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 from django.db.models import F, Max, Q, Sum, Value
 from django.db.models.functions import Coalesce
-from django.urls import NoReverseMatch, reverse
+from django.urls import reverse
 from django.utils import timezone
 
 from agents.actions import EXTERNAL, ActionError, Effect, actions_run
@@ -726,11 +726,8 @@ def _actor_for(step: Step, by_agent: bool, pipe_id: int) -> Actor:
 
 
 def run_url(run: StepRun) -> str:
-    """The run page (the rail's URLs are mounted at /rail/ by the project's urls.py)."""
-    try:
-        return reverse("rail:run", kwargs={"run_id": run.pk})
-    except NoReverseMatch:
-        return f"/rail/runs/{run.pk}/"
+    """The run page, linked from the card's timeline."""
+    return reverse("rail:run", kwargs={"run_id": run.pk})
 
 
 def _finish(

@@ -264,3 +264,35 @@ def test_it_skips_a_step_whose_condition_is_not_met(world, triage, ollama, opena
     drain()
     run = the_run(card)
     assert run.status == RunStatus.SKIPPED and ollama.requests == []
+
+
+# Each provider through its own client, for every kind of answer: where the router ends up.
+OUTCOMES = [
+    ("good", [answer("approve", GOOD, 0.9)], ("done", "approval")),
+    ("slow", [slow(0.3, "approve", GOOD, 0.9)], ("done", "approval")),
+    ("low confidence", [low_confidence("approve", GOOD)], ("waiting_review", "triage")),
+    ("malformed JSON", [malformed(), malformed()], ("failed", "triage")),
+    ("500", [error(500), error(500)], ("failed", "triage")),
+    ("timeout", [hang(2), hang(2)], ("failed", "triage")),
+]
+
+
+@pytest.mark.parametrize(("case", "replies", "expected"), OUTCOMES, ids=[o[0] for o in OUTCOMES])
+@pytest.mark.parametrize("mechanism", [Mechanism.LOCAL_MODEL, Mechanism.FOUNDATION_MODEL])
+def test_it_ends_each_model_answer_where_the_router_says(
+    world, ollama, openai, settings, mechanism, case, replies, expected
+):
+    settings.TRILHO_MODEL_TIMEOUT_SECONDS = 1
+    make_step(world.phase("triage"), agent=make_agent(world.pipe), mechanism=mechanism, max_attempts=2)
+    server = ollama if mechanism == Mechanism.LOCAL_MODEL else openai
+    server.push(*replies)
+    card = submit(world)
+    drain()
+    card.refresh_from_db()
+    run = the_run(card)
+    assert (run.status, card.phase.key) == expected
+    assert len(server.requests) == (1 if expected[0] != "failed" else 2)
+    other = openai if server is ollama else ollama
+    assert other.requests == []
+    if expected[0] == "failed":
+        assert card.rail_status == RailStatus.FAILED and run.attempts == 2
