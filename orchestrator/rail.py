@@ -924,6 +924,7 @@ def _wait_for_review(
     with transaction.atomic():
         locked = _lock_claim(run, token)
         card = Card.objects.select_for_update(of=("self",)).select_related("pipe").get(pk=entry.card_id)
+        tracer.flush()  # what led here comes first in the trace, before anything the new task sets off
         proposal = handover.proposal
         task = ReviewTask.objects.create(
             run=locked,
@@ -1013,7 +1014,10 @@ def _fail(
         card = Card.objects.get(pk=entry.card_id)
         locked.status = RunStatus.FAILED
         locked.error = error[:2000]
-        locked.save(update_fields=["status", "error", *_finish(locked, usage, now, card_values=card.values)])
+        if not locked.mechanism and step.mechanism != Mechanism.AUTO:
+            locked.mechanism = step.mechanism
+        finished = _finish(locked, usage, now, card_values=card.values)
+        locked.save(update_fields=["status", "error", "mechanism", *finished])
         run = locked
         tracer.add(
             TraceKind.ERROR, f"failed after {run.attempts} attempt(s): {error[:300]}", {"error": error}
