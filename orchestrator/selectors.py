@@ -10,6 +10,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db.models import Count, Q, Sum
 from django.http import Http404
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from pipes.models import Pipe
 from pipes.roles import PipeAccess, pipe_access
@@ -149,8 +150,8 @@ def pipe_cost_report(*, pipe: Pipe, period: str = "30d", now: dt.datetime | None
         data = by_mechanism.get(value)
         report.mechanisms.append(_row(value, str(label), data) if data else CostRow(value, str(label)))
     unrouted = by_mechanism.get("")
-    if unrouted:  # queued or running runs not routed yet
-        report.mechanisms.append(_row("", "In progress", unrouted))
+    if unrouted:  # queued, running, or failed before a mechanism settled them
+        report.mechanisms.append(_row("", _("Not settled"), unrouted))
     for data in (
         runs.values("step_name", "requested_mechanism").annotate(**_AGGREGATES).order_by("-cost", "step_name")
     ):
@@ -158,5 +159,5 @@ def pipe_cost_report(*, pipe: Pipe, period: str = "30d", now: dt.datetime | None
         row.note = str(Mechanism(data["requested_mechanism"]).label)
         report.steps.append(row)
     total = runs.aggregate(**_AGGREGATES)
-    report.total = _row("total", "Total", total)
+    report.total = _row("total", _("Total"), total)
     return report
