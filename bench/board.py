@@ -13,7 +13,7 @@ with DEBUG off against it, and prints for the board page and for a card move:
 
 Usage:
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/trilho .venv/bin/python bench/board.py
-    options: --cards 10000 --phases 6 --requests 200 --clients 8 --seconds 15 --workers 4 --port 8199
+    options: --cards 10000 --phases 6 --requests 200 --clients 8 --seconds 15 --workers <CPUs> --port 8199
              --broker redis://127.0.0.1:6379/14 (default: $CELERY_BROKER_URL, else memory://)
 
 Targets (issue 4): board p95 < 60 ms, move p95 < 40 ms, >= 300 moves/s on a 2-core machine.
@@ -339,7 +339,7 @@ def main() -> int:
     parser.add_argument("--requests", type=int, default=200)
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--seconds", type=float, default=15.0)
-    parser.add_argument("--workers", type=int, default=4)
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 2)
     parser.add_argument("--port", type=int, default=8199)
     parser.add_argument("--broker", default=os.environ.get("CELERY_BROKER_URL") or "memory://")
     args = parser.parse_args()
