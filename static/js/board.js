@@ -60,14 +60,18 @@
       method: "POST", body: body, credentials: "same-origin",
       headers: { "X-CSRFToken": csrfToken(), "HX-Request": "true" }
     }).then(function (response) {
-      return response.text().then(function (html) { return { ok: response.ok, status: response.status, html: html }; });
+      return response.text().then(function (html) {
+        // A success is a re-rendered card; anything else (e.g. a login page after the session ended) is not.
+        var isCard = html.indexOf("<article") !== -1;
+        return { ok: response.ok && isCard, status: response.status, html: html, isCard: isCard };
+      });
     }).then(function (result) {
       moving--;
       var live = document.getElementById("card-" + cardId) || card;
       if (!result.ok && origin && origin.list) {
         origin.list.insertBefore(live, origin.next && origin.next.parentNode === origin.list ? origin.next : null);
       }
-      if (result.html.indexOf("<article") !== -1 && live.isConnected) {
+      if (result.isCard && live.isConnected) {
         swapHtml(live, result.html);
       } else if (!live.isConnected) {
         // The card is not on the board (filtered out): nothing to put back.
