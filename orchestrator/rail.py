@@ -253,7 +253,8 @@ def entry_run(*, entry_id: int) -> EntryOutcome:
     )
     if entry is None or entry.processed_at is not None:
         return EntryOutcome()
-    _cancel_stale_reviews(entry)
+    if entry.card.rail_status == RailStatus.WAITING_REVIEW:  # a person may have moved it away from a review
+        _cancel_stale_reviews(entry)
     if entry.left_at is not None:
         _entry_close(entry, skip_reason="the card left the phase before its steps ran")
         return EntryOutcome()
