@@ -349,6 +349,12 @@ class TileBatch:
         self.can_view_pii = can_view_pii
         self._people: dict[int, list[Person]] | None = None
         self._labels: dict[int, list[TileLabel]] | None = None
+        self._values: dict[int, dict] | None = None
+
+    def values(self, pk: int) -> dict:
+        if self._values is None:
+            self._values = dict(Card.objects.filter(pk__in=self.ids).values_list("pk", "values"))
+        return self._values.get(pk) or {}
 
     def people(self, pk: int) -> list[Person]:
         if self._people is None:
@@ -383,7 +389,6 @@ class Tile:
     phase_id: int
     title: str
     version: int
-    values: dict
     due_at: dt.datetime | None
     created_at: dt.datetime
     finished_at: dt.datetime | None
@@ -406,10 +411,11 @@ class Tile:
 
     @property
     def key_values(self) -> list[tuple[str, str]]:
+        values = self.batch.values(self.pk) if self.batch.key_fields else {}
         return [
             (f.label, text)
             for f in self.batch.key_fields
-            if (text := field_text(f, self.values.get(f.key), can_view_pii=self.batch.can_view_pii))
+            if (text := field_text(f, values.get(f.key), can_view_pii=self.batch.can_view_pii))
         ]
 
     @property
@@ -425,7 +431,6 @@ TILE_COLUMNS = (
     "id",
     "phase_id",
     "title",
-    "values",
     "due_at",
     "created_at",
     "updated_at",
@@ -472,7 +477,6 @@ def tiles_from_rows(rows: Sequence[tuple], *, schema: BoardSchema) -> list[Tile]
             phase_id=phase_id,
             title=title,
             version=version,
-            values=values or {},
             due_at=due_at,
             created_at=created,
             finished_at=finished,
@@ -488,14 +492,16 @@ def tiles_from_rows(rows: Sequence[tuple], *, schema: BoardSchema) -> list[Tile]
             move_url=move_url(pk),
             batch=batch,
         )
-        for pk, phase_id, title, values, due_at, created, updated, entered, finished, version, rail, note in rows
+        for pk, phase_id, title, due_at, created, updated, entered, finished, version, rail, note in rows
     ]
 
 
 def tile_from_card(card: Card, *, schema: BoardSchema) -> Tile:
     """The tile of a card already loaded (e.g. returned by a service)."""
     row = tuple(getattr(card, "pk" if name == "id" else name) for name in TILE_COLUMNS)
-    return tiles_from_rows([row], schema=schema)[0]
+    tile = tiles_from_rows([row], schema=schema)[0]
+    tile.batch._values = {card.pk: card.values}
+    return tile
 
 
 def decorate_card(card: Card, *, schema: BoardSchema) -> Card:
@@ -534,7 +540,7 @@ def _first_cards(*, schema: BoardSchema, fq: Q | None, limit: int) -> list[Tile]
             RowNumber(), partition_by=[F("phase_id")], order_by=[F("created_at").desc(), F("id").desc()]
         )
         rows = list(base.annotate(rank=rank).filter(rank__lte=limit).values_list(*TILE_COLUMNS))
-    rows.sort(key=lambda r: (r[1], -r[5].timestamp(), -r[0]))
+    rows.sort(key=lambda r: (r[1], -r[4].timestamp(), -r[0]))
     return tiles_from_rows(rows, schema=schema)
 
 
