@@ -384,6 +384,10 @@ def main() -> int:
             status, html, _ = session.request("GET", board_path)
             assert status == 200, status
         shown = html.count('class="card-title"')
+        # A baseline: the sign-in page, the cheapest page of the app, through the same middleware.
+        cpu_before = workers_cpu_seconds(server.pid)
+        baseline_times = [session.request("GET", "/accounts/login/")[2] for _ in range(args.requests)]
+        baseline_cpu = (workers_cpu_seconds(server.pid) - cpu_before) / len(baseline_times)
         board_times = []
         cpu_before = workers_cpu_seconds(server.pid)
         for _ in range(args.requests):
@@ -444,6 +448,12 @@ def main() -> int:
             redis.Redis.from_url(args.broker).flushdb()
 
     print()
+    print("baseline: the sign-in page (GET /accounts/login/)")
+    print(f"  web worker CPU        {ms(baseline_cpu)} per request")
+    print(
+        f"  p50 / p95 over {len(baseline_times)}   {ms(statistics.median(baseline_times))} / "
+        f"{ms(percentile(baseline_times, 95))}"
+    )
     print(f"board page ({args.cards} cards, {args.phases} phases, {shown} cards rendered)")
     print(f"  queries per request   {board_queries}")
     print(f"  web worker CPU        {ms(board_cpu)} per request")
