@@ -653,3 +653,15 @@ def test_it_hides_files_of_pii_fields_from_people_without_the_permission(client,
     panel = client.get(reverse("card_detail", args=[world.pipe.pk, card.pk]), **hx()).content.decode()
     assert "id.pdf" not in panel
     assert login(client, world.member).get(url).status_code == 200
+
+
+def test_it_never_shows_a_stale_tile_from_the_fragment_cache(client, world):
+    card = new_card(world, item="Old title")
+    url = reverse("board", args=[world.pipe.pk])
+    login(client, world.member)
+    assert "Old title" in client.get(url).content.decode()
+    card_update_fields(actor=Actor.system(), card=card, values={"item": "New title"})
+    html = client.get(url).content.decode()
+    assert "New title" in html and "Old title" not in html
+    viewer_html = login(client, world.viewer).get(url).content.decode()  # other rights, other cached tile
+    assert "data-move-menu" not in viewer_html and "New title" in viewer_html
