@@ -82,23 +82,6 @@ def _tile_html(
     )
 
 
-def _heads_html(request: HttpRequest, *, schema: BoardSchema, filters: BoardFilters, phase_ids=None) -> str:
-    counts = board_counts(schema=schema, filters=filters, phase_ids=phase_ids)
-    phases = [p for p in schema.phases if phase_ids is None or p.pk in phase_ids]
-    return "".join(
-        render_to_string(
-            "pipes/board.html#column_head",
-            {
-                "column": Column(phase=p, counts=counts.get(p.pk, ColumnCounts()), cards=[]),
-                "filters": filters,
-                "oob": True,
-            },
-            request=request,
-        )
-        for p in phases
-    )
-
-
 def _panel_response(
     request: HttpRequest, *, card: Card, schema: BoardSchema, status: int = 200, focus: str = ""
 ) -> HttpResponse:
@@ -344,11 +327,27 @@ def card_move(request: HttpRequest, pipe_id: int, card_id: int) -> HttpResponse:
             "missing": [(k, fields_by_key[k].label) for k in error.field_keys if k in fields_by_key],
             "focus_url": _card_url(tile[0], filters, focus=",".join(error.field_keys)),
         }
-    html = _tile_html(request, schema=schema, card=tile[0], filters=filters, **extra)
-    if error is None:
-        html += _heads_html(request, schema=schema, filters=filters, phase_ids={source_id, to_phase.pk})
-    response = HttpResponse(html, status=status)
-    return response
+    heads = []
+    if error is None:  # both columns' counts change
+        counts = board_counts(schema=schema, filters=filters, phase_ids={source_id, to_phase.pk})
+        heads = [
+            Column(phase=p, counts=counts.get(p.pk, ColumnCounts()), cards=[])
+            for p in schema.phases
+            if p.pk in (source_id, to_phase.pk)
+        ]
+    return render(
+        request,
+        "pipes/board.html#move_result",
+        {
+            "card": tile[0],
+            "schema": schema,
+            "filters": filters,
+            "heads": heads,
+            **_tile_context(schema, filters),
+            **extra,
+        },
+        status=status,
+    )
 
 
 # ---------------------------------------------------------------- card panel writes
