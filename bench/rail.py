@@ -142,6 +142,14 @@ class Worker:
             time.sleep(0.1)
         raise SystemExit("the worker did not start:\n" + "\n".join(self.lines[-40:]))
 
+    def cpu_seconds(self) -> float:
+        """User + system CPU time of the worker process so far (Linux /proc)."""
+        try:
+            fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return float("nan")
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def stop(self) -> None:
         self.process.terminate()
         try:
@@ -241,6 +249,7 @@ def main() -> int:
         StepRun.objects.all().delete()
 
         # throughput: N entries committed at once, one worker drains them
+        cpu_before = worker.cpu_seconds()
         started = time.perf_counter()
         commit_at: list = []
         with transaction.atomic():
@@ -249,6 +258,7 @@ def main() -> int:
                 card_create(actor=actor, pipe=pipe, values={"item": f"card {i}"})
         created_s = time.perf_counter() - started
         wait_done(StepRun, RunStatus, expected=args.cards, timeout=600)
+        worker_cpu = worker.cpu_seconds() - cpu_before
         last_done = max(StepRun.objects.values_list("finished_at", flat=True))
         first_start = min(StepRun.objects.values_list("started_at", flat=True))
         elapsed = (last_done - commit_at[0]).total_seconds()
@@ -292,6 +302,9 @@ def main() -> int:
     print(f"    commit → last step done: {elapsed:.2f} s  =>  {args.cards / elapsed:.0f} steps/s end to end")
     print(
         f"    first step start → last step done: {worker_span:.2f} s  =>  {args.cards / worker_span:.0f} steps/s in the worker"
+    )
+    print(
+        f"    worker CPU: {worker_cpu * 1000 / args.cards:.1f} ms per step (the rest is waiting on PostgreSQL and Redis)"
     )
     print(f"    not done: {failed}")
     print(f"  latency: {args.latency_cards} cards at {rate:g}/s, one transaction each")
