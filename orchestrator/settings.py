@@ -4,6 +4,7 @@ Embedded default: SQLite and an on-disk Celery transport under TRILHO_DATA_DIR, 
 machine needs nothing but pip. Production: DATABASE_URL, CELERY_BROKER_URL, SECRET_KEY, ...
 """
 
+import json
 import os
 from decimal import Decimal
 from pathlib import Path
@@ -236,7 +237,10 @@ LOGGING = {
 
 CELERY_BEAT_SCHEDULE = {
     "sweep-phase-entries": {"task": "orchestrator.tasks.sweep_phase_entries", "schedule": 30.0},
-    "escalate-overdue-reviews": {"task": "orchestrator.inbox.tasks.escalate_overdue_reviews", "schedule": 60.0},
+    "escalate-overdue-reviews": {
+        "task": "orchestrator.inbox.tasks.escalate_overdue_reviews",
+        "schedule": 60.0,
+    },
 }
 
 # Behind a reverse proxy, the request header carrying the client's address (e.g. HTTP_X_REAL_IP);
@@ -250,3 +254,38 @@ CACHES = {
     if _CACHE_URL
     else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
 }
+
+CELERY_BEAT_SCHEDULE.update(
+    {
+        "mark-late-cards": {"task": "orchestrator.tasks.mark_late_cards", "schedule": 60.0},
+        "apply-retention": {"task": "orchestrator.tasks.apply_retention", "schedule": 24 * 3600.0},
+    }
+)
+
+# The rail (orchestrator/, agents/).
+TRILHO_MODEL_TIMEOUT_SECONDS = envint("TRILHO_MODEL_TIMEOUT_SECONDS", 60)
+TRILHO_RAIL_LEASE_SECONDS = envint("TRILHO_RAIL_LEASE_SECONDS", 300)
+TRILHO_RAIL_RETRY_BASE_SECONDS = envint("TRILHO_RAIL_RETRY_BASE_SECONDS", 5)
+TRILHO_RAIL_RETRY_MAX_SECONDS = envint("TRILHO_RAIL_RETRY_MAX_SECONDS", 300)
+TRILHO_AGENT_MAX_DOCUMENT_CHARS = envint("TRILHO_AGENT_MAX_DOCUMENT_CHARS", 20000)
+TRILHO_REVIEW_DEFAULT_MINUTES = envint("TRILHO_REVIEW_DEFAULT_MINUTES", 5)
+TRILHO_HTTP_ALLOWED_PRIVATE = envbool("TRILHO_HTTP_ALLOWED_PRIVATE", False)
+# Secrets for automation HTTP steps, referenced by name: TRILHO_SECRET_ERP_TOKEN=... → "erp_token".
+TRILHO_SECRETS = {
+    k[len("TRILHO_SECRET_") :].lower(): v for k, v in os.environ.items() if k.startswith("TRILHO_SECRET_")
+}
+TRILHO_COST_CURRENCY = os.environ.get("TRILHO_COST_CURRENCY", TRILHO_DEFAULT_CURRENCY)
+try:
+    TRILHO_MODEL_PRICING = {
+        k: {"input": Decimal(str(v["input"])), "output": Decimal(str(v["output"]))}
+        for k, v in json.loads(os.environ.get("TRILHO_MODEL_PRICING", "{}")).items()
+    }  # merged over orchestrator/costs.DEFAULT_PRICING
+except (ValueError, KeyError, TypeError) as exc:
+    raise ImproperlyConfigured(
+        'TRILHO_MODEL_PRICING must be JSON like {"openai/gpt-4o": {"input": 2.5, "output": 10}}'
+    ) from exc
+TRILHO_LOCAL_COMPUTE_COST_PER_1M = Decimal(os.environ.get("TRILHO_LOCAL_COMPUTE_COST_PER_1M", "0.02"))
+TRILHO_BASELINE_MODEL = os.environ.get("TRILHO_BASELINE_MODEL", "openai/gpt-4o")
+if CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
+    # A move while Redis is down must not hang the request: give up fast, the sweep sends it later.
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"max_retries": 1, "interval_start": 0, "interval_step": 0.2}

@@ -36,3 +36,19 @@ def sweep_phase_entries(older_than_seconds: int = 30) -> int:
     for entry_id in pending.order_by("entered_at").values_list("pk", flat=True)[:500]:
         sent += dispatch_entry(entry_id)
     return sent
+
+
+@shared_task(expires=55)
+def mark_late_cards() -> str:
+    """Mark cards over their phase SLA or pipe deadline (governance), every minute."""
+    from pipes.governance import sla_mark_late
+
+    return str(sla_mark_late())
+
+
+@shared_task
+def apply_retention() -> int:
+    """Anonymise finished cards past their pipe's retention period, nightly."""
+    from pipes.governance import retention_apply
+
+    return retention_apply().total
