@@ -244,7 +244,9 @@ class Card(models.Model):
     finished_at = models.DateTimeField(null=True, blank=True)
     version = models.PositiveIntegerField(default=1)
     requested_fields = models.JSONField(
-        _("fields asked of the requester"), default=list, blank=True,
+        _("fields asked of the requester"),
+        default=list,
+        blank=True,
         help_text=_("Keys a reviewer asked the requester to correct; cleared when the card moves on."),
     )
     rail_status = models.CharField(

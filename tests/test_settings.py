@@ -125,7 +125,11 @@ def test_it_uses_the_filesystem_transport_under_the_data_dir_by_default(tmp_path
 def test_it_uses_redis_when_celery_broker_url_is_set(tmp_path):
     s = read_settings(tmp_path, CELERY_BROKER_URL="redis://cache.internal:6379/2")
     assert s["CELERY_BROKER_URL"] == "redis://cache.internal:6379/2"
-    assert s["BROKER_OPTIONS"] == {"max_retries": 1, "interval_start": 0, "interval_step": 0.2}  # fail fast, sweep later
+    assert s["BROKER_OPTIONS"] == {
+        "max_retries": 1,
+        "interval_start": 0,
+        "interval_step": 0.2,
+    }  # fail fast, sweep later
     assert not (tmp_path / "broker").exists()
 
 
