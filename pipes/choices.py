@@ -55,6 +55,8 @@ class EventKind(models.TextChoices):
     FILE_ADDED = "file_added", _("File added")
     STEP = "step", _("Step run")
     ERASED = "erased", _("Personal data erased")
+    LATE = "late", _("Late: over the phase's SLA")
+    EXPIRED = "expired", _("Expired: over the pipe's deadline")
 
 
 class RailStatus(models.TextChoices):

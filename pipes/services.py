@@ -625,8 +625,11 @@ def card_move(
         card.phase_entered_at = now
         card.finished_at = now if to_phase.is_final else None
         card.requested_fields = []  # what was asked of the requester was asked for the phase left behind
+        card.late_at = None  # late is per phase: the SLA clock of the new phase starts now
+        if to_phase.is_final:
+            card.expired_at = None  # a finished card is not overdue
         _event(card, actor, EventKind.MOVED, {"from": source.key, "to": to_phase.key}, reason=reason)
-        _touch(card, "phase", "phase_entered_at", "finished_at", "requested_fields")
+        _touch(card, "phase", "phase_entered_at", "finished_at", "requested_fields", "late_at", "expired_at")
         _enter_phase(card, to_phase)
         _announce_change(card, EventKind.MOVED)
     return card
@@ -902,7 +905,10 @@ def card_set_rail_status(*, card_id: int, status: str, note: str = "") -> None:
 # ---------------------------------------------------------------- governance: SLA marks and erasure
 
 ERASED = "[erased]"  # what an erased value reads as
-OVERDUE_KINDS = ("late", "expired")  # timeline event kinds of SLA marks (see pipes.governance)
+OVERDUE_KINDS = (
+    EventKind.LATE.value,
+    EventKind.EXPIRED.value,
+)  # timeline event kinds of SLA marks (see pipes.governance)
 _ERASED_AS_TEXT = {FieldType.SHORT_TEXT, FieldType.LONG_TEXT, FieldType.EMAIL, FieldType.PHONE}
 
 

@@ -131,9 +131,9 @@ def test_it_recomputes_a_late_card_after_it_moves_on(world, clock):
     clock.advance(hours=1)
     _move(world, card, "approval")
 
-    cleared = sla_mark_late()
     card.refresh_from_db()
-    assert cleared.cleared_late == [card.pk] and card.late_at is None
+    assert card.late_at is None  # the move itself clears the badge: the new phase's clock starts
+    assert sla_mark_late().cleared_late == []
 
     clock.advance(hours=48, seconds=1)  # approval's SLA is 48 h
     marked = sla_mark_late()
@@ -185,8 +185,26 @@ def test_it_leaves_finished_cards_alone_and_clears_their_late_mark(world, clock)
     result = sla_mark_late()
 
     card.refresh_from_db()
-    assert card.pk in result.cleared_late and result.expired == []
+    assert result.late == [] and result.expired == []
     assert card.late_at is None and card.expired_at is None
+    assert card.events.filter(kind="late").count() == 1  # the fact stays on the timeline
+
+
+def test_moving_an_expired_card_to_a_final_phase_clears_its_expired_mark(world, clock):
+    card = _file(world)
+    clock.advance(days=31)
+    sla_mark_late()
+    card.refresh_from_db()
+    assert card.expired_at is not None and card.late_at is not None
+
+    _move(world, card, "approval")
+    card.refresh_from_db()
+    assert card.late_at is None and card.expired_at is not None  # still open, still past the deadline
+
+    _move(world, card, "done")
+    card.refresh_from_db()
+    assert card.late_at is None and card.expired_at is None
+    assert list(verify_timelines([card])) == []
 
 
 def test_it_previews_a_run_without_changing_anything(world, clock):
