@@ -60,10 +60,10 @@ class StepForm(ModelForm):
 class StepAdmin(PipeScopedAdmin):
     form = StepForm
     pipe_path = "phase__pipe"
-    list_display = ("name", "phase", "position", "mechanism", "risk", "agent")
-    list_filter = ("mechanism", "risk", "phase__pipe")
+    list_display = ("name", "phase", "position", "trigger", "mechanism", "risk", "agent")
+    list_filter = ("trigger", "mechanism", "risk", "phase__pipe")
     fieldsets = (
-        (None, {"fields": ("phase", "position", "key", "name", "mechanism", "risk")}),
+        (None, {"fields": ("phase", "position", "key", "name", "trigger", "mechanism", "risk")}),
         (_("What runs it"), {"fields": ("agent", "actions", "rules", "condition")}),
         (_("People"), {"fields": ("question", "reviewer", "four_eyes")}),
         (_("Afterwards"), {"fields": ("on_approve", "on_reject", "on_done", "max_attempts")}),

@@ -7,6 +7,7 @@ class OrchestratorConfig(AppConfig):
     verbose_name = _("Rail")
 
     def ready(self) -> None:
-        from . import definitions, dispatch  # noqa: F401  dispatch subscribes to pipes' phase-entry hook
+        # dispatch subscribes to pipes' hooks; privacy to erasure and registers the trace pruner
+        from . import definitions, dispatch, privacy  # noqa: F401
 
         definitions.register()

@@ -16,7 +16,7 @@ from pipes.choices import FieldType
 from pipes.conditions import ConditionError, validate_condition
 from pipes.models import Phase, Pipe
 
-from .models import Mechanism, Risk, Step
+from .models import Mechanism, Risk, Step, Trigger
 
 AGENT_KEYS = (
     "key",
@@ -36,6 +36,7 @@ STEP_KEYS = (
     "key",
     "name",
     "mechanism",
+    "trigger",
     "agent",
     "risk",
     "when",
@@ -327,6 +328,8 @@ def steps_validate(value: Any, path: str, definition: dict) -> list[str]:
                 errors.append(f"{p}.{target}: unknown phase '{step[target]}'")
         if "question" in step and not isinstance(step["question"], str):
             errors.append(f"{p}.question: text")
+        if "trigger" in step and step["trigger"] not in Trigger.values:
+            errors.append(f"{p}.trigger: one of {', '.join(Trigger.values)}")
         if "four_eyes" in step and not isinstance(step["four_eyes"], bool):
             errors.append(f"{p}.four_eyes: true or false")
         if "attempts" in step and (
@@ -347,6 +350,7 @@ def steps_load(phase: Phase, value: list[dict]) -> None:
             key=spec["key"],
             name=spec["name"],
             mechanism=spec["mechanism"],
+            trigger=spec.get("trigger", Trigger.ENTERED),
             agent=agents.get(spec.get("agent")) if spec.get("agent") else None,
             risk=spec.get("risk", Risk.LOW),
             condition=spec.get("when"),
@@ -381,6 +385,8 @@ def steps_dump(phase: Phase) -> list[dict] | None:
     out = []
     for step in Step.objects.filter(phase=phase).select_related("agent").order_by("position", "id"):
         d: dict[str, Any] = {"key": step.key, "name": step.name, "mechanism": step.mechanism}
+        if step.trigger != Trigger.ENTERED:
+            d["trigger"] = step.trigger
         if step.agent is not None:
             d["agent"] = step.agent.key
         if step.risk != Risk.LOW:

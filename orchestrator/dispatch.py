@@ -10,8 +10,10 @@ from django.db.models import F
 from django.dispatch import receiver
 from django.utils import timezone
 
-from pipes.hooks import phase_entered
+from pipes.hooks import card_changed, phase_entered
 from pipes.models import PhaseEntry
+
+from .models import Trigger
 
 log = logging.getLogger(__name__)
 
@@ -33,4 +35,22 @@ def dispatch_entry(entry_id: int) -> bool:
 
 @receiver(phase_entered)
 def on_phase_entered(sender, entry_id: int, **kwargs) -> None:
+    dispatch_entry(entry_id)
+
+
+@receiver(card_changed)
+def on_card_changed(sender, card_id: int, kind: str, **kwargs) -> None:
+    """A card became late or expired: if its phase has steps for that, its stay is run again.
+
+    The entry is re-opened first, so the periodic sweep sends it if the broker is down now."""
+    if kind not in (Trigger.LATE, Trigger.EXPIRED):
+        return
+    entry_id = (
+        PhaseEntry.objects.filter(card_id=card_id, left_at__isnull=True, phase__steps__trigger=kind)
+        .values_list("pk", flat=True)
+        .first()
+    )
+    if entry_id is None:
+        return
+    PhaseEntry.objects.filter(pk=entry_id).update(processed_at=None, dispatched_at=None)
     dispatch_entry(entry_id)

@@ -45,6 +45,14 @@ class ReviewStatus(models.TextChoices):
 STAY = ""  # an empty "next phase" means the card stays and the next step runs
 
 
+class Trigger(models.TextChoices):
+    """When a step runs: on the card's entry into the phase, or when the card becomes overdue there."""
+
+    ENTERED = "entered", _("When a card enters the phase")
+    LATE = "late", _("When a card becomes late in the phase (over its SLA)")
+    EXPIRED = "expired", _("When a card passes the pipe's deadline in the phase")
+
+
 class Step(models.Model):
     """One step of a phase, run in order when a card enters the phase."""
 
@@ -53,6 +61,16 @@ class Step(models.Model):
     key = models.SlugField(_("key"), max_length=64)
     name = models.CharField(_("name"), max_length=120)
     mechanism = models.CharField(_("mechanism"), max_length=20, choices=Mechanism.choices)
+    trigger = models.CharField(
+        _("runs"),
+        max_length=8,
+        choices=Trigger.choices,
+        default=Trigger.ENTERED,
+        help_text=_(
+            "Steps that run when a card becomes late or expired run once per stay in the phase, "
+            "within a minute of the SLA mark (to escalate, notify or move it)."
+        ),
+    )
     condition = models.JSONField(
         _("run only when"),
         null=True,
@@ -163,6 +181,9 @@ class StepRun(models.Model):
     )
     currency = models.CharField(max_length=3, blank=True)
     error = models.TextField(blank=True)
+    trace_pruned_at = models.DateTimeField(
+        null=True, blank=True, help_text="When the pipe's trace retention deleted prompts and raw outputs."
+    )
 
     class Meta:
         ordering = ["created_at", "id"]

@@ -68,6 +68,7 @@ from .models import (
     StepRun,
     TraceEvent,
     TraceKind,
+    Trigger,
 )
 
 log = logging.getLogger(__name__)
@@ -244,8 +245,22 @@ class RunLedger:
 # ---------------------------------------------------------------- entry loop
 
 
+def _overdue_triggers(entry: PhaseEntry) -> list[str]:
+    """The overdue triggers that hold for the card in this stay: late (marked in this phase), expired."""
+    card, triggers = entry.card, []
+    if card.late_at is not None and card.late_at >= entry.entered_at:
+        triggers.append(Trigger.LATE)
+    if card.expired_at is not None:
+        triggers.append(Trigger.EXPIRED)
+    return triggers
+
+
 def entry_run(*, entry_id: int) -> EntryOutcome:
-    """Run the steps of a phase entry that are still to run; stop at a move, a review, a failure or a retry."""
+    """Run the steps of a phase entry that are still to run; stop at a move, a review, a failure or a retry.
+
+    Steps triggered by the card becoming late or expired run first, once the mark holds (the SLA mark
+    re-opens the entry and dispatches it again, see dispatch.on_card_changed); a review or a failure
+    among the entry steps does not hold them back. Then the entry steps run, in order."""
     entry = (
         PhaseEntry.objects.select_related("card__pipe__organization", "card__phase", "phase")
         .filter(pk=entry_id)
@@ -263,6 +278,30 @@ def entry_run(*, entry_id: int) -> EntryOutcome:
     )
     runs = {run.step_id: run for run in StepRun.objects.filter(entry=entry)}
     card: Card | None = entry.card  # fresh for the first step; re-read after a step that kept the card
+    triggers = _overdue_triggers(entry)
+    overdue = [s for s in steps if s.trigger in triggers]
+    for step in overdue:
+        run, token = _start(entry, step, runs.get(step.pk))
+        if token is None:
+            if run.status in (RunStatus.DONE, RunStatus.SKIPPED, RunStatus.WAITING_REVIEW, RunStatus.FAILED):
+                continue
+            now = timezone.now()
+            if run.status == RunStatus.PENDING and run.next_attempt_at and run.next_attempt_at > now:
+                return EntryOutcome(retry_in=(run.next_attempt_at - now).total_seconds())
+            token = _claim(run)
+            if token is None:
+                return EntryOutcome()
+        result = step_execute(run=run, step=step, entry=entry, token=token, card=card)
+        card = None
+        if isinstance(result, float):
+            return EntryOutcome(retry_in=result)
+        if result != "continue":
+            if PhaseEntry.objects.filter(pk=entry.pk, left_at__isnull=False).exists():
+                return EntryOutcome()  # it moved the card: this stay is over
+            break  # waiting for a review or failed: the entry steps still go on
+    if overdue:
+        runs = {run.step_id: run for run in StepRun.objects.filter(entry=entry)}
+    steps = [s for s in steps if s.trigger == Trigger.ENTERED]
     for index, step in enumerate(steps):
         run, token = _start(entry, step, runs.get(step.pk))
         if token is None:
@@ -288,9 +327,16 @@ def entry_run(*, entry_id: int) -> EntryOutcome:
         return EntryOutcome()
     if entry.processed_at is None:
         _entry_close(entry)
-    if entry.card.rail_status != RailStatus.IDLE:
+    if entry.card.rail_status != RailStatus.IDLE and not _holding(entry):
         card_set_rail_status(card_id=entry.card_id, status=RailStatus.IDLE)
     return EntryOutcome()
+
+
+def _holding(entry: PhaseEntry) -> bool:
+    """An overdue step of this stay still waits for a review or failed: the card's badge says so."""
+    return StepRun.objects.filter(
+        entry=entry, status__in=(RunStatus.WAITING_REVIEW, RunStatus.FAILED)
+    ).exists()
 
 
 def _entry_close(entry: PhaseEntry, *, skip_reason: str = "") -> None:

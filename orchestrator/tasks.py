@@ -47,8 +47,10 @@ def mark_late_cards() -> str:
 
 
 @shared_task
-def apply_retention() -> int:
-    """Anonymise finished cards past their pipe's retention period, nightly."""
-    from pipes.governance import retention_apply
+def apply_retention() -> str:
+    """Anonymise finished cards and prune step traces past their pipe's retention periods, nightly."""
+    from pipes.governance import retention_apply, trace_retention_apply
 
-    return retention_apply().total
+    cards = retention_apply().total
+    runs = sum(p.runs for p in trace_retention_apply().values())
+    return f"{cards} cards anonymised, {runs} step traces pruned"

@@ -8,11 +8,12 @@
   found by email or another identifying field in the pipes the admin administers; `subject_erase`
   with dry_run=True rehearses the erasure in a rolled-back transaction, so the preview is exactly
   what the erasure would do.
-- `retention_preview` / `retention_apply` anonymise finished cards older than a pipe's retention.
+- `retention_due` / `retention_apply` anonymise finished cards older than a pipe's retention;
+  `trace_retention_apply` prunes step traces past theirs through the pruner the rail registers.
 
 Card writes go through pipes.services; this module adds what is not a card: the audit-log
 redaction, the privacy-request record and the notifications. The rail extends erasure through
-the `person_erasing` signal (redact step traces) and reads `trace_retention_cutoffs`.
+the `person_erasing` signal (redact step traces) and `register_trace_pruner` (trace retention).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import hmac
 import json
 import logging
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -497,14 +498,20 @@ class ErasureReport:
         }
 
 
+def erasure_patterns(identifiers: Iterable[str]) -> list[re.Pattern]:
+    """Patterns finding a person's values in stored text, also where JSON escaped them ("Jos\\u00e9").
+
+    For services.scrub_personal_data; longest first, so a value containing another goes whole."""
+    identifiers = {w for w in identifiers if w}
+    forms = identifiers | {json.dumps(w)[1:-1] for w in identifiers}
+    return [re.compile(re.escape(w), re.IGNORECASE) for w in sorted(forms, key=len, reverse=True)]
+
+
 def _redact_log_entries(*, card_id: int, identifiers: Iterable[str]) -> int:
     """Scrub the person's values from django-auditlog's records of the card row; returns rows changed.
 
     auditlog stores each Card save's diff, so the values live there too."""
-    # auditlog keeps JSON fields as JSON text inside its own JSON, where "José" reads "Jos\\u00e9".
-    identifiers = set(identifiers)
-    forms = identifiers | {json.dumps(w)[1:-1] for w in identifiers}
-    patterns = [re.compile(re.escape(w), re.IGNORECASE) for w in sorted(forms, key=len, reverse=True)]
+    patterns = erasure_patterns(identifiers)
     changed = 0
     for entry in _card_log_entries([card_id]):
         update: dict[str, Any] = {}
@@ -756,6 +763,44 @@ def trace_retention_cutoffs(*, now: datetime | None = None) -> dict[int, datetim
             "pipe_id", "trace_retention_days"
         )
     }
+
+
+@dataclass
+class TracePruning:
+    """Step runs whose traces (prompts, raw outputs, calls) a pruning deleted, or would (dry run)."""
+
+    runs: int = 0
+    events: int = 0
+
+    def __add__(self, other: TracePruning) -> TracePruning:
+        return TracePruning(runs=self.runs + other.runs, events=self.events + other.events)
+
+
+_trace_pruners: list[Callable[..., TracePruning]] = []
+
+
+def register_trace_pruner(prune: Callable[..., TracePruning]) -> None:
+    """The rail registers how it prunes traces: prune(pipe_id=, before=, dry_run=) -> TracePruning.
+
+    pipes owns the policy (how many days, per pipe) and knows nothing of the traces themselves."""
+    if prune not in _trace_pruners:
+        _trace_pruners.append(prune)
+
+
+def trace_retention_apply(
+    *, now: datetime | None = None, pipe: Pipe | None = None, dry_run: bool = False
+) -> dict[int, TracePruning]:
+    """Prune the step traces older than each pipe's trace retention; pipe id → what was (or would be) pruned."""
+    cutoffs = trace_retention_cutoffs(now=now)
+    if pipe is not None:
+        cutoffs = {pipe.pk: cutoffs[pipe.pk]} if pipe.pk in cutoffs else {}
+    result = {}
+    for pipe_id, before in cutoffs.items():
+        pruned = TracePruning()
+        for prune in _trace_pruners:
+            pruned = pruned + prune(pipe_id=pipe_id, before=before, dry_run=dry_run)
+        result[pipe_id] = pruned
+    return result
 
 
 # ---------------------------------------------------------------- who may govern

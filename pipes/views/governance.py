@@ -429,6 +429,11 @@ def privacy(request: HttpRequest, org_slug: str) -> HttpResponse:
 # ---------------------------------------------------------------- retention
 
 
+def _count_param(request: HttpRequest, name: str) -> int | None:
+    raw = request.GET.get(name, "")
+    return int(raw) if raw.isdigit() else None
+
+
 @login_required
 @require_http_methods(["GET", "POST"])
 def retention(request: HttpRequest, pipe_id: int) -> HttpResponse:
@@ -460,12 +465,17 @@ def retention(request: HttpRequest, pipe_id: int) -> HttpResponse:
         elif action == "apply":
             run = governance.retention_apply(pipe=pipe)
             return redirect(reverse("governance:retention", args=[pipe.pk]) + f"?anonymised={run.total}")
+        elif action == "prune":
+            pruned = governance.trace_retention_apply(pipe=pipe).get(pipe.pk, governance.TracePruning())
+            return redirect(reverse("governance:retention", args=[pipe.pk]) + f"?pruned={pruned.runs}")
     due = governance.retention_due(pipe=pipe)
     context.update(
         due_count=due.count(),
         due_cards=list(due[:20]),
         saved=request.GET.get("saved") == "1",
-        anonymised=request.GET.get("anonymised"),
+        anonymised=_count_param(request, "anonymised"),
+        pruned=_count_param(request, "pruned"),
         runs=governance.retention_runs(pipe=pipe),
+        traces_due=governance.trace_retention_apply(pipe=pipe, dry_run=True).get(pipe.pk),
     )
     return _render(request, pipe.organization, "governance/retention.html", context, status=status)

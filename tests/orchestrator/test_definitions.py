@@ -156,6 +156,10 @@ def _phase(d, key):
             "phases[1].steps[1].attempts: 1 to 10",
         ),
         (
+            lambda d: _phase(d, "analysis")["steps"][1].update(trigger="sometimes"),
+            "phases[1].steps[1].trigger: one of entered, late, expired",
+        ),
+        (
             lambda d: _phase(d, "bureau")["steps"][0].update(actions=[]),
             "phases[0].steps[0].actions: an automation step needs a list of actions",
         ),
@@ -195,3 +199,15 @@ def test_it_documents_every_agent_key_step_key_and_action():
         assert f"| `{action}` |" in section, action
     for mechanism in Mechanism.values:
         assert mechanism in section, mechanism
+
+
+def test_it_loads_and_exports_a_step_triggered_by_lateness(org):
+    from orchestrator.models import Trigger
+
+    pipe = pipe_import(organization=org, definition=process_template_load("accounts_payable"))
+    step = Step.objects.get(phase__pipe=pipe, key="remind_when_late")
+    assert step.trigger == Trigger.LATE and step.phase.key == "approval"
+    assert set(Step.objects.filter(phase__pipe=pipe).values_list("trigger", flat=True)) == {"entered", "late"}
+    exported = pipe_export(pipe)
+    steps = _phase(exported, "approval")["steps"]
+    assert [s.get("trigger") for s in steps] == [None, None, "late"]
