@@ -8,11 +8,30 @@ class PipesConfig(AppConfig):
 
     def ready(self) -> None:
         from auditlog.registry import auditlog
+        from django.contrib.auth import get_user_model
+        from django.db.models.signals import m2m_changed, post_delete, post_save
+        from guardian.models import GroupObjectPermission, UserObjectPermission
 
         from . import portal_mail  # noqa: F401  connects requester emails to hooks.card_changed
-        from .models import Card, Field, Label, Organization, Phase, Pipe
+        from .models import Card, Field, Label, Membership, Organization, Phase, Pipe
+        from .roles import forget_access
 
         for model in (Organization, Pipe, Phase, Field, Label):
             auditlog.register(model)
-        # Card values are on the hash-chained timeline too; the audit log keeps who saved the row.
+        # Card values are on the hash-chained timeline too; the audit log keeps who saved the row
+        # (card_move leaves it out: a move is all on the timeline).
         auditlog.register(Card, exclude_fields=["last_event_hash", "event_count", "version"])
+
+        # A request remembers each pipe_access answer (roles.access_cache); a write that can change
+        # one makes it forget them all.
+        User = get_user_model()
+        for model in (UserObjectPermission, GroupObjectPermission, Membership, User):
+            post_save.connect(
+                forget_access, sender=model, dispatch_uid=f"pipes.forget_access.save.{model.__name__}"
+            )
+            post_delete.connect(
+                forget_access, sender=model, dispatch_uid=f"pipes.forget_access.delete.{model.__name__}"
+            )
+        m2m_changed.connect(
+            forget_access, sender=User.groups.through, dispatch_uid="pipes.forget_access.groups"
+        )

@@ -1,10 +1,23 @@
-"""Show times in the organization's time zone (stored in UTC everywhere)."""
+"""Request middleware of pipes: access answers remembered for one request, and times shown in the
+organization's time zone (stored in UTC everywhere)."""
 
 import zoneinfo
 
 from django.utils import timezone
 
 from .models import Organization
+from .roles import access_cache
+
+
+class AccessCacheMiddleware:
+    """Each user's access to a pipe is worked out once per request (see pipes.roles.access_cache)."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        with access_cache():
+            return self.get_response(request)
 
 
 class OrganizationTimezoneMiddleware:

@@ -1,21 +1,26 @@
 """Pipe roles as django-guardian object permissions, and the access checks built on them.
 
 A role is a named set of permissions on one pipe. Organization owners hold every
-permission on every pipe of their organization. `pipe_access` is computed once per
-request and answers the questions views and services ask.
+permission on every pipe of their organization. `pipe_access` answers the questions views
+and services ask, in one query; inside `access_cache()` (one per request, opened by
+pipes.middleware.AccessCacheMiddleware) each user's access to a pipe is computed once.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.contenttypes.models import ContentType
 from django.db import transaction
-from django.db.models import CharField, Q, QuerySet
+from django.db.models import CharField, Q, QuerySet, Value
 from django.db.models.functions import Cast
-from guardian.models import UserObjectPermission
-from guardian.shortcuts import assign_perm, get_perms, remove_perm
+from guardian.models import GroupObjectPermission, UserObjectPermission
+from guardian.shortcuts import assign_perm, remove_perm
 
 from .choices import OrgRole, PipeRole
 from .models import Membership, Organization, Pipe
@@ -79,13 +84,69 @@ def is_org_owner(user: AbstractBaseUser, organization_id: int) -> bool:
     return Membership.objects.filter(organization_id=organization_id, user=user, role=OrgRole.OWNER).exists()
 
 
+# What pipe_access answered in the current request, by (user, pipe); None outside access_cache().
+_answers: ContextVar[dict[tuple, PipeAccess] | None] = ContextVar("pipe_access_answers", default=None)
+_OWNER = "__org_owner__"
+
+
+@contextmanager
+def access_cache() -> Iterator[None]:
+    """Remember pipe_access answers until the block ends: a request asks the same question
+    several times (its getter, then the write path), and every answer costs a query.
+
+    Never longer than one request, so a changed role counts from the next request on; a change
+    of roles, group or organization membership inside the block forgets every answer."""
+    token = _answers.set({})
+    try:
+        yield
+    finally:
+        _answers.reset(token)
+
+
+def forget_access(**kwargs) -> None:
+    """Drop the answers remembered in this block (connected to permission and membership writes)."""
+    answers = _answers.get()
+    if answers:
+        answers.clear()
+
+
 def pipe_access(*, user: AbstractBaseUser | None, pipe: Pipe) -> PipeAccess:
     """The permissions `user` holds on `pipe` (none for anonymous or inactive users)."""
     if user is None or not user.is_authenticated or not user.is_active:
         return NO_ACCESS
-    if user.is_superuser or is_org_owner(user, pipe.organization_id):
+    if user.is_superuser:
         return PipeAccess(perms=frozenset(ALL_PERMS), is_owner=True)
-    return PipeAccess(perms=frozenset(get_perms(user, pipe)) & frozenset(ALL_PERMS))
+    answers = _answers.get()
+    key = (user.pk, pipe.pk, pipe.organization_id)
+    if answers is not None and key in answers:
+        return answers[key]
+    granted = _granted(user, pipe)
+    if _OWNER in granted:
+        access = PipeAccess(perms=frozenset(ALL_PERMS), is_owner=True)
+    else:
+        access = PipeAccess(perms=granted & frozenset(ALL_PERMS))
+    if answers is not None:
+        answers[key] = access
+    return access
+
+
+def _granted(user: AbstractBaseUser, pipe: Pipe) -> frozenset[str]:
+    """The codenames `user` holds on `pipe` directly or through a group, plus _OWNER when they own
+    its organization: what guardian's get_perms and an ownership check answer, in one query."""
+    content_type = ContentType.objects.get_for_model(Pipe)  # cached by Django after the first call
+    object_pk = str(pipe.pk)
+    direct = UserObjectPermission.objects.filter(
+        user=user, content_type=content_type, object_pk=object_pk
+    ).values_list("permission__codename")
+    by_group = GroupObjectPermission.objects.filter(
+        group__user=user, content_type=content_type, object_pk=object_pk
+    ).values_list("permission__codename")
+    owner = (
+        Membership.objects.filter(organization_id=pipe.organization_id, user=user, role=OrgRole.OWNER)
+        .annotate(codename=Value(_OWNER, output_field=CharField()))
+        .values_list("codename")
+    )
+    return frozenset(codename for (codename,) in direct.union(by_group, owner, all=True))
 
 
 def pipes_for_user(user: AbstractBaseUser, perms: tuple[str, ...] = ALL_PERMS) -> QuerySet[Pipe]:
@@ -128,12 +189,14 @@ def pipe_role_grant(*, pipe: Pipe, user: AbstractBaseUser, role: str) -> None:
         # what they see there is still limited to the pipes they administer.
         user.is_staff = True
         user.save(update_fields=["is_staff"])
+    forget_access()
 
 
 @transaction.atomic
 def pipe_role_revoke(*, pipe: Pipe, user: AbstractBaseUser) -> None:
     for perm in ALL_PERMS:
         remove_perm(perm, user, pipe)
+    forget_access()
 
 
 def pipe_users_with(pipe: Pipe, perms: str | tuple[str, ...]) -> QuerySet:
