@@ -1,15 +1,21 @@
 """Benchmark of the monthly SLA report on a pipe of a million cards, on PostgreSQL.
 
 Seeds, in a database of its own (the database of DATABASE_URL named `trilho_bench_sla`, created
-when missing), one pipe with --cards cards (default 1,000,000) spread over --months months of
-2025, each with its phase entries (about 3.8 per card), written with COPY through psycopg. A
-seeded database is reused on the next run unless --reseed is given. Then it times
-pipes.sla.sla_report for the busiest month: the first (cold) run and the median of --runs warm
-runs, with the figures it computed.
+when missing), two pipes of --cards cards each (default 1,000,000), each card with its phase
+entries (about 3.8 per card), written with COPY through psycopg:
+
+- "Bench SLA": the cards spread over --months months of 2025 (the realistic pipe);
+- "Bench SLA peak": the cards all created in January 2025, so about 900,000 of them finish in
+  that one month (the pathological month: every figure aggregates nearly the whole pipe).
+
+A seeded database is reused on the next run unless --reseed is given (or its shape changed).
+Then it times pipes.sla.sla_report for each scenario: the busiest month of the realistic pipe,
+and the peak pipe's month; the first (cold) run and the median of --runs warm runs, with the
+figures it computed.
 
 Usage:
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/trilho .venv/bin/python bench/sla_report.py
-    options: --cards 1000000 --months 12 --runs 5 --reseed
+    options: --cards 1000000 --months 12 --runs 5 --reseed --only busiest|peak
 
 Target (issue 8): under 5 s for a million-card pipe on a 2-core machine.
 Benchmarks print figures; they never fail a build on a timing.
@@ -31,6 +37,7 @@ from urllib.parse import urlsplit, urlunsplit
 ROOT = Path(__file__).resolve().parent.parent
 BENCH_DB = "trilho_bench_sla"
 PIPE_SLUG = "bench-sla"
+PEAK_SLUG = "bench-sla-peak"
 CHUNK = 50_000
 
 # phase key, name, SLA hours, mean hours spent (log-normal), final
@@ -114,7 +121,7 @@ def _hours(rng: random.Random, mean: float) -> float:
     return rng.lognormvariate(0, 0.8) * mean / 1.377  # mean of lognormal(0, 0.8) is e^0.32 ≈ 1.377
 
 
-def seed(*, cards: int, months: int, seed_value: int = 8) -> None:
+def seed(*, slug: str, name: str, code: str, cards: int, months: int, seed_value: int = 8) -> None:
     import psycopg
     from django.db import connection
 
@@ -123,12 +130,11 @@ def seed(*, cards: int, months: int, seed_value: int = 8) -> None:
     org, _ = Organization.objects.get_or_create(
         slug="bench", defaults={"name": "Bench Ltda", "time_zone": "UTC"}
     )
-    Pipe.objects.filter(organization=org, slug=PIPE_SLUG).delete()
     pipe = Pipe.objects.create(
         organization=org,
-        name="Bench SLA",
-        slug=PIPE_SLUG,
-        code="BS",
+        name=name,
+        slug=slug,
+        code=code,
         expiration_days=10,
         description=_seeded_as(cards, months),
     )
@@ -238,7 +244,7 @@ def seed(*, cards: int, months: int, seed_value: int = 8) -> None:
 # ---------------------------------------------------------------- the measurement
 
 
-def busiest_month(pipe) -> str:
+def busiest_month(pipe) -> tuple[str, int]:
     from django.db import connection
 
     with connection.cursor() as cursor:
@@ -247,52 +253,39 @@ def busiest_month(pipe) -> str:
             "FROM pipes_card WHERE pipe_id = %s AND finished_at IS NOT NULL GROUP BY 1 ORDER BY 2 DESC LIMIT 1",
             [pipe.pk],
         )
-        return cursor.fetchone()[0]
+        month, finished = cursor.fetchone()
+        return month, finished
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--cards", type=int, default=1_000_000)
-    parser.add_argument("--months", type=int, default=12)
-    parser.add_argument("--runs", type=int, default=5)
-    parser.add_argument("--reseed", action="store_true")
-    args = parser.parse_args()
-    url = os.environ.get("DATABASE_URL", "")
-    if not url.startswith(("postgres://", "postgresql://")):
-        print("Set DATABASE_URL to a PostgreSQL server (postgres://postgres@127.0.0.1:5432/trilho).")
-        return 0
-    url = bench_url(url)
-    ensure_database(url)
-    setup_django(url)
+def _scenarios(args) -> list[tuple[str, str, str, str, int]]:
+    """(key, pipe slug, pipe name, code, months) of each seeded pipe."""
+    return [
+        ("busiest", PIPE_SLUG, "Bench SLA", "BS", args.months),
+        ("peak", PEAK_SLUG, "Bench SLA peak", "BP", 1),
+    ]
 
+
+def measure(key: str, pipe, *, runs: int) -> None:
     from django.db import connection
 
-    from pipes.models import Card, PhaseEntry, Pipe
+    from pipes.models import Card, PhaseEntry
     from pipes.sla import duration_text, sla_report
 
-    pipe = Pipe.objects.filter(slug=PIPE_SLUG).first()
-    if args.reseed or pipe is None or pipe.description != _seeded_as(args.cards, args.months):
-        connection.close()
-        recreate_database(url)
-        from django.core.management import call_command
-
-        call_command("migrate", verbosity=0)
-        print(f"seeding {args.cards:,} cards over {args.months} months with COPY…")
-        seed(cards=args.cards, months=args.months)
-        pipe = Pipe.objects.get(slug=PIPE_SLUG)
-    pipe = Pipe.objects.select_related("organization").get(pk=pipe.pk)
     cards = Card.objects.filter(pipe=pipe).count()
     entries = PhaseEntry.objects.filter(card__pipe=pipe).count()
-    month = busiest_month(pipe)
+    month, finished = busiest_month(pipe)
     now = dt.datetime(2026, 1, 15, tzinfo=dt.UTC)
-    print(f"pipe {pipe.name!r}: {cards:,} cards, {entries:,} phase entries; report for {month}")
+    print(
+        f"\n[{key}] pipe {pipe.name!r}: {cards:,} cards, {entries:,} phase entries; "
+        f"report for {month} ({finished:,} cards finished in it)"
+    )
 
     connection.close()
     started = time.perf_counter()
     report = sla_report(pipe=pipe, month=month, now=now)
     cold = time.perf_counter() - started
     warm = []
-    for _ in range(args.runs):
+    for _ in range(runs):
         started = time.perf_counter()
         sla_report(pipe=pipe, month=month, now=now)
         warm.append(time.perf_counter() - started)
@@ -311,9 +304,48 @@ def main() -> int:
     )
     print(f"  late stays: {report.late_total:,} (page lists {len(report.late)})")
     print(
-        f"SLA report, {cards:,} cards: first run {cold:.2f} s, warm median {statistics.median(warm):.2f} s "
-        f"(min {min(warm):.2f}, max {max(warm):.2f}, {args.runs} runs); target < 5 s"
+        f"[{key}] SLA report, {cards:,} cards, {month}: first run {cold:.2f} s, "
+        f"warm median {statistics.median(warm):.2f} s (min {min(warm):.2f}, max {max(warm):.2f}, "
+        f"{runs} runs); target < 5 s; load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}"
     )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cards", type=int, default=1_000_000)
+    parser.add_argument("--months", type=int, default=12)
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--reseed", action="store_true")
+    parser.add_argument("--only", choices=["busiest", "peak"], help="measure one scenario only")
+    args = parser.parse_args()
+    url = os.environ.get("DATABASE_URL", "")
+    if not url.startswith(("postgres://", "postgresql://")):
+        print("Set DATABASE_URL to a PostgreSQL server (postgres://postgres@127.0.0.1:5432/trilho).")
+        return 0
+    url = bench_url(url)
+    ensure_database(url)
+    setup_django(url)
+
+    from django.core.management import call_command
+    from django.db import connection
+
+    from pipes.models import Pipe
+
+    scenarios = _scenarios(args)
+    seeded = {p.slug: p.description for p in Pipe.objects.filter(slug__in=[s[1] for s in scenarios])}
+    if args.reseed or any(
+        seeded.get(slug) != _seeded_as(args.cards, months) for _k, slug, *_r, months in scenarios
+    ):
+        connection.close()
+        recreate_database(url)
+        call_command("migrate", verbosity=0)
+        for _key, slug, name, code, months in scenarios:
+            print(f"seeding {name!r}: {args.cards:,} cards over {months} month(s) with COPY…")
+            seed(slug=slug, name=name, code=code, cards=args.cards, months=months)
+    for key, slug, *_rest in scenarios:
+        if args.only in (None, key):
+            pipe = Pipe.objects.select_related("organization").get(slug=slug)
+            measure(key, pipe, runs=args.runs)
     return 0
 
 
