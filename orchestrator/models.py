@@ -87,7 +87,7 @@ class Step(models.Model):
     )
     risk = models.CharField(_("risk"), max_length=8, choices=Risk.choices, default=Risk.LOW)
     agent = models.ForeignKey(
-        Agent, on_delete=models.PROTECT, null=True, blank=True, related_name="steps", verbose_name=_("agent")
+        Agent, on_delete=models.RESTRICT, null=True, blank=True, related_name="steps", verbose_name=_("agent")
     )
     actions = models.JSONField(_("actions"), default=list, blank=True)
     on_approve = models.CharField(_("on approve, move to"), max_length=64, blank=True)

@@ -296,3 +296,17 @@ def test_a_dry_run_erasure_leaves_the_traces_alone(world, agent_runs):
     before = list(TraceEvent.objects.order_by("pk").values("summary", "data"))
     governance.subject_erase(user=world.admin, organization=world.org, identifier=EMAIL, dry_run=True)
     assert list(TraceEvent.objects.order_by("pk").values("summary", "data")) == before
+
+
+# ---------------------------------------------------------------- deleting
+
+
+def test_a_pipe_with_agents_and_steps_can_be_deleted_but_an_agent_in_use_cannot(world, rail_settings):
+    from django.db.models import RestrictedError
+
+    agent = make_agent(world.pipe)
+    make_step(world.phase("triage"), agent=agent)
+    with pytest.raises(RestrictedError):
+        agent.delete()  # a step still runs with it
+    world.pipe.delete()
+    assert not StepRun.objects.exists() and not type(agent).objects.exists()
