@@ -16,10 +16,11 @@ from pipes.definitions import pipe_import, process_template_load
 from pipes.models import Card
 from pipes.roles import pipe_role_grant
 from pipes.services import Actor, card_create
-from pipes.timeline import verify_card
+from pipes.timeline import verify_card, verify_timelines
 from tests.modelservers import ExternalSystem, OllamaServer, OpenAIServer, answer, ok
 from tests.orchestrator.conftest import wait_for
 from tests.orchestrator.helpers import pdf_with_text
+from tests.personas import good_start_values
 
 pytestmark = [pytest.mark.redis, pytest.mark.django_db(transaction=True)]
 
@@ -124,3 +125,43 @@ def test_it_takes_a_card_through_all_four_mechanisms_to_the_final_phase(world, c
         == 2
     )  # waiting, then decided
     assert list(verify_card(card, card.events.order_by("seq"))) == []
+
+
+def test_the_beat_job_marks_a_late_card_and_its_late_step_runs_on_the_worker(world, rail_settings, worker):
+    """Celery beat sends mark_late_cards every minute; here the test sends it once, as beat would."""
+    import datetime as dt
+
+    from django.conf import settings
+    from django.utils import timezone
+
+    from orchestrator.models import Trigger
+    from orchestrator.tasks import mark_late_cards
+    from pipes.models import Notification, PhaseEntry
+
+    schedule = settings.CELERY_BEAT_SCHEDULE["mark-late-cards"]
+    assert schedule["task"] == mark_late_cards.name and schedule["schedule"] <= 60
+    Step.objects.create(
+        phase=world.phase("triage"),
+        key="escalate",
+        name="Escalate",
+        trigger=Trigger.LATE,
+        mechanism=Mechanism.AUTOMATION,
+        actions=[{"type": "comment", "text": "Over the SLA: escalated."}],
+    )
+    card = card_create(actor=Actor.for_user(world.requester), pipe=world.pipe, values=good_start_values())
+    wait_for(lambda: PhaseEntry.objects.filter(card=card, processed_at__isnull=False).exists(), what="entry")
+    assert not StepRun.objects.filter(card=card).exists()  # not late yet: nothing ran
+    entered = timezone.now() - dt.timedelta(hours=25)  # triage's SLA is 24 h
+    Card.objects.filter(pk=card.pk).update(phase_entered_at=entered)
+    PhaseEntry.objects.filter(card=card).update(entered_at=entered)
+
+    mark_late_cards.delay()
+
+    run = wait_for(lambda: StepRun.objects.filter(card=card, status=RunStatus.DONE).first(), what="late step")
+    card.refresh_from_db()
+    assert run.step_name == "Escalate"
+    assert card.late_at == entered + dt.timedelta(hours=24)
+    assert card.events.filter(kind="late").count() == 1
+    assert card.events.get(kind="commented").payload["text"] == "Over the SLA: escalated."
+    assert Notification.objects.filter(card=card, user=world.admin).exists()
+    assert list(verify_timelines([card])) == []
