@@ -12,12 +12,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
+from functools import cache
 
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import AbstractBaseUser, Permission
 from django.contrib.contenttypes.models import ContentType
-from django.db import transaction
-from django.db.models import CharField, Q, QuerySet, Value
+from django.db import connection, transaction
+from django.db.models import CharField, Q, QuerySet
 from django.db.models.functions import Cast
 from guardian.models import GroupObjectPermission, UserObjectPermission
 from guardian.shortcuts import assign_perm, remove_perm
@@ -132,21 +133,37 @@ def pipe_access(*, user: AbstractBaseUser | None, pipe: Pipe) -> PipeAccess:
 
 def _granted(user: AbstractBaseUser, pipe: Pipe) -> frozenset[str]:
     """The codenames `user` holds on `pipe` directly or through a group, plus _OWNER when they own
-    its organization: what guardian's get_perms and an ownership check answer, in one query."""
+    its organization: what guardian's get_perms and an ownership check answer, in one query.
+
+    Plain SQL because every request asks it: the ORM spent ten times the query's own cost
+    compiling the three-part UNION (about 1 ms of CPU against 0.1 ms)."""
     content_type = ContentType.objects.get_for_model(Pipe)  # cached by Django after the first call
     object_pk = str(pipe.pk)
-    direct = UserObjectPermission.objects.filter(
-        user=user, content_type=content_type, object_pk=object_pk
-    ).values_list("permission__codename")
-    by_group = GroupObjectPermission.objects.filter(
-        group__user=user, content_type=content_type, object_pk=object_pk
-    ).values_list("permission__codename")
-    owner = (
-        Membership.objects.filter(organization_id=pipe.organization_id, user=user, role=OrgRole.OWNER)
-        .annotate(codename=Value(_OWNER, output_field=CharField()))
-        .values_list("codename")
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _granted_sql(),
+            [user.pk, content_type.pk, object_pk, user.pk, content_type.pk, object_pk]
+            + [_OWNER, pipe.organization_id, user.pk, OrgRole.OWNER],
+        )
+        return frozenset(codename for (codename,) in cursor.fetchall())
+
+
+@cache
+def _granted_sql() -> str:
+    q = connection.ops.quote_name
+    user_groups = get_user_model().groups.through._meta
+    return (
+        f"SELECT p.{q('codename')} FROM {q(UserObjectPermission._meta.db_table)} o"
+        f" JOIN {q(Permission._meta.db_table)} p ON p.{q('id')} = o.{q('permission_id')}"
+        f" WHERE o.{q('user_id')} = %s AND o.{q('content_type_id')} = %s AND o.{q('object_pk')} = %s"
+        f" UNION ALL SELECT p.{q('codename')} FROM {q(GroupObjectPermission._meta.db_table)} o"
+        f" JOIN {q(Permission._meta.db_table)} p ON p.{q('id')} = o.{q('permission_id')}"
+        f" JOIN {q(user_groups.db_table)} g ON g.{q(user_groups.get_field('group').column)} = o.{q('group_id')}"
+        f" WHERE g.{q(user_groups.get_field('user').column)} = %s AND o.{q('content_type_id')} = %s"
+        f" AND o.{q('object_pk')} = %s"
+        f" UNION ALL SELECT %s FROM {q(Membership._meta.db_table)}"
+        f" WHERE {q('organization_id')} = %s AND {q('user_id')} = %s AND {q('role')} = %s"
     )
-    return frozenset(codename for (codename,) in direct.union(by_group, owner, all=True))
 
 
 def pipes_for_user(user: AbstractBaseUser, perms: tuple[str, ...] = ALL_PERMS) -> QuerySet[Pipe]:

@@ -623,10 +623,20 @@ def card_move(
                 % {"source": source.name, "names": names}
             )
         if to_phase.position > source.position:
-            schema = _PipeSchema(pipe)
-            missing = _required_missing(schema, schema.phase_fields(source), card.values)
+            # The fields of the phase being left must be filled (those their conditions show).
+            # pipe.fields.all(): no query when the caller prefetched them (selectors.board_schema).
+            leaving = [f for f in pipe.fields.all() if f.phase_id == source.pk]
+            missing = {
+                f.key: [_("This field is required.")]
+                for f in leaving
+                if f.required
+                and evaluate(f.condition, card.values)
+                and not is_filled(f, card.values.get(f.key))
+            }
             if missing:
-                raise CardTransitionError(missing, fields=schema.labels(missing))
+                raise CardTransitionError(
+                    missing, fields={f.key: f.label for f in leaving if f.key in missing}
+                )
         if to_phase.wip_limit and to_phase.wip_blocks:
             in_phase = Card.objects.filter(phase=to_phase).count()
             if in_phase >= to_phase.wip_limit:
