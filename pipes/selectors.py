@@ -19,7 +19,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import PermissionDenied
 from django.db import connection
-from django.db.models import Count, F, Q, QuerySet, Window, prefetch_related_objects
+from django.db.models import Count, F, Prefetch, Q, QuerySet, Window, prefetch_related_objects
 from django.db.models.fields.json import KeyTextTransform
 from django.db.models.functions import RowNumber
 from django.db.models.lookups import IContains
@@ -266,8 +266,14 @@ def board_schema(*, pipe: Pipe, access: PipeAccess, transitions: bool = True) ->
 
     The fields stay prefetched on `pipe`, so a write path given the same pipe reads them again free."""
     phases = pipe.phases.order_by("position", "id")
-    phases = list(phases.prefetch_related("allowed_next") if transitions else phases)
-    prefetch_related_objects([pipe], "fields")
+    if transitions:
+        phases = phases.prefetch_related(Prefetch("allowed_next", Phase.objects.order_by("position", "id")))
+    phases = list(phases)
+    # The models' default order starts with the pipe's (its organization's name, its name): the same
+    # for every row here, and two joins to sort by it.
+    prefetch_related_objects(
+        [pipe], Prefetch("fields", Field.objects.order_by("phase__position", "position", "id"))
+    )
     fields = list(pipe.fields.all())
     return BoardSchema(pipe=pipe, phases=phases, fields=fields, access=access)
 

@@ -615,7 +615,7 @@ def card_move(
                 )
         if to_phase.pk == source.pk:
             raise CardTransitionError(_("The card is already in %(phase)s.") % {"phase": source.name})
-        allowed = list(source.allowed_next.all())
+        allowed = list(source.allowed_next.order_by("position", "id"))  # (one pipe: no need to sort by it)
         if allowed and to_phase not in allowed:
             names = ", ".join(p.name for p in allowed)
             raise CardTransitionError(

@@ -24,6 +24,7 @@ from pipes.services import (
     card_set_labels,
     card_update_fields,
 )
+from tests.orchestrator.conftest import rail_settings as rail_settings  # noqa: F401  (fixture)
 from tests.personas import good_start_values
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
@@ -585,9 +586,13 @@ def bulk_cards(world, n: int) -> None:
     )
 
 
-# 15 of the board's own (session, user, pipe, access 3, phases 2, fields, counts, first cards,
+# 13 of the board's own (session, user, pipe, access, phases 2, fields, counts, first cards,
 # assignees, labels, people, label list) and a little room for the global navigation's badges.
-BOARD_QUERY_BOUND = 18
+BOARD_QUERY_BOUND = 15
+# session, user, card, access, phases, fields; in the transaction (a savepoint here) the lock, the
+# allowed next phases, the event, the card, the phase entries (2); then the column counts and the
+# tile's people and labels.
+MOVE_QUERY_BOUND = 17
 
 
 @pytest.mark.parametrize("n", [100, 5000])
@@ -620,12 +625,29 @@ def test_it_uses_the_same_queries_for_a_filtered_board_whatever_the_phases(clien
     assert len(many) == len(few) <= BOARD_QUERY_BOUND
 
 
+@pytest.mark.parametrize("n", [100, 5000])
+def test_it_moves_a_card_in_constant_queries(client, world, n):
+    bulk_cards(world, n)
+    login(client, world.member)
+    client.get(reverse("board", args=[world.pipe.pk]))  # warm the session's time zone
+    card = Card.objects.filter(pipe=world.pipe, phase=world.phase("triage")).first()  # its fields filled
+    data = {"to_phase": world.phase("approval").pk, "expected_version": card.version}
+    with CaptureQueriesContext(connection) as queries:
+        response = client.post(reverse("card_move", args=[world.pipe.pk, card.pk]), data, **hx())
+    assert response.status_code == 200
+    sql = [q["sql"] for q in queries.captured_queries]
+    assert len(sql) <= MOVE_QUERY_BOUND, "\n".join(sql)
+    # The access check ran once (the write path reused the view's answer), and no audit-log row.
+    assert sum("guardian_userobjectpermission" in q for q in sql) == 1
+    assert not any("auditlog_logentry" in q for q in sql)
+
+
 def test_it_answers_a_quiet_poll_cheaply(client, world, django_assert_max_num_queries):
     bulk_cards(world, 300)
     login(client, world.member)
     url = reverse("board_changes", args=[world.pipe.pk])
     client.get(url, {"since": timezone.now().isoformat()}, **hx())
-    with django_assert_max_num_queries(7):  # session, user, pipe, access (3), changed ids
+    with django_assert_max_num_queries(5):  # session, user, pipe, access, changed ids
         response = client.get(url, {"since": timezone.now().isoformat()}, **hx())
     assert response.status_code == 200 and "data-until" in response.content.decode()
 
@@ -669,3 +691,35 @@ def test_it_never_shows_a_stale_tile_from_the_fragment_cache(client, world):
     assert "New title" in html and "Old title" not in html
     viewer_html = login(client, world.viewer).get(url).content.decode()  # other rights, other cached tile
     assert "data-move-menu" not in viewer_html and "New title" in viewer_html
+
+
+# ---------------------------------------------------------------- the navigation's inbox badge
+
+
+def _badge(html: str) -> str | None:
+    found = re.search(r'id="inbox-count"[^>]*>(\d+)<', html)
+    return found.group(1) if found else None
+
+
+def test_the_inbox_badge_is_counted_at_most_every_few_seconds_but_afresh_in_the_inbox(
+    client, world, rail_settings
+):
+    from django.core.cache import cache
+
+    from orchestrator.inbox.templatetags.inbox_tags import BADGE_SECONDS
+    from tests.inbox.conftest import approval_step, card_in_approval
+
+    cache.delete(f"inbox.badge.{world.reviewer.pk}")
+    approval_step(world)
+    card_in_approval(world, item="A")
+    login(client, world.reviewer)
+    board = reverse("board", args=[world.pipe.pk])
+    assert _badge(client.get(board).content.decode()) == "1"
+
+    card_in_approval(world, item="B")
+    with CaptureQueriesContext(connection) as queries:
+        assert _badge(client.get(board).content.decode()) == "1"  # not counted again so soon
+    assert not any("orchestrator_reviewtask" in q["sql"] for q in queries.captured_queries)
+    assert _badge(client.get(reverse("inbox:index")).content.decode()) == "2"  # the inbox counts afresh
+    assert _badge(client.get(board).content.decode()) == "2"  # and the nav took the fresh count
+    assert 0 < BADGE_SECONDS <= 30
