@@ -249,21 +249,49 @@ class Session:
             raise SystemExit(f"login as {username} failed ({status})")
 
 
+def _process_cpu(pid: str) -> tuple[int, float]:
+    """(parent pid, CPU seconds used) of a process, from /proc; (0, 0.0) when it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rpartition(")")[2].split()
+    except OSError:
+        return 0, 0.0
+    return int(fields[1]), (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
+
+
 def workers_cpu_seconds(master_pid: int) -> float:
     """CPU time (user + system) used so far by the gunicorn master's worker processes, from /proc."""
-    tick = os.sysconf("SC_CLK_TCK")
-    total = 0
+    total = 0.0
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            parent, used = _process_cpu(entry)
+            if parent == master_pid:
+                total += used
+    return total
+
+
+def postgres_cpu_seconds() -> float:
+    """CPU time used so far by PostgreSQL's backends serving the bench database (from their titles)."""
+    total = 0.0
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
         try:
-            with open(f"/proc/{entry}/stat") as f:
-                fields = f.read().rpartition(")")[2].split()
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                title = f.read()
         except OSError:
             continue
-        if int(fields[1]) == master_pid:  # fields[1] is the parent pid
-            total += int(fields[11]) + int(fields[12])  # utime, stime
-    return total / tick
+        if title.startswith(b"postgres: ") and f" {BENCH_DB} ".encode() in title:
+            total += _process_cpu(entry)[1]
+    return total
+
+
+def machine_busy_seconds() -> float:
+    """CPU time the whole machine spent busy (every process, ours or not), from /proc/stat."""
+    with open("/proc/stat") as f:
+        values = [int(v) for v in f.readline().split()[1:]]
+    idle = values[3] + values[4]  # idle, iowait
+    return (sum(values[:8]) - idle) / os.sysconf("SC_CLK_TCK")
 
 
 def percentile(values: list[float], pct: float) -> float:
@@ -431,11 +459,24 @@ def main() -> int:
             t.start()
         gate.wait()
         began = time.perf_counter()
+        cpu_before = (
+            workers_cpu_seconds(server.pid),
+            postgres_cpu_seconds(),
+            sum(os.times()[:2]),
+            machine_busy_seconds(),
+        )
         time.sleep(args.seconds)
         stop.set()
         for t in threads:
             t.join()
         wall = time.perf_counter() - began
+        cpu_after = (
+            workers_cpu_seconds(server.pid),
+            postgres_cpu_seconds(),
+            sum(os.times()[:2]),
+            machine_busy_seconds(),
+        )
+        concurrent_cpu = [after - before for before, after in zip(cpu_before, cpu_after, strict=True)]
         all_concurrent = [x for times in concurrent_times for x in times]
         concurrent_failures = sum(m.failures for m in movers) - sequential_failures
     finally:
@@ -473,6 +514,16 @@ def main() -> int:
     )
     print(
         f"  p50 / p95             {ms(statistics.median(all_concurrent))} / {ms(percentile(all_concurrent, 95))}"
+    )
+    moves = max(1, len(all_concurrent))
+    web, database, client, machine = concurrent_cpu
+    print(
+        f"  CPU per move          web workers {ms(web / moves)}, PostgreSQL {ms(database / moves)}, "
+        f"this client {ms(client / moves)}, whole machine {ms(machine / moves)}"
+    )
+    print(
+        f"  machine busy          {100 * machine / (wall * (os.cpu_count() or 1)):.0f}% of {os.cpu_count()} CPUs "
+        f"({100 * (machine - web - database - client) / (wall * (os.cpu_count() or 1)):.0f}% by other processes)"
     )
     print()
     print("load average after: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
