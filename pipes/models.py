@@ -263,6 +263,10 @@ class Card(models.Model):
         indexes = [
             models.Index(fields=["pipe", "phase", "-created_at"], name="card_board_idx"),
             models.Index(fields=["pipe", "updated_at"], name="card_changed_idx"),
+            # The SLA report's cards finished in a month, read from the index alone.
+            models.Index(
+                fields=["pipe", "finished_at"], include=["created_at", "id"], name="card_finished_idx"
+            ),
         ]
         verbose_name = _("card")
         verbose_name_plural = _("cards")
@@ -348,7 +352,14 @@ class PhaseEntry(models.Model):
 
     class Meta:
         ordering = ["entered_at", "id"]
-        indexes = [models.Index(fields=["processed_at", "entered_at"], name="entry_pending_idx")]
+        indexes = [
+            models.Index(fields=["processed_at", "entered_at"], name="entry_pending_idx"),
+            # The SLA report: a phase's stays that ended in a month, or are still open (left_at
+            # NULL), read from the index alone.
+            models.Index(
+                fields=["phase", "left_at"], include=["entered_at", "card"], name="entry_phase_left_idx"
+            ),
+        ]
         verbose_name = _("phase entry")
         verbose_name_plural = _("phase entries")
 

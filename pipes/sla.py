@@ -168,7 +168,9 @@ def sla_report(
         start=start,
         end=end,
         as_of=as_of,
-        phases=[PhaseFigures(phase=p, met=0 if p.sla_hours else None) for p in phases if not p.is_final],
+        phases=[
+            PhaseFigures(phase=p, met=None if p.sla_hours is None else 0) for p in phases if not p.is_final
+        ],
         end_to_end=EndToEnd(deadline_days=pipe.expiration_days),
         engine=connection.vendor,
     )
@@ -184,71 +186,122 @@ def sla_report(
 
 _T = {
     "entry": PhaseEntry._meta.db_table,
-    "phase": Phase._meta.db_table,
     "card": Card._meta.db_table,
 }
 
-# The stays that matter for the month: closed in it, or open at as_of (the end of the month, or now).
-_STAYS = """
-SELECT pe.id, pe.card_id, pe.phase_id, pe.entered_at, pe.left_at,
-       pe.left_at >= %(start)s AND pe.left_at < %(end)s AS closed,
-       EXTRACT(EPOCH FROM LEAST(COALESCE(pe.left_at, %(as_of)s), %(as_of)s) - pe.entered_at) AS spent,
-       ph.sla_hours * 3600 AS sla,
-       ph.sla_hours IS NOT NULL AND pe.entered_at < %(as_of)s
-         AND (pe.left_at IS NULL OR pe.left_at >= %(as_of)s)
-         AND pe.entered_at + make_interval(hours => ph.sla_hours) < %(as_of)s AS open_over
-  FROM {entry} pe JOIN {phase} ph ON ph.id = pe.phase_id
- WHERE pe.phase_id = ANY(%(phases)s)
-   AND ((pe.left_at >= %(start)s AND pe.left_at < %(end)s)
-        OR (pe.entered_at < %(as_of)s AND (pe.left_at IS NULL OR pe.left_at >= %(as_of)s)))
-"""
+# The phases' SLAs travel as two arrays (phase ids, hours; NULL hours when a phase has none), so
+# each query filters on a stay's own SLA without joining the phase table row by row.
+_SLA = "unnest(%(phases)s::bigint[], %(hours)s::int[]) AS sla(phase_id, hours)"
 
-# One pass over the stays: per phase, the month's closed stays (count, within SLA, median and p90
-# from one sort), the stays open past their SLA, and the late ones (closed past SLA, or open past it).
-_PHASE_SQL = (
+# The stays closed in the month, per phase: count, within SLA, past it, median and p90 (one sort
+# per phase, over float8 seconds: EXTRACT(EPOCH ...) is numeric since PostgreSQL 14 and sorts
+# slower). Each phase is its own aggregate over an index-only range scan of entry_phase_left_idx
+# (one GROUP BY would first sort the month's stays by phase).
+_CLOSED_SQL = (
     """
-SELECT s.phase_id,
-       count(*) FILTER (WHERE s.closed),
-       count(*) FILTER (WHERE s.closed AND s.spent <= s.sla),
-       percentile_cont(ARRAY[0.5, 0.9]) WITHIN GROUP (ORDER BY s.spent) FILTER (WHERE s.closed),
-       count(*) FILTER (WHERE s.open_over),
-       count(*) FILTER (WHERE (s.closed AND s.spent > s.sla) OR s.open_over)
-  FROM ("""
-    + _STAYS
-    + """) s
- GROUP BY s.phase_id
+SELECT sla.phase_id, m.*
+  FROM """
+    + _SLA
+    + """ CROSS JOIN LATERAL (
+       SELECT count(*),
+              count(*) FILTER (WHERE pe.left_at - pe.entered_at <= make_interval(hours => sla.hours)),
+              count(*) FILTER (WHERE pe.left_at - pe.entered_at > make_interval(hours => sla.hours)),
+              percentile_cont(ARRAY[0.5, 0.9]) WITHIN GROUP (ORDER BY date_part('epoch', pe.left_at - pe.entered_at))
+         FROM {entry} pe
+        WHERE pe.phase_id = sla.phase_id AND pe.left_at >= %(start)s AND pe.left_at < %(end)s) m
 """
 )
 
+
+# The stays open at as_of (the end of the month, or now) and already past their SLA, among those
+# whose end matches `ended` (still open: left_at IS NULL; or left after as_of): each branch is one
+# index range, which an OR of the two would not be.
+def _open_over(ended: str) -> str:
+    return (
+        """
+SELECT pe.card_id, pe.phase_id, pe.entered_at, pe.left_at, sla.hours
+  FROM """
+        + _SLA
+        + """ JOIN {entry} pe ON pe.phase_id = sla.phase_id
+ WHERE """
+        + ended
+        + """ AND pe.entered_at < %(as_of)s - make_interval(hours => sla.hours)
+"""
+    )
+
+
+# Per phase, the open stays past SLA, and how many of them also closed in the month (only when
+# as_of is before a stay's recorded end, i.e. data newer than `now`): counted late once.
+_OPEN_SQL = (
+    """
+SELECT o.phase_id, count(*), count(*) FILTER (WHERE o.left_at >= %(start)s AND o.left_at < %(end)s)
+  FROM ("""
+    + _open_over("pe.left_at IS NULL")
+    + " UNION ALL "
+    + _open_over("pe.left_at >= %(as_of)s")
+    + """) o
+ GROUP BY o.phase_id
+"""
+)
+
+# The late stays most over their SLA: closed late in the month, or open past it at as_of and not
+# closed in the month (else it is listed once, as closed). Ties go by card and entry time; every
+# column comes from entry_phase_left_idx, and titles are read for the listed rows only.
 _LATE_SQL = (
     """
-SELECT s.card_id, s.phase_id, s.entered_at, CASE WHEN s.left_at < %(as_of)s THEN s.left_at END, s.spent, c.title
-  FROM ("""
-    + _STAYS
-    + """) s JOIN {card} c ON c.id = s.card_id
- WHERE (s.closed AND s.spent > s.sla) OR s.open_over
- ORDER BY s.spent - s.sla DESC, s.id
- LIMIT %(limit)s
+SELECT l.card_id, l.phase_id, l.entered_at, l.left_at, l.spent, c.title
+  FROM (SELECT s.*, s.spent - s.hours * 3600 AS over
+          FROM (SELECT pe.card_id, pe.phase_id, pe.entered_at, sla.hours,
+                       CASE WHEN pe.left_at < %(as_of)s THEN pe.left_at END AS left_at,
+                       date_part('epoch', pe.left_at - pe.entered_at) AS spent
+                  FROM """
+    + _SLA
+    + """ JOIN {entry} pe ON pe.phase_id = sla.phase_id
+                 WHERE pe.left_at >= %(start)s AND pe.left_at < %(end)s
+                   AND pe.left_at - pe.entered_at > make_interval(hours => sla.hours)
+                 UNION ALL
+                SELECT o.card_id, o.phase_id, o.entered_at, o.hours, NULL, date_part('epoch', %(as_of)s - o.entered_at)
+                  FROM ("""
+    + _open_over("pe.left_at IS NULL")
+    + " UNION ALL "
+    + _open_over("pe.left_at >= %(end)s")
+    + """) o) s
+         ORDER BY over DESC, s.card_id, s.entered_at
+         LIMIT %(limit)s) l
+  JOIN {card} c ON c.id = l.card_id
+ ORDER BY l.over DESC, l.card_id, l.entered_at
 """
 )
 
-# Cards finished in the month; "every phase met" when none of their stays passed its phase's SLA.
-# The missed cards come from one join of the month's finished cards with their phase entries (a
-# hash join; a correlated NOT EXISTS per card was 2x slower once a month held ~900k finished cards).
-_END_TO_END_SQL = """
+# Cards finished in the month (an index-only scan of card_finished_idx): count, within the
+# pipe's deadline, median and p90 from creation to finish.
+_FINISHED_SQL = """
 SELECT count(*),
        count(*) FILTER (WHERE c.finished_at - c.created_at <= make_interval(days => %(days)s)),
-       count(*) FILTER (WHERE m.card_id IS NULL),
-       percentile_cont(ARRAY[0.5, 0.9]) WITHIN GROUP (ORDER BY EXTRACT(EPOCH FROM c.finished_at - c.created_at))
-  FROM {card} c LEFT JOIN (
-       SELECT pe.card_id
-         FROM {entry} pe JOIN {card} f ON f.id = pe.card_id JOIN {phase} ph ON ph.id = pe.phase_id
-        WHERE f.pipe_id = %(pipe)s AND f.finished_at >= %(start)s AND f.finished_at < %(end)s
-          AND ph.sla_hours IS NOT NULL AND NOT ph.is_final
-          AND COALESCE(pe.left_at, f.finished_at) - pe.entered_at > make_interval(hours => ph.sla_hours)
-        GROUP BY pe.card_id) m ON m.card_id = c.id
+       percentile_cont(ARRAY[0.5, 0.9]) WITHIN GROUP (ORDER BY date_part('epoch', c.finished_at - c.created_at))
+  FROM {card} c
  WHERE c.pipe_id = %(pipe)s AND c.finished_at >= %(start)s AND c.finished_at < %(end)s
 """
+
+# Of those, the ones with a stay past its phase's SLA (a stay still open counts until the finish).
+# The scan keeps only late or open stays before they meet the month's finished cards (hashed, or
+# probed by card when the month is small next to the pipe's history: the planner's choice).
+_MISSED_SQL = (
+    """
+SELECT count(DISTINCT c.id)
+  FROM {card} c JOIN {entry} pe ON pe.card_id = c.id JOIN """
+    + _SLA
+    + """ ON sla.phase_id = pe.phase_id
+ WHERE c.pipe_id = %(pipe)s AND c.finished_at >= %(start)s AND c.finished_at < %(end)s
+   AND (pe.left_at IS NULL OR pe.left_at - pe.entered_at > make_interval(hours => sla.hours))
+   AND COALESCE(pe.left_at, c.finished_at) - pe.entered_at > make_interval(hours => sla.hours)
+"""
+)
+
+# Settings for this transaction only: no JIT (compiling these one-off aggregates costs more than
+# running them), and room to sort a month of a million-card pipe in memory (a percentile of
+# ~1M stays spills to disk at the default 4MB).
+_SESSION = ["SET LOCAL jit = off", "SET LOCAL work_mem = '128MB'"]
 
 
 def _float(value) -> float | None:
@@ -257,41 +310,50 @@ def _float(value) -> float | None:
 
 def _compute_sql(report: SlaReport, late_limit: int) -> None:
     by_phase = {f.phase.pk: f for f in report.phases}
+    with_sla = [f.phase for f in report.phases if f.phase.sla_hours is not None]
     params = {
         "pipe": report.pipe.pk,
         "phases": list(by_phase),
+        "hours": [f.phase.sla_hours for f in report.phases],
         "start": report.start,
         "end": report.end,
         "as_of": report.as_of,
         "days": report.pipe.expiration_days or 0,
         "limit": late_limit,
     }
+    sla_params = {**params, "phases": [p.pk for p in with_sla], "hours": [p.sla_hours for p in with_sla]}
+    rows = []
     with transaction.atomic(), connection.cursor() as cursor:
-        # Compiling these one-off aggregates costs more than running them (~0.6 s on a million cards).
-        cursor.execute("SET LOCAL jit = off")
-        cursor.execute(_PHASE_SQL.format(**_T), params)
-        for phase_id, stays, met, quantiles, open_over, late in cursor.fetchall():
+        for setting in _SESSION:
+            cursor.execute(setting)
+        cursor.execute(_CLOSED_SQL.format(**_T), params)
+        for phase_id, stays, met, late, quantiles in cursor.fetchall():
             median, p90 = quantiles or (None, None)
             figures = by_phase[phase_id]
             figures.stays, figures.median, figures.p90 = stays, _float(median), _float(p90)
-            figures.met = met if figures.phase.sla_hours else None
-            figures.open_over = open_over
+            figures.met = None if figures.phase.sla_hours is None else met
             report.late_total += late
-        cursor.execute(_END_TO_END_SQL.format(**_T), params)
-        finished, within, every, quantiles = cursor.fetchone()
+        if with_sla:
+            cursor.execute(_OPEN_SQL.format(**_T), sla_params)
+            for phase_id, open_over, closed_too in cursor.fetchall():
+                by_phase[phase_id].open_over = open_over
+                report.late_total += open_over - closed_too
+        cursor.execute(_FINISHED_SQL.format(**_T), params)
+        finished, within, quantiles = cursor.fetchone()
         median, p90 = quantiles or (None, None)
         e2e = report.end_to_end
-        e2e.finished, e2e.every_phase_met = finished, every
+        e2e.finished, e2e.every_phase_met = finished, finished
         e2e.within_deadline = within if report.pipe.expiration_days else None
         e2e.median, e2e.p90 = _float(median), _float(p90)
-        rows = []
+        if finished and with_sla:
+            cursor.execute(_MISSED_SQL.format(**_T), sla_params)
+            e2e.every_phase_met -= cursor.fetchone()[0]
         if report.late_total:
-            cursor.execute(_LATE_SQL.format(**_T), params)
+            cursor.execute(_LATE_SQL.format(**_T), sla_params)
             rows = cursor.fetchall()
     code = report.pipe.code
     for card_id, phase_id, entered, left, spent, title in rows:
         phase = by_phase[phase_id].phase
-        spent = float(spent)
         report.late.append(
             LateStay(
                 card_id=card_id,
@@ -351,7 +413,7 @@ def _compute_python(report: SlaReport, late_limit: int) -> None:
         )
     )
     missed: set[int] = set()
-    sla_of = {p.pk: p.sla_hours for p in report.pipe.phases.all() if p.sla_hours and not p.is_final}
+    sla_of = {f.phase.pk: f.phase.sla_hours for f in report.phases if f.phase.sla_hours is not None}
     for card_id, phase_id, entered, left, finished_at in PhaseEntry.objects.filter(
         card_id__in=[pk for pk, _c, _f in finished], phase_id__in=sla_of
     ).values_list("card_id", "phase_id", "entered_at", "left_at", "card__finished_at"):
