@@ -9,7 +9,9 @@ with DEBUG off against it, and prints for the board page and for a card move:
   this is the server's time plus a few tens of microseconds of loopback and client),
 - moves per second with 8 concurrent clients (each moving its own cards), and their p50/p95,
 - the CPU time the gunicorn workers spent per request (from /proc; PostgreSQL's own is not counted),
-  a figure that says more than the times when the machine is busy with other work.
+  a figure that says more than the times when the machine is busy with other work,
+- during the concurrent moves, the CPU per move of the web workers, of PostgreSQL's backends of the
+  bench database, of this client and of the whole machine, and how busy the machine was.
 
 Usage:
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/trilho .venv/bin/python bench/board.py
