@@ -199,16 +199,20 @@ def _lock(card: Card, expected_version: int | None) -> Card:
         raise CardConflictError(
             _("Someone else changed this card a moment ago. Reload it to see their change, then try again.")
         )
-    pipe_relation, phase_relation = Card._meta.get_field("pipe"), Card._meta.get_field("phase")
-    if pipe_relation.is_cached(card) and Pipe._meta.get_field("organization").is_cached(card.pipe):
-        locked.pipe = card.pipe
-    else:
-        locked.pipe = Pipe.objects.select_related("organization").get(pk=locked.pipe_id)
-    if phase_relation.is_cached(card) and card.phase_id == locked.phase_id:
-        locked.phase = card.phase
-    else:
-        locked.phase = Phase.objects.get(pk=locked.phase_id)
+    pipe = card.pipe if _holds(card, "pipe") and _holds(card.pipe, "organization") else None
+    phase = card.phase if _holds(card, "phase") and card.phase_id == locked.phase_id else None
+    if phase is None:  # one query for what is missing
+        phase = Phase.objects.select_related("pipe__organization").get(pk=locked.phase_id)
+        pipe = pipe or phase.pipe
+    elif pipe is None:
+        pipe = Pipe.objects.select_related("organization").get(pk=locked.pipe_id)
+    locked.pipe, locked.phase = pipe, phase
     return locked
+
+
+def _holds(instance, relation: str) -> bool:
+    """Whether `instance` has its `relation` loaded already (reading it then costs no query)."""
+    return type(instance)._meta.get_field(relation).is_cached(instance)
 
 
 def _touch(card: Card, *extra: str) -> None:
