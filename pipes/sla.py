@@ -451,7 +451,8 @@ def _compute_python(report: SlaReport, late_limit: int) -> None:
         e2e.within_deadline = sum(1 for t in totals if t <= limit)
 
     report.late_total = len(late)
-    late.sort(key=lambda row: row[4] - phases[row[1]].phase.sla_hours * 3600, reverse=True)
+    # Most over first; ties by card, then entry time (as the SQL orders them).
+    late.sort(key=lambda row: (-(row[4] - phases[row[1]].phase.sla_hours * 3600), row[0], row[2]))
     titles = dict(
         Card.objects.filter(pk__in={row[0] for row in late[:late_limit]}).values_list("pk", "title")
     )

@@ -290,40 +290,55 @@ def _expected(journeys: list[Journey], start: dt.datetime, end: dt.datetime, as_
     """The report's figures computed from the plan itself, not from the database."""
     stays: list[tuple[str, dt.datetime, dt.datetime | None]] = []
     finished: list[tuple[dt.datetime, dt.datetime, bool]] = []
-    for journey in journeys:
+    card_of: dict[tuple[str, dt.datetime], int] = {}  # cards are filed in journey order
+    for number, journey in enumerate(journeys):
         phase, entered, moment, ok = "triage", journey.start, journey.start, True
         for after, target in journey.moves:
             moment = moment + dt.timedelta(hours=after)
             stays.append((phase, entered, moment))
+            card_of[phase, entered] = number
             ok = ok and (moment - entered) <= dt.timedelta(hours=SLA[phase])
             phase, entered = target, moment
         if phase in FINAL:
             finished.append((journey.start, moment, ok))
         else:
             stays.append((phase, entered, None))
-    figures = {}
+            card_of[phase, entered] = number
+    figures: dict = {"late_list": []}
     for phase, sla in SLA.items():
-        spans = sorted(
-            (left - entered).total_seconds()
-            for p, entered, left in stays
-            if p == phase and left is not None and start <= left < end
-        )
+        closed = [
+            (entered, left) for p, entered, left in stays if p == phase and left and start <= left < end
+        ]
+        spans = sorted((left - entered).total_seconds() for entered, left in closed)
         open_over = [
-            1
+            (entered, left)
             for p, entered, left in stays
             if p == phase
             and entered < as_of
             and (left is None or left >= as_of)
             and entered + dt.timedelta(hours=sla) < as_of
         ]
+        # A late stay is listed once: closed late in the month, else open past its SLA at as_of.
+        late = [
+            (phase, entered, (left - entered).total_seconds() - sla * 3600)
+            for entered, left in closed
+            if left - entered > dt.timedelta(hours=sla)
+        ] + [
+            (phase, entered, (as_of - entered).total_seconds() - sla * 3600)
+            for entered, left in open_over
+            if not (left and start <= left < end)
+        ]
+        figures["late_list"] += late
         figures[phase] = {
             "stays": len(spans),
             "met": sum(1 for s in spans if s <= sla * 3600),
             "median": statistics.median(spans),
             "p90": statistics.quantiles(spans, n=10, method="inclusive")[8],
-            "late": sum(1 for s in spans if s > sla * 3600) + len(open_over),
+            "late": len(late),
             "open_over": len(open_over),
         }
+    # Most over first; ties by card, then entry time.
+    figures["late_list"].sort(key=lambda stay: (-stay[2], card_of[stay[0], stay[1]], stay[1]))
     done = [(created, ended, ok) for created, ended, ok in finished if start <= ended < end]
     totals = [(ended - created).total_seconds() for created, ended, _ok in done]
     figures["e2e"] = {
@@ -336,16 +351,7 @@ def _expected(journeys: list[Journey], start: dt.datetime, end: dt.datetime, as_
     return figures
 
 
-def test_the_report_figures_match_figures_computed_from_the_seeded_month(world, clock):
-    journeys = _journeys()
-    _seed(world, clock, journeys)
-    start = dt.datetime(2026, 3, 1, tzinfo=SAO_PAULO)
-    end = dt.datetime(2026, 4, 1, tzinfo=SAO_PAULO)
-    expected = _expected(journeys, start, end, as_of=end)
-
-    report = sla_report(pipe=world.pipe, month="2026-03", now=dt.datetime(2026, 5, 1, tzinfo=UTC))
-
-    assert (report.start, report.end, report.as_of) == (start, end, end)
+def _assert_figures(report, expected: dict) -> None:
     by_key = {f.phase.key: f for f in report.phases}
     assert set(by_key) == {"triage", "approval"}  # final phases have no stays to time
     for key in ("triage", "approval"):
@@ -363,8 +369,37 @@ def test_the_report_figures_match_figures_computed_from_the_seeded_month(world, 
     assert e2e.median == pytest.approx(want["median"], abs=1e-3)
     assert e2e.p90 == pytest.approx(want["p90"], abs=1e-3)
     assert report.late_total == expected["triage"]["late"] + expected["approval"]["late"]
-    assert [s.over for s in report.late] == sorted((s.over for s in report.late), reverse=True)
-    assert all(s.over > 0 for s in report.late)
+    assert [(s.phase.key, s.entered_at) for s in report.late] == [
+        (p, e) for p, e, _o in expected["late_list"]
+    ]
+    assert [s.over for s in report.late] == pytest.approx([o for *_pe, o in expected["late_list"]], abs=1e-3)
+    assert all(s.spent - s.over == s.phase.sla_hours * 3600 for s in report.late)
+
+
+def test_the_report_figures_match_figures_computed_from_the_seeded_month(world, clock):
+    journeys = _journeys()
+    _seed(world, clock, journeys)
+    start = dt.datetime(2026, 3, 1, tzinfo=SAO_PAULO)
+    end = dt.datetime(2026, 4, 1, tzinfo=SAO_PAULO)
+    expected = _expected(journeys, start, end, as_of=end)
+
+    report = sla_report(pipe=world.pipe, month="2026-03", now=dt.datetime(2026, 5, 1, tzinfo=UTC))
+
+    assert (report.start, report.end, report.as_of) == (start, end, end)
+    assert {s.is_open for s in report.late} == {True, False}  # closed late and still open past SLA
+    _assert_figures(report, expected)
+
+
+def test_the_figures_as_of_a_day_in_the_month_count_a_stay_late_once(world, clock):
+    """as_of before some recorded ends: a stay closed in the month may also be open past SLA at as_of."""
+    journeys = _journeys()
+    _seed(world, clock, journeys)
+    now = dt.datetime(2026, 3, 10, 12, tzinfo=UTC)
+    report = sla_report(pipe=world.pipe, month="2026-03", now=now)
+
+    expected = _expected(journeys, report.start, report.end, as_of=now)
+    assert report.as_of == now
+    _assert_figures(report, expected)
 
 
 def test_a_month_to_date_report_counts_open_stays_as_of_now(world, clock):
@@ -387,5 +422,4 @@ def test_it_computes_the_report_with_sql_aggregates_on_postgresql(world, clock):
     report = sla_report(pipe=world.pipe, month="2026-03", now=dt.datetime(2026, 5, 1, tzinfo=UTC))
 
     assert report.engine == "postgresql"
-    expected = _expected(journeys, report.start, report.end, report.as_of)
-    assert {f.phase.key: f.stays for f in report.phases} == {k: expected[k]["stays"] for k in SLA}
+    _assert_figures(report, _expected(journeys, report.start, report.end, report.as_of))
