@@ -232,7 +232,8 @@ class BoardSchema:
     phases: list[Phase]
     fields: list[Field]
     access: PipeAccess
-    now: dt.datetime = field(default_factory=timezone.now)
+    # Looked up at each call (not bound at import), so a test clock that patches timezone.now applies.
+    now: dt.datetime = field(default_factory=lambda: timezone.now())
 
     @property
     def can_view_pii(self) -> bool:
