@@ -256,27 +256,49 @@ SELECT 'finished', NULL::bigint, count(*),
  WHERE c.pipe_id = %(pipe)s AND c.finished_at >= %(start)s AND c.finished_at < %(end)s
 """
 
+# The earliest creation among the month's finished cards, which bounds the stays that can be theirs.
+# (count(*) beside min() keeps the planner from walking the created_at index for the minimum.)
+_FIRST_CREATED_SQL = """
+SELECT min(c.created_at), count(*)
+  FROM {card} c
+ WHERE c.pipe_id = %(pipe)s AND c.finished_at >= %(start)s AND c.finished_at < %(end)s
+"""
+
 # Of those, the ones with a stay past its phase's SLA (a stay still open counts until the finish).
-# The entry scan keeps only late or open stays before they meet the month's finished cards: hashed
-# when the month holds most of the pipe, probed card by card in a usual month (the planner's pick).
+# Through the one write path a card's stays begin at or after its creation and, once it is
+# finished, have all ended by its finish: so the closed stays that matter ended within
+# [first_created, end), an index range (small for a usual month, the whole pipe for a month that
+# holds all of it), and the open ones are the left_at IS NULL range. Only late stays meet the
+# month's finished cards.
 _MISSED_BRANCH = (
     """
 SELECT 'missed', NULL::bigint, count(DISTINCT c.id), NULL::bigint, NULL::bigint, NULL::float8[]
-  FROM {card} c JOIN {entry} pe ON pe.card_id = c.id JOIN """
+  FROM {card} c JOIN (
+       SELECT pe.card_id, pe.entered_at, pe.left_at, sla.hours
+         FROM """
     + _SLA
-    + """ ON sla.phase_id = pe.phase_id
+    + """ JOIN {entry} pe ON pe.phase_id = sla.phase_id
+        WHERE pe.left_at >= %(first_created)s AND pe.left_at < %(end)s
+          AND pe.left_at - pe.entered_at > make_interval(hours => sla.hours)
+        UNION ALL
+       SELECT pe.card_id, pe.entered_at, pe.left_at, sla.hours
+         FROM """
+    + _SLA
+    + """ JOIN {entry} pe ON pe.phase_id = sla.phase_id
+        WHERE pe.left_at IS NULL) pe ON pe.card_id = c.id
  WHERE c.pipe_id = %(pipe)s AND c.finished_at >= %(start)s AND c.finished_at < %(end)s
-   AND (pe.left_at IS NULL OR pe.left_at - pe.entered_at > make_interval(hours => sla.hours))
-   AND COALESCE(pe.left_at, c.finished_at) - pe.entered_at > make_interval(hours => sla.hours)
+   AND COALESCE(pe.left_at, c.finished_at) - pe.entered_at > make_interval(hours => pe.hours)
 """
 )
 
 
-def _figures_sql(phase_count: int, *, with_sla: bool) -> str:
+def _figures_sql(phase_count: int, *, with_sla: bool, finished: bool) -> str:
     branches = [_CLOSED_BRANCH.replace("{n}", str(n)) for n in range(phase_count)]
     branches.append(_FINISHED_BRANCH)
     if with_sla:
-        branches += [_OPEN_BRANCH, _MISSED_BRANCH]
+        branches.append(_OPEN_BRANCH)
+    if with_sla and finished:
+        branches.append(_MISSED_BRANCH)
     return " UNION ALL ".join(branches).format(**_T)
 
 
@@ -352,7 +374,11 @@ def _compute_sql(report: SlaReport, late_limit: int) -> None:
     with transaction.atomic(), connection.cursor() as cursor:
         for setting in _SESSION:
             cursor.execute(setting)
-        cursor.execute(_figures_sql(len(report.phases), with_sla=bool(with_sla)), params)
+        cursor.execute(_FIRST_CREATED_SQL.format(**_T), params)
+        params["first_created"], finished = cursor.fetchone()
+        cursor.execute(
+            _figures_sql(len(report.phases), with_sla=bool(with_sla), finished=finished > 0), params
+        )
         for kind, phase_id, count, second, third, quantiles in cursor.fetchall():
             median, p90 = quantiles or (None, None)
             if kind == "closed":

@@ -268,6 +268,9 @@ def _journeys() -> list[Journey]:
             t(2026, 2, 28, 20), [(6, "approval")]
         ),  # leaves 1 Mar 02:00 UTC = 28 Feb 23:00 local: February
         Journey(t(2026, 3, 31, 23), [(7, "approval")]),  # leaves 1 Apr 06:00 UTC = 1 Apr 03:00 local: April
+        Journey(
+            t(2026, 2, 20, 12), [(166, "approval"), (45, "done")]
+        ),  # late in triage in February only, finishes in March: missed an SLA on its way
     ]
     hours = [3, 7, 12, 19, 23, 26, 31, 40, 47, 52, 60, 75, 5, 9, 14]
     for i in range(15):
