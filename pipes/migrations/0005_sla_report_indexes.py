@@ -11,14 +11,12 @@ class Migration(migrations.Migration):
     operations = [
         migrations.AddIndex(
             model_name="card",
-            index=models.Index(
-                fields=["pipe", "finished_at"], include=("created_at", "id"), name="card_finished_idx"
-            ),
+            index=models.Index(fields=["pipe", "finished_at", "created_at", "id"], name="card_finished_idx"),
         ),
         migrations.AddIndex(
             model_name="phaseentry",
             index=models.Index(
-                fields=["phase", "left_at"], include=("entered_at", "card"), name="entry_phase_left_idx"
+                fields=["phase", "left_at", "entered_at", "card"], name="entry_phase_left_idx"
             ),
         ),
     ]
