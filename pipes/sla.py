@@ -9,7 +9,7 @@ the month: how many finished within the pipe's deadline, how many met every phas
 way, and the median and 90th percentile time from creation to finish.
 
 On PostgreSQL the figures are SQL aggregates over index ranges (a million-card pipe answers in
-about 0.4 s for its busiest month and under 2 s for a month in which 900,000 of its cards
+about 0.25 s for its busiest month and about 2 s for a month in which 900,000 of its cards
 finish; see bench/sla_report.py); elsewhere (SQLite) the same figures are computed in Python.
 """
 
