@@ -9,10 +9,10 @@ class PipesConfig(AppConfig):
     def ready(self) -> None:
         from auditlog.registry import auditlog
         from django.contrib.auth import get_user_model
-        from django.db.models.signals import m2m_changed, post_delete, post_save
+        from django.db.models.signals import m2m_changed, post_delete, post_save, pre_save
         from guardian.models import GroupObjectPermission, UserObjectPermission
 
-        from . import portal_mail  # noqa: F401  connects requester emails to hooks.card_changed
+        from . import audit, portal_mail  # noqa: F401  portal_mail connects requester emails to hooks
         from .models import Card, Field, Label, Membership, Organization, Phase, Pipe
         from .roles import forget_access
 
@@ -21,6 +21,22 @@ class PipesConfig(AppConfig):
         # Card values are on the hash-chained timeline too; the audit log keeps who saved the row
         # (card_move leaves it out: a move is all on the timeline).
         auditlog.register(Card, exclude_fields=["last_event_hash", "event_count", "version"])
+
+        # Who may do what is part of the design trail: grants and memberships, however they were made.
+        for model in (UserObjectPermission, GroupObjectPermission):
+            for signal in (post_save, post_delete):
+                signal.connect(
+                    audit.log_pipe_permission,
+                    sender=model,
+                    dispatch_uid=f"pipes.audit.{model.__name__}.{signal}",
+                )
+        pre_save.connect(
+            audit.remember_membership_role, sender=Membership, dispatch_uid="pipes.audit.membership.pre"
+        )
+        for signal in (post_save, post_delete):
+            signal.connect(
+                audit.log_membership, sender=Membership, dispatch_uid=f"pipes.audit.membership.{signal}"
+            )
 
         # A request remembers each pipe_access answer (roles.access_cache); a write that can change
         # one makes it forget them all.

@@ -25,6 +25,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.contenttypes.models import ContentType
 from django.db.models import CharField, Q
 from django.db.models.functions import Cast
+from django.db.models.signals import post_delete, post_save
 from django.urls import reverse
 from django.utils import formats, timezone
 from django.utils.dateparse import parse_datetime
@@ -392,3 +393,61 @@ def _text_ids(ids):
 register_audit_source("timeline", gettext_lazy("Card timeline"), _timeline)
 register_audit_source("design", gettext_lazy("Process design"), _design, levels=("pipe", "organization"))
 register_audit_source("rows", gettext_lazy("Card records (audit log)"), _rows, default=False)
+
+
+# ---------------------------------------------------------------- who may do what (recorded as design)
+
+
+def _person(user) -> str:
+    return user.get_full_name() or user.get_username()
+
+
+def log_pipe_permission(sender, instance, created: bool = False, **kwargs) -> None:
+    """A pipe permission granted or taken away (guardian's rows), recorded on the pipe's design trail.
+
+    Connected to post_save/post_delete of guardian's User/GroupObjectPermission: the pipe's audit
+    trail then says who gave whom which access, whatever granted it (roles, the admin's object
+    permission pages, a script)."""
+    if kwargs.get("raw") or instance.content_type.model_class() is not Pipe:
+        return
+    pipe = Pipe.objects.filter(pk=instance.object_pk).first()
+    if pipe is None:
+        return  # the pipe itself is being deleted: its deletion is the record
+    holder = _person(instance.user) if hasattr(instance, "user") else f"group {instance.group}"
+    grant = f"{holder}: {instance.permission.codename}"
+    granted = kwargs.get("signal") is post_save
+    if granted and not created:
+        return
+    LogEntry.objects.log_create(
+        pipe,
+        force_log=True,
+        action=LogEntry.Action.UPDATE,
+        changes={"access": [None, grant] if granted else [grant, None]},
+    )
+
+
+def remember_membership_role(sender, instance, **kwargs) -> None:
+    if instance.pk and not kwargs.get("raw"):
+        instance._role_before = (
+            type(instance).objects.filter(pk=instance.pk).values_list("role", flat=True).first()
+        )
+
+
+def log_membership(sender, instance, created: bool = False, **kwargs) -> None:
+    """Someone joined or left an organization, or their role in it changed, on the organization's trail."""
+    if kwargs.get("raw"):
+        return
+    org = Organization.objects.filter(pk=instance.organization_id).first()
+    if org is None:
+        return
+    who = _person(instance.user)
+    if kwargs.get("signal") is post_delete:
+        pair = [f"{who} ({instance.role})", None]
+    elif created:
+        pair = [None, f"{who} ({instance.role})"]
+    else:
+        before = getattr(instance, "_role_before", None)
+        if before == instance.role:
+            return
+        pair = [f"{who} ({before})", f"{who} ({instance.role})"]
+    LogEntry.objects.log_create(org, force_log=True, action=LogEntry.Action.UPDATE, changes={"members": pair})

@@ -142,6 +142,34 @@ def test_the_pipe_trail_shows_design_changes_including_deleted_objects(client, w
     assert "Legal check" in page and "Deleted" in page
 
 
+def test_the_trails_record_who_granted_and_took_away_access(client, world):
+    from pipes.choices import OrgRole, PipeRole
+    from pipes.models import Membership
+    from pipes.roles import pipe_role_grant, pipe_role_revoke
+    from tests.personas import make_user
+
+    newcomer = make_user("nina", first_name="Nina", last_name="Costa")
+    with set_actor(world.owner):
+        pipe_role_grant(pipe=world.pipe, user=newcomer, role=PipeRole.VIEWER)
+        pipe_role_revoke(pipe=world.pipe, user=newcomer)
+        membership = Membership.objects.get(organization=world.org, user=newcomer)
+        membership.role = OrgRole.OWNER
+        membership.save()
+    _login(client, "owner")
+
+    pipe_trail = client.get(f"/governance/pipes/{world.pipe.pk}/audit/", {"actor": "user"}).content.decode()
+    org_trail = client.get("/governance/orgs/acme/audit/", {"actor": "user"}).content.decode()
+
+    assert "access: — → Nina Costa: view_pipe" in pipe_trail
+    assert "access: Nina Costa: view_pipe → —" in pipe_trail
+    export = client.get(f"/governance/pipes/{world.pipe.pk}/audit/", {"export": "csv"})
+    rows = list(csv.reader(io.StringIO(b"".join(export.streaming_content).decode("utf-8-sig"))))
+    grants = [r for r in rows if "Nina Costa: view_pipe" in r[6]]
+    assert len(grants) == 2 and {(r[1], r[2], r[3]) for r in grants} == {("design", "user", "Owner")}
+    assert "members: — → Nina Costa (member)" in org_trail
+    assert "members: Nina Costa (member) → Nina Costa (owner)" in org_trail
+
+
 def test_the_trail_filters_by_actor_kind(client, world, history):
     _login(client, "owner")
     url = f"/governance/pipes/{world.pipe.pk}/audit/"
