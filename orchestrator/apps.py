@@ -11,3 +11,8 @@ class OrchestratorConfig(AppConfig):
         from . import definitions, dispatch, privacy  # noqa: F401
 
         definitions.register()
+        from pipes.selectors import register_step_reason_display
+
+        from .reasons import reason_display
+
+        register_step_reason_display(reason_display)

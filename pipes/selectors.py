@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import zoneinfo
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -854,6 +854,16 @@ def card_detail(*, card: Card, schema: BoardSchema) -> CardDetail:
     )
 
 
+def _step_reason_display(reason: str) -> str:
+    return reason
+
+
+def register_step_reason_display(display: Callable[[str], str]) -> None:
+    """The rail says how its step reasons read in the active language (pipes knows nothing of them)."""
+    global _step_reason_display
+    _step_reason_display = display
+
+
 def _timeline_entry(
     event: CardEvent, *, schema: BoardSchema, phases_by_key: Mapping[str, Phase], names: Mapping[int, str]
 ) -> TimelineEntry:
@@ -916,7 +926,8 @@ def _timeline_entry(
         else:
             text = _("attached %(files)s") % {"files": ", ".join(names_list)}
     elif kind == EventKind.STEP:
-        text = event.reason or str(payload.get("summary") or payload.get("step") or _("ran a step"))
+        text = _step_reason_display(event.reason) if event.reason else ""
+        text = text or str(payload.get("summary") or payload.get("step") or _("ran a step"))
     elif kind == EventKind.ERASED:
         text = _("erased personal data")
     else:

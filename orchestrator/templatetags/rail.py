@@ -58,3 +58,11 @@ def offset_ms(moment, start) -> str:
     if moment is None or start is None:
         return ""
     return "+" + ms(max(int((moment - start).total_seconds() * 1000), 0))
+
+
+@register.filter
+def rail_reason(value: str | None) -> str:
+    """Why the rail routed a step, in the reader's language (see orchestrator.reasons)."""
+    from orchestrator.reasons import reason_display
+
+    return reason_display(value)
