@@ -83,7 +83,7 @@ _piece(r"the agent's answer could not be applied \((?P<why>.*)\)")(
     lambda g: _("the agent's answer could not be applied (%(why)s)") % g
 )
 
-_HUMAN = pgettext_lazy("the rail hands a step over to", "a person")
+_HUMAN = pgettext_lazy("the rail hands a step over to", "human")
 
 
 def _one(piece: str) -> str:

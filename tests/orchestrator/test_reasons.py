@@ -84,9 +84,11 @@ def test_a_hand_over_reads_piece_by_piece(world, triage, ollama, openai):
         ),  # not the rail's: as written
     ],
 )
-def test_each_phrase_of_the_rail_reads_in_portuguese(written, read):
+def test_each_phrase_of_the_rail_reads_in_portuguese_and_as_written_in_english(written, read):
     with translation.override("pt-br"):
         assert reason_display(written) == read
+    with translation.override("en"):
+        assert reason_display(written) == written
 
 
 def test_the_run_page_shows_the_reason_in_the_readers_language(client, world, rail_settings):
