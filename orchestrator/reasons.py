@@ -42,7 +42,7 @@ _piece(r"the card left the phase while the step ran")(
 )
 _piece(r"the step is decided by a person")(lambda g: _("the step is decided by a person"))
 _piece(r"condition not met: step skipped")(lambda g: _("condition not met: step skipped"))
-_piece(r"risk high")(lambda g: _("high risk"))
+_piece(r"risk high")(lambda g: _("risk high"))
 _piece(r"the step has no agent")(lambda g: _("the step has no agent"))
 _piece(r"automation: (?P<kinds>.+)")(lambda g: _("automation: %(kinds)s") % g)
 _piece(r"rule (?P<n>\d+) matched")(lambda g: _("rule %(n)s matched") % g)
@@ -77,7 +77,7 @@ _piece(
     )
 )
 _piece(r"(?P<field>\S+) (?P<amount>\S+) exceeds authority (?P<limit>\S+)")(
-    lambda g: _("%(field)s %(amount)s exceeds the agent's authority of %(limit)s") % g
+    lambda g: _("%(field)s %(amount)s exceeds authority %(limit)s") % g
 )
 _piece(r"the agent's answer could not be applied \((?P<why>.*)\)")(
     lambda g: _("the agent's answer could not be applied (%(why)s)") % g
