@@ -87,6 +87,16 @@ def _fast_password_hashing(settings):
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
+@pytest.fixture(autouse=True)
+def _language_restored():
+    """A request in Portuguese leaves Portuguese active in this thread: the next test must not inherit it."""
+    from django.utils import translation
+
+    before = translation.get_language()
+    yield
+    translation.activate(before)
+
+
 @pytest.fixture
 def world(db):
     from tests.personas import build_world
