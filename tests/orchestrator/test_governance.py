@@ -14,7 +14,7 @@ from orchestrator.privacy import CONTENT_KINDS
 from pipes import governance
 from pipes.choices import RailStatus
 from pipes.models import Card, PhaseEntry, PipePolicy
-from pipes.services import Actor, card_create
+from pipes.services import Actor, card_create, card_move, card_update_fields
 from pipes.timeline import verify_timelines
 from tests.modelservers import answer
 from tests.orchestrator.conftest import drain, make_agent, make_step
@@ -310,3 +310,24 @@ def test_a_pipe_with_agents_and_steps_can_be_deleted_but_an_agent_in_use_cannot(
         agent.delete()  # a step still runs with it
     world.pipe.delete()
     assert not StepRun.objects.exists() and not type(agent).objects.exists()
+
+
+# ---------------------------------------------------------------- dispatch
+
+
+def test_an_entry_into_a_phase_without_steps_is_closed_at_once_and_one_with_steps_is_sent(
+    world, rail_settings, django_capture_on_commit_callbacks
+):
+    make_step(world.phase("approval"), mechanism=Mechanism.HUMAN, risk="low", key="decide", name="Decide")
+    with django_capture_on_commit_callbacks(execute=True):
+        card = submit(world)  # triage has no steps
+    entry = PhaseEntry.objects.get(card=card)
+    assert entry.processed_at is not None and entry.dispatch_count == 0  # no broker round trip
+
+    with django_capture_on_commit_callbacks(execute=True):
+        card = card_update_fields(
+            actor=Actor.for_user(world.member), card=card, values={"category": "Hardware"}
+        )
+        card_move(actor=Actor.for_user(world.member), card=card, to_phase=world.phase("approval"))
+    entry = PhaseEntry.objects.get(card=card, phase__key="approval")
+    assert entry.processed_at is None and entry.dispatch_count == 1  # sent to a worker
