@@ -41,12 +41,20 @@ from django.core.management import call_command
 
 call_command("migrate", verbosity=0)
 
+from orchestrator.models import Mechanism, Step
 from pipes.models import Organization, PhaseEntry
 from pipes.services import Actor, card_create
 from tests.personas import build_purchase_pipe, good_start_values
 
 org = Organization.objects.create(name="Embedded", slug="embedded")
 pipe = build_purchase_pipe(org)
+Step.objects.create(  # a phase without steps is closed at once, without the worker
+    phase=pipe.phases.get(key="triage"),
+    key="note",
+    name="Note",
+    mechanism=Mechanism.AUTOMATION,
+    actions=[{"type": "comment", "text": "Received."}],
+)
 card = card_create(actor=Actor.system(), pipe=pipe, values=good_start_values())
 entry = PhaseEntry.objects.get(card=card)
 print(json.dumps({
