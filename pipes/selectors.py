@@ -715,6 +715,7 @@ class FieldView:
     editable: bool
     missing: bool  # required here and empty
     files: list[CardFile] = field(default_factory=list)
+    erased: bool = False  # empty because personal data was erased (a data-subject request, retention)
 
 
 @dataclass
@@ -818,6 +819,15 @@ def card_detail(*, card: Card, schema: BoardSchema) -> CardDetail:
         for f in fields
         if evaluate(f.condition, card.values)
     }
+    erased_keys = {
+        key
+        for e in events
+        if e.kind == EventKind.ERASED and isinstance(e.payload, dict)
+        for key in e.payload.get("fields") or []
+    }
+    for key in erased_keys & views.keys():
+        if not views[key].text and not views[key].files:  # typed values are removed, not replaced
+            views[key].erased, views[key].missing = True, False
     groups = [
         FieldGroup(
             title=_("Start form"),

@@ -318,3 +318,26 @@ def test_the_erase_person_command_exports_then_erases(ana, bob, tmp_path, capsys
     assert "their timelines verify" in capsys.readouterr().out
     ana.refresh_from_db()
     assert ana.values["full_name"] == services.ERASED
+
+
+def test_the_card_says_a_typed_value_was_erased_rather_than_empty(client, ana):
+    from django.urls import reverse
+
+    world_pipe = ana.pipe
+    Field.objects.create(
+        pipe=world_pipe, key="birth_date", label="Birth date", type=FieldType.DATE, pii=True, position=20
+    )
+    admin = _admin_of(ana)
+    ana = services.card_update_fields(
+        actor=services.Actor.for_user(admin),
+        card=Card.objects.get(pk=ana.pk),
+        values={"birth_date": "1990-04-02"},
+    )
+
+    governance.subject_erase(user=admin, organization=world_pipe.organization, identifier=EMAIL)
+
+    ana.refresh_from_db()
+    assert "birth_date" not in ana.values  # a date cannot hold the marker: the value is removed
+    panel = _login(client, admin).get(reverse("card_detail", args=[world_pipe.pk, ana.pk])).content.decode()
+    row = panel.split('id="field-birth_date"', 1)[1].split("</div>\n</div>", 1)[0]
+    assert "Erased (personal data)" in row and "1990" not in panel
