@@ -83,6 +83,44 @@ _piece(r"the agent's answer could not be applied \((?P<why>.*)\)")(
     lambda g: _("the agent's answer could not be applied (%(why)s)") % g
 )
 
+# Whole reasons a person's action leaves on the timeline (review decisions, retries, escalations);
+# what follows their colon is the person's own text or field labels, shown as written.
+_WHOLE: list[tuple[re.Pattern, Callable[[dict], str]]] = [
+    (
+        re.compile(r"^Decided (?P<decision>\S+)(?P<rest>: .*)?$", re.S),
+        lambda g: _("Decided %(decision)s") % g + (g["rest"] or ""),
+    ),
+    (re.compile(r"^Retry of (?P<step>.+)$", re.S), lambda g: _("Retry of %(step)s") % g),
+    (
+        re.compile(
+            r"^Approved \((?P<n>\d+) of (?P<m>\d+)\): a second reviewer must confirm(?P<rest>: .*)?$", re.S
+        ),
+        lambda g: (
+            _("Approved (%(n)d of %(m)d): a second reviewer must confirm")
+            % {"n": int(g["n"]), "m": int(g["m"])}
+            + (g["rest"] or "")
+        ),
+    ),
+    (
+        re.compile(r"^Delegated the review to (?P<name>[^:]+)(?P<rest>: .*)?$", re.S),
+        lambda g: _("Delegated the review to %(name)s") % g + (g["rest"] or ""),
+    ),
+    (
+        re.compile(r"^Edited the agent's draft: (?P<fields>.+)$", re.S),
+        lambda g: _("Edited the agent's draft: %(fields)s") % g,
+    ),
+    (
+        re.compile(r"^Asked the requester to correct: (?P<fields>.+)$", re.S),
+        lambda g: _("Asked the requester to correct: %(fields)s") % g,
+    ),
+    (
+        re.compile(r"^Review overdue \(SLA (?P<hours>\d+) h\): escalated to the pipe's admins$"),
+        lambda g: (
+            _("Review overdue (SLA %(hours)d h): escalated to the pipe's admins") % {"hours": int(g["hours"])}
+        ),
+    ),
+]
+
 _HUMAN = pgettext_lazy("the rail hands a step over to", "human")
 
 
@@ -103,6 +141,10 @@ def reason_display(reason: str | None) -> str:
     if not reason:
         return ""
     text = str(reason)
+    for pattern, render in _WHOLE:
+        match = pattern.match(text)
+        if match:
+            return render(match.groupdict())
     if text.startswith("no model reachable (") and text.endswith(") → human"):
         inner = text[len("no model reachable (") : -len(") → human")]
         return _("no model reachable (%(why)s)") % {"why": _pieces(inner)} + f" → {_HUMAN}"

@@ -182,8 +182,8 @@ def review_decide(
             actor=reviewer,
             card=card,
             payload=timeline_payload(run, step, comment=comment) if step else {"run_id": run.pk},
-            reason=(_("Decided %(decision)s") % {"decision": decision})
-            + (f": {comment[:400]}" if comment else ""),
+            # The record is in English, as the rail's own; pages translate it (orchestrator.reasons).
+            reason=f"Decided {decision}" + (f": {comment[:400]}" if comment else ""),
         )
         if moved:
             card_set_rail_status(card_id=card.pk, status=RailStatus.IDLE)
@@ -217,7 +217,7 @@ def step_run_retry(*, run: StepRun, user: AbstractBaseUser) -> StepRun:
             actor=Actor.for_user(user),
             card=card,
             payload={"run_id": run.pk, "step": run.step_name, "status": "retry requested"},
-            reason=_("Retry of %(step)s") % {"step": run.step_name},
+            reason=f"Retry of {run.step_name}",  # English in the record; orchestrator.reasons translates
         )
         card_set_rail_status(
             card_id=card.pk,

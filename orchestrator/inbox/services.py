@@ -253,7 +253,7 @@ def _record_edits(
         actor=Actor.for_user(user),
         card=task.card,
         payload={"run_id": task.run_id, "step": task.run.step_name, "task": task.pk, "edits": changes},
-        reason=_("Edited the agent's draft: %(fields)s") % {"fields": labels},
+        reason=f"Edited the agent's draft: {labels}",  # English in the record; orchestrator.reasons translates
     )
 
 
@@ -348,10 +348,8 @@ def inbox_decide(
                 )
                 if task.run.step
                 else {"run_id": task.run_id},
-                reason=(
-                    _("Approved (%(n)d of %(m)d): a second reviewer must confirm")
-                    % {"n": approvals, "m": item.approvals_required}
-                )
+                # English in the record; orchestrator.reasons translates it for the reader
+                reason=f"Approved ({approvals} of {item.approvals_required}): a second reviewer must confirm"
                 + (f": {comment[:300]}" if comment else ""),
             )
             card_set_rail_status(
@@ -467,8 +465,8 @@ def inbox_request_changes(
             payload=timeline_payload(run, step, comment=comment, requested_fields=keys)
             if step
             else {"run_id": run.pk, "requested_fields": keys},
-            reason=_("Asked the requester to correct: %(fields)s")
-            % {"fields": ", ".join(_field_labels(card.pipe_id, keys))},
+            # English in the record; orchestrator.reasons translates it for the reader
+            reason="Asked the requester to correct: " + ", ".join(_field_labels(card.pipe_id, keys)),
         )
         card_set_rail_status(
             card_id=card.pk, status=RailStatus.IDLE, note="" if moved else _("Waiting for the requester")
@@ -536,8 +534,8 @@ def inbox_delegate(
                 "task": task.pk,
                 "delegated_to": to_user.pk,
             },
-            reason=(_("Delegated the review to %(name)s") % {"name": person(to_user)})
-            + (f": {note}" if note else ""),
+            # English in the record; orchestrator.reasons translates it for the reader
+            reason=f"Delegated the review to {person(to_user)}" + (f": {note}" if note else ""),
         )
         task.assignee = to_user
         task_id, to_id, by_id = task.pk, to_user.pk, user.pk
@@ -641,8 +639,8 @@ def inbox_escalate_overdue(*, now=None, limit: int = 200) -> int:
                     "task": task.pk,
                     "escalated": True,
                 },
-                reason=_("Review overdue (SLA %(hours)d h): escalated to the pipe's admins")
-                % {"hours": item.sla_hours},
+                # English in the record; orchestrator.reasons translates it for the reader
+                reason=f"Review overdue (SLA {item.sla_hours} h): escalated to the pipe's admins",
             )
             message = _("Overdue review escalated to you: %(ref)s %(title)s — %(question)s") % {
                 "ref": task.card.reference,

@@ -82,6 +82,26 @@ def test_a_hand_over_reads_piece_by_piece(world, triage, ollama, openai):
             "ERP said: 503 Service Unavailable",
             "ERP said: 503 Service Unavailable",
         ),  # not the rail's: as written
+        (
+            "Decided approve: OK; pay it → today",
+            "Decidiu approve: OK; pay it → today",
+        ),  # the comment as written
+        ("Decided reject", "Decidiu reject"),
+        ("Retry of Classify the request", "Nova tentativa de Classify the request"),
+        ("Edited the agent's draft: Category", "Editou o rascunho do agente: Category"),
+        ("Asked the requester to correct: Amount, Quote", "Pediu ao solicitante que corrija: Amount, Quote"),
+        (
+            "Review overdue (SLA 48 h): escalated to the pipe's admins",
+            "Revisão atrasada (SLA de 48 h): escalonada para os administradores do pipe",
+        ),
+        (
+            "Approved (1 of 2): a second reviewer must confirm: looks fine",
+            "Aprovada (1 de 2): um segundo revisor precisa confirmar: looks fine",
+        ),
+        (
+            "Delegated the review to Rita: You know this supplier",
+            "Delegou a revisão para Rita: You know this supplier",
+        ),
     ],
 )
 def test_each_phrase_of_the_rail_reads_in_portuguese_and_as_written_in_english(written, read):
