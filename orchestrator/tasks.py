@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from celery import shared_task
-from django.db.models import Q
+from django.db.models import Exists, F, OuterRef, Q
 from django.utils import timezone
 
 from pipes.models import PhaseEntry
@@ -29,6 +29,7 @@ def sweep_phase_entries(older_than_seconds: int = 30) -> int:
     from .dispatch import dispatch_entry
 
     cutoff = timezone.now() - timedelta(seconds=older_than_seconds)
+    _reopen_overdue(cutoff)
     pending = PhaseEntry.objects.filter(processed_at__isnull=True).filter(
         Q(dispatched_at__isnull=True, entered_at__lte=cutoff) | Q(dispatched_at__lte=cutoff)
     )
@@ -36,6 +37,32 @@ def sweep_phase_entries(older_than_seconds: int = 30) -> int:
     for entry_id in pending.order_by("entered_at").values_list("pk", flat=True)[:500]:
         sent += dispatch_entry(entry_id)
     return sent
+
+
+def _reopen_overdue(cutoff) -> int:
+    """Re-open stays whose card became late or expired but whose steps for that never started.
+
+    The SLA mark re-opens the stay after its commit (dispatch.on_card_changed); if that process died
+    in between, the sweep finds the stay here. Cheap when no phase has such steps."""
+    from .models import Step, StepRun, Trigger
+
+    reopened = 0
+    for trigger, mark in ((Trigger.LATE, "late_at"), (Trigger.EXPIRED, "expired_at")):
+        not_started = Step.objects.filter(trigger=trigger, phase_id=OuterRef("phase_id")).exclude(
+            Exists(StepRun.objects.filter(entry_id=OuterRef(OuterRef("pk")), step_id=OuterRef("pk")))
+        )
+        stays = PhaseEntry.objects.filter(
+            phase_id__in=Step.objects.filter(trigger=trigger).values("phase_id"),
+            left_at__isnull=True,
+            processed_at__isnull=False,
+            card__updated_at__lte=cutoff,
+            **{f"card__{mark}__isnull": False},
+        )
+        if trigger == Trigger.LATE:
+            stays = stays.filter(card__late_at__gte=F("entered_at"))  # late in this stay, not an earlier one
+        ids = list(stays.filter(Exists(not_started)).values_list("pk", flat=True)[:500])
+        reopened += PhaseEntry.objects.filter(pk__in=ids).update(processed_at=None, dispatched_at=None)
+    return reopened
 
 
 @shared_task(expires=55)

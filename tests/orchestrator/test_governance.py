@@ -331,3 +331,31 @@ def test_an_entry_into_a_phase_without_steps_is_closed_at_once_and_one_with_step
         card_move(actor=Actor.for_user(world.member), card=card, to_phase=world.phase("approval"))
     entry = PhaseEntry.objects.get(card=card, phase__key="approval")
     assert entry.processed_at is None and entry.dispatch_count == 1  # sent to a worker
+
+
+def test_the_sweep_runs_late_steps_whose_after_commit_hook_was_lost(world, escalation, clock):
+    from orchestrator.tasks import sweep_phase_entries
+
+    card = submit(world)
+    drain()
+    clock.advance(hours=25)
+    governance.sla_mark_late()  # after-commit hooks not run: as if the beat process died right after the commit
+    entry = PhaseEntry.objects.get(card=card, left_at__isnull=True)
+    assert entry.processed_at is not None and not StepRun.objects.filter(step=escalation).exists()
+
+    sweep_phase_entries()  # within 30 s of the mark: the hook may still be on its way
+    entry.refresh_from_db()
+    assert entry.processed_at is not None
+
+    clock.advance(minutes=1)
+    sweep_phase_entries()
+    entry.refresh_from_db()
+    assert entry.processed_at is None and entry.dispatch_count == 1
+    drain()
+
+    assert StepRun.objects.get(step=escalation).status == RunStatus.DONE
+    clock.advance(minutes=1)
+    sweep_phase_entries()
+    drain()
+    assert StepRun.objects.filter(step=escalation).count() == 1  # once per stay
+    assert card.events.filter(kind="commented").count() == 1
