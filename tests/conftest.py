@@ -97,6 +97,31 @@ def _language_restored():
     translation.activate(before)
 
 
+class Clock:
+    """django.utils.timezone.now, frozen at a moment the test moves by hand."""
+
+    def __init__(self, monkeypatch, start):
+        self.now = start
+        monkeypatch.setattr("django.utils.timezone.now", lambda: self.now)
+
+    def set(self, moment) -> None:
+        self.now = moment
+
+    def advance(self, **delta):
+        import datetime as dt
+
+        self.now += dt.timedelta(**delta)
+        return self.now
+
+
+@pytest.fixture
+def clock(monkeypatch):
+    """A frozen clock at Monday 2 March 2026, 12:00 UTC (09:00 in São Paulo)."""
+    import datetime as dt
+
+    return Clock(monkeypatch, dt.datetime(2026, 3, 2, 12, 0, tzinfo=dt.UTC))
+
+
 @pytest.fixture
 def world(db):
     from tests.personas import build_world

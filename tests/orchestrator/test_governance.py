@@ -25,21 +25,6 @@ pytestmark = pytest.mark.django_db
 EMAIL = "ana.souza@example.com"
 
 
-class Clock:
-    def __init__(self, monkeypatch, start: dt.datetime):
-        self.now = start
-        monkeypatch.setattr(timezone, "now", lambda: self.now)
-
-    def advance(self, **delta) -> dt.datetime:
-        self.now += dt.timedelta(**delta)
-        return self.now
-
-
-@pytest.fixture
-def clock(monkeypatch):
-    return Clock(monkeypatch, dt.datetime(2026, 3, 2, 12, 0, tzinfo=dt.UTC))
-
-
 def submit(world, **values) -> Card:
     return card_create(
         actor=Actor.for_user(world.requester), pipe=world.pipe, values=good_start_values(**values)

@@ -10,7 +10,6 @@ from dataclasses import dataclass, field
 import pytest
 from django.core import mail
 from django.core.management import call_command
-from django.utils import timezone
 
 from pipes import hooks, services
 from pipes.governance import sla_mark_late, sla_preview
@@ -21,26 +20,6 @@ from tests.personas import good_start_values
 
 UTC = dt.UTC
 SAO_PAULO = zoneinfo.ZoneInfo("America/Sao_Paulo")
-
-
-class Clock:
-    """django.utils.timezone.now, frozen at a moment the test moves by hand."""
-
-    def __init__(self, monkeypatch, start: dt.datetime):
-        self.now = start
-        monkeypatch.setattr(timezone, "now", lambda: self.now)
-
-    def set(self, moment: dt.datetime) -> None:
-        self.now = moment
-
-    def advance(self, **delta) -> dt.datetime:
-        self.now += dt.timedelta(**delta)
-        return self.now
-
-
-@pytest.fixture
-def clock(monkeypatch):
-    return Clock(monkeypatch, dt.datetime(2026, 3, 2, 12, 0, tzinfo=UTC))
 
 
 @pytest.fixture
