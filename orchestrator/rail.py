@@ -281,16 +281,11 @@ def entry_run(*, entry_id: int) -> EntryOutcome:
     triggers = _overdue_triggers(entry)
     overdue = [s for s in steps if s.trigger in triggers]
     for step in overdue:
-        run, token = _start(entry, step, runs.get(step.pk))
+        run, token, stop = _take(entry, step, runs.get(step.pk))
+        if stop is not None:
+            return stop
         if token is None:
-            if run.status in (RunStatus.DONE, RunStatus.SKIPPED, RunStatus.WAITING_REVIEW, RunStatus.FAILED):
-                continue
-            now = timezone.now()
-            if run.status == RunStatus.PENDING and run.next_attempt_at and run.next_attempt_at > now:
-                return EntryOutcome(retry_in=(run.next_attempt_at - now).total_seconds())
-            token = _claim(run)
-            if token is None:
-                return EntryOutcome()
+            continue  # settled, or waiting for a review
         result = step_execute(run=run, step=step, entry=entry, token=token, card=card)
         card = None
         if isinstance(result, float):
@@ -303,19 +298,14 @@ def entry_run(*, entry_id: int) -> EntryOutcome:
         runs = {run.step_id: run for run in StepRun.objects.filter(entry=entry)}
     steps = [s for s in steps if s.trigger == Trigger.ENTERED]
     for index, step in enumerate(steps):
-        run, token = _start(entry, step, runs.get(step.pk))
+        run, token, stop = _take(entry, step, runs.get(step.pk))
+        if stop is not None:
+            return stop
         if token is None:
-            if run.status in (RunStatus.DONE, RunStatus.SKIPPED):
-                continue
             if run.status in (RunStatus.WAITING_REVIEW, RunStatus.FAILED):
-                _entry_close(entry)
+                _entry_close(entry)  # the phase's steps wait for a person or a retry
                 return EntryOutcome()
-            now = timezone.now()
-            if run.status == RunStatus.PENDING and run.next_attempt_at and run.next_attempt_at > now:
-                return EntryOutcome(retry_in=(run.next_attempt_at - now).total_seconds())
-            token = _claim(run)
-            if token is None:
-                return EntryOutcome()  # another worker holds it; it continues the entry
+            continue
         result = step_execute(
             run=run, step=step, entry=entry, token=token, last=index == len(steps) - 1, card=card
         )
@@ -330,6 +320,27 @@ def entry_run(*, entry_id: int) -> EntryOutcome:
     if entry.card.rail_status != RailStatus.IDLE and not _holding(entry):
         card_set_rail_status(card_id=entry.card_id, status=RailStatus.IDLE)
     return EntryOutcome()
+
+
+def _take(
+    entry: PhaseEntry, step: Step, run: StepRun | None
+) -> tuple[StepRun, str | None, EntryOutcome | None]:
+    """The entry's run of `step`, claimed by this worker (with its token) when it is to run now.
+
+    No token and no outcome: the run is settled (done, skipped) or waits (for a review, a retry by a
+    person). An outcome: the entry stops here (a retry later, or another worker holds the run)."""
+    run, token = _start(entry, step, run)
+    if token is not None:
+        return run, token, None
+    if run.status in (RunStatus.DONE, RunStatus.SKIPPED, RunStatus.WAITING_REVIEW, RunStatus.FAILED):
+        return run, None, None
+    now = timezone.now()
+    if run.status == RunStatus.PENDING and run.next_attempt_at and run.next_attempt_at > now:
+        return run, None, EntryOutcome(retry_in=(run.next_attempt_at - now).total_seconds())
+    token = _claim(run)
+    if token is None:
+        return run, None, EntryOutcome()  # another worker holds it; it continues the entry
+    return run, token, None
 
 
 def _holding(entry: PhaseEntry) -> bool:

@@ -408,7 +408,10 @@ def log_pipe_permission(sender, instance, created: bool = False, **kwargs) -> No
     Connected to post_save/post_delete of guardian's User/GroupObjectPermission: the pipe's audit
     trail then says who gave whom which access, whatever granted it (roles, the admin's object
     permission pages, a script)."""
-    if kwargs.get("raw") or instance.content_type.model_class() is not Pipe:
+    if (
+        kwargs.get("raw")
+        or ContentType.objects.get_for_id(instance.content_type_id).model_class() is not Pipe
+    ):
         return
     pipe = Pipe.objects.filter(pk=instance.object_pk).first()
     if pipe is None:

@@ -304,13 +304,12 @@ def _parse_values(
     return parsed
 
 
-def _required_missing(
-    schema: _PipeSchema, fields: Iterable[Field], values: Mapping[str, Any]
-) -> dict[str, list[str]]:
+def _required_missing(fields: Iterable[Field], values: Mapping[str, Any]) -> dict[str, list[str]]:
+    """Required fields among `fields` that their conditions show and `values` leaves empty."""
     return {
         f.key: [_("This field is required.")]
         for f in fields
-        if f.required and schema.visible(f, values) and not is_filled(f, values.get(f.key))
+        if f.required and evaluate(f.condition, values) and not is_filled(f, values.get(f.key))
     }
 
 
@@ -422,7 +421,7 @@ def _check_start(
     for key in _hidden_now(schema, parsed):
         errors.setdefault(key, []).append(_("This field does not apply to what you answered above."))
     errors.update(
-        {k: v for k, v in _required_missing(schema, schema.start_fields(), parsed).items() if k not in errors}
+        {k: v for k, v in _required_missing(schema.start_fields(), parsed).items() if k not in errors}
     )
     if errors:
         raise CardError(errors, fields=schema.labels(errors))
@@ -630,13 +629,7 @@ def card_move(
             # The fields of the phase being left must be filled (those their conditions show).
             # pipe.fields.all(): no query when the caller prefetched them (selectors.board_schema).
             leaving = [f for f in pipe.fields.all() if f.phase_id == source.pk]
-            missing = {
-                f.key: [_("This field is required.")]
-                for f in leaving
-                if f.required
-                and evaluate(f.condition, card.values)
-                and not is_filled(f, card.values.get(f.key))
-            }
+            missing = _required_missing(leaving, card.values)
             if missing:
                 raise CardTransitionError(
                     missing, fields={f.key: f.label for f in leaving if f.key in missing}
