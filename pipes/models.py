@@ -238,6 +238,9 @@ class Card(models.Model):
     )
     requester_email = models.EmailField(_("requester email"), blank=True)
     tracking_token = models.CharField(max_length=64, blank=True, db_index=True)
+    # The form submission that filed the card (a portal form's staging token): a second post of the
+    # same form finds this card instead of filing another (unique per pipe, see Meta.constraints).
+    submission_key = models.CharField(max_length=64, blank=True)
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
     updated_at = models.DateTimeField(default=timezone.now)
     phase_entered_at = models.DateTimeField(default=timezone.now)
@@ -266,6 +269,13 @@ class Card(models.Model):
             # The SLA report's cards finished in a month, read from the index alone (trailing key
             # columns rather than INCLUDE, which SQLite ignores with a system-check warning).
             models.Index(fields=["pipe", "finished_at", "created_at", "id"], name="card_finished_idx"),
+        ]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["pipe", "submission_key"],
+                condition=~models.Q(submission_key=""),
+                name="uniq_card_submission",
+            ),
         ]
         verbose_name = _("card")
         verbose_name_plural = _("cards")
