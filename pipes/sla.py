@@ -15,7 +15,6 @@ finish; see bench/sla_report.py); elsewhere (SQLite) the same figures are comput
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
 import math
 import zoneinfo
@@ -26,6 +25,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
+from .csvsafe import csv_safe_writer
 from .models import Card, Phase, PhaseEntry, Pipe
 
 LATE_LIST_LIMIT = 200
@@ -529,7 +529,7 @@ def duration_text(seconds: float | None) -> str:
 
 def write_summary_csv(report: SlaReport, out) -> None:
     """The per-phase and end-to-end figures as CSV rows."""
-    writer = csv.writer(out)
+    writer = csv_safe_writer(out)
     writer.writerow(
         [
             _("Pipe"),
@@ -578,7 +578,7 @@ def write_summary_csv(report: SlaReport, out) -> None:
 
 def write_late_csv(rows: Iterable[LateStay], out, *, tz: dt.tzinfo, title_of=lambda stay: stay.title) -> None:
     """The late stays as CSV rows, times in the organization's time zone."""
-    writer = csv.writer(out)
+    writer = csv_safe_writer(out)
     writer.writerow(
         [
             _("Card"),

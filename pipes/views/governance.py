@@ -7,7 +7,6 @@ Times show in the organization's time zone.
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
 import json
 import time
@@ -28,6 +27,7 @@ from django.views.decorators.http import require_GET, require_http_methods
 from .. import governance
 from ..audit import AuditFilters, AuditScope, audit_entries, audit_page, sources_for
 from ..choices import ActorKind
+from ..csvsafe import csv_safe_writer
 from ..masking import mask_text
 from ..models import Card, Field, Membership, Organization, Pipe, PrivacyRequest
 from ..roles import PipeAccess, is_org_owner
@@ -229,7 +229,7 @@ class _Echo:
 
 
 def _audit_csv(entries: Iterable, *, tz: dt.tzinfo, name: str) -> StreamingHttpResponse:
-    writer = csv.writer(_Echo())
+    writer = csv_safe_writer(_Echo())
 
     def rows() -> Iterator[str]:
         yield "\ufeff"
