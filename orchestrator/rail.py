@@ -604,6 +604,17 @@ def _authority_reason(agent, amount: Decimal, limit: Decimal) -> str:
     return f"{agent.authority_field} {format_amount(amount)} exceeds authority {format_amount(limit)} → human"
 
 
+FOUR_EYES = "four eyes: two people approve"
+
+
+def _four_eyes(tracer: Tracer, notes: list[str], draft: AgentAnswer) -> Handover:
+    """Hand a four-eyes step's drafted decision to people: it takes effect only once two distinct reviewers
+    approve it (orchestrator.inbox.services.inbox_decide), whoever drafted it."""
+    reason = "; ".join([*notes, FOUR_EYES]) + " → human"
+    tracer.add(TraceKind.ROUTING, reason, {"proposal": draft.as_proposal()})
+    return Handover(reason=reason, proposal=draft)
+
+
 def _agent_route(*, run: StepRun, step: Step, card: Card, tracer: Tracer, usage: Usage) -> Apply | Handover:
     """Pick who settles the case and ask them; see DESIGN.md "Mechanisms"."""
     agent = step.agent
@@ -614,6 +625,14 @@ def _agent_route(*, run: StepRun, step: Step, card: Card, tracer: Tracer, usage:
             if evaluate(rule.get("when"), card.values):
                 decision = str(rule.get("decision") or "done")
                 why = rule.get("reason") or f"rule {i + 1} matched"
+                if step.four_eyes:  # a rule drafts the decision; two people still approve it
+                    draft = AgentAnswer(
+                        decision=decision,
+                        values=dict(rule.get("values") or {}),
+                        confidence=Decimal(1),
+                        reasoning=str(why),
+                    )
+                    return _four_eyes(tracer, [str(why), f"{decision} proposed without a model"], draft)
                 reason = f"{why} → {decision} without a model"
                 tracer.add(TraceKind.ROUTING, reason, {"rule": rule})
                 return Apply(
@@ -742,6 +761,9 @@ def _agent_route(*, run: StepRun, step: Step, card: Card, tracer: Tracer, usage:
             reason = "; ".join([*notes, note]) + " → human"
             tracer.add(TraceKind.ROUTING, reason, {"proposal": answer.as_proposal()})
             return Handover(reason=reason, proposal=answer)
+        if step.four_eyes:  # however confident the model, two people approve before it takes effect
+            said = f"{tier} model {model} proposed {answer.decision} with confidence {answer.confidence}"
+            return _four_eyes(tracer, [*notes, said], answer)
         used = Mechanism.LOCAL_MODEL if tier == "local" else Mechanism.FOUNDATION_MODEL
         reason = "; ".join(
             [*notes, f"{tier} model {model} decided {answer.decision} with confidence {answer.confidence}"]

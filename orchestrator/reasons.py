@@ -76,6 +76,19 @@ _piece(
         % {**g, "tier": _tier(g)}
     )
 )
+_piece(
+    r"(?P<tier>local|foundation) model (?P<model>\S+) proposed (?P<decision>\S+) "
+    r"with confidence (?P<confidence>[\d.]+)"
+)(
+    lambda g: (
+        _("%(tier)s model %(model)s proposed %(decision)s with confidence %(confidence)s")
+        % {**g, "tier": _tier(g)}
+    )
+)
+_piece(r"(?P<decision>\S+) proposed without a model")(
+    lambda g: _("%(decision)s proposed without a model") % g
+)
+_piece(r"four eyes: two people approve")(lambda g: _("four eyes: two people approve"))
 _piece(r"(?P<field>\S+) (?P<amount>\S+) exceeds authority (?P<limit>\S+)")(
     lambda g: _("%(field)s %(amount)s exceeds authority %(limit)s") % g
 )

@@ -1,7 +1,9 @@
 """The rail's own writes that people trigger: deciding a review, retrying a failed step.
 
 Card changes still go through pipes.services; these functions add the rail's gates (who
-may decide or retry) and continue the card's steps afterwards.
+may decide or retry) and continue the card's steps afterwards. A review is decided only through
+orchestrator.inbox.services.inbox_decide, which holds the four-eyes and requester rules; the rail's
+part of it, `_review_decide`, is private to it.
 """
 
 from __future__ import annotations
@@ -82,7 +84,7 @@ def _review_fields(task: ReviewTask, step, card: Card) -> dict[str, Field]:
     return {k: f for k, f in fields.items() if k in keys}
 
 
-def review_decide(
+def _review_decide(
     *,
     task: ReviewTask,
     user: AbstractBaseUser,
@@ -92,8 +94,11 @@ def review_decide(
 ) -> ReviewTask:
     """Record `user`'s decision on `task`, apply it to the card and continue the rail.
 
-    Approving applies the agent's proposed values (overridden by `values`); any decision may
-    set the review's fields. Raises RailPermissionError or RailError; changes nothing then."""
+    Private to orchestrator.inbox.services.inbox_decide, the one public way to decide a review: it
+    checks four-eyes (two distinct approvers) and that the requester does not decide their own case
+    before calling this for the final decision. Approving applies the agent's proposed values
+    (overridden by `values`); any decision may set the review's fields. Raises RailPermissionError or
+    RailError; changes nothing then."""
     values = dict(values or {})
     with transaction.atomic():
         task = (

@@ -1,8 +1,10 @@
 """Writes of the inbox: open an item for a new review task, decide (with four-eyes), ask the requester
 for changes, delegate, approve in bulk, escalate overdue tasks.
 
-Card changes go through pipes.services; a review's final decision goes through the rail's
-orchestrator.services.review_decide, which applies it and continues the card along the rail. What
+Card changes go through pipes.services. inbox_decide is the only public way to decide a review: it
+holds the rules every caller must pass (four-eyes: two distinct people approve, whoever drafted the
+decision; a requester never decides their own case), then hands the final decision to the rail's
+private orchestrator.services._review_decide, which applies it and continues the card. What
 the rail has no notion of — the first of two approvals, edits of the agent's draft, delegations,
 escalations, a request for changes — is recorded here, on the task, the run's trace and the card's
 timeline, in the same transaction as the change it describes.
@@ -27,7 +29,7 @@ from django.utils.translation import gettext as _
 from orchestrator import costs
 from orchestrator.models import Mechanism, ReviewStatus, ReviewTask, RunStatus, Step, StepRun, TraceKind
 from orchestrator.rail import Tracer, timeline_payload
-from orchestrator.services import RailError, RailPermissionError, review_decide
+from orchestrator.services import RailError, RailPermissionError, _review_decide
 from pipes.choices import RailStatus
 from pipes.fieldtypes import FieldValueError, ParseContext, parse_value
 from pipes.models import Card, Field, Notification, Phase
@@ -231,7 +233,7 @@ def _check_process_accepts(*, task: ReviewTask, user: AbstractBaseUser, values: 
     second reviewer confirms something the process will accept."""
     try:
         with transaction.atomic():
-            review_decide(task=task, user=user, decision=Decision.APPROVE, values=values)
+            _review_decide(task=task, user=user, decision=Decision.APPROVE, values=values)
             raise _DryRun()
     except _DryRun:
         pass
@@ -363,7 +365,7 @@ def inbox_decide(
 
         if edited and task.proposal:  # without a draft, the field change itself is the record
             _record_edits(task=task, user=user, edited=edited, values=values)
-        task = review_decide(task=task, user=user, decision=decision, comment=comment, values=values)
+        task = _review_decide(task=task, user=user, decision=decision, comment=comment, values=values)
         ReviewSignoff.objects.create(
             task=task,
             user=user,
@@ -419,7 +421,7 @@ def inbox_request_changes(
         run, step = task.run, task.run.step
         if card.phase_id != run.entry.phase_id:
             raise RailError(_("The card has left the phase of this review; nothing was changed."))
-        # Reviewers may not move cards on their own; like review_decide, the rail acts on their behalf.
+        # Reviewers may not move cards on their own; as in _review_decide, the rail acts on their behalf.
         actor = Actor.system(_("Review by %(name)s") % {"name": person(user)})
         card = card_request_changes(
             actor=actor, card=card, field_keys=list(field_keys), comment=comment, to_phase=to_phase

@@ -9,8 +9,8 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 
 from agents.models import AllowedHost
+from orchestrator.inbox.services import inbox_decide
 from orchestrator.models import Mechanism, ReviewTask, RunStatus, Step, StepRun
-from orchestrator.services import review_decide
 from pipes.choices import PipeRole, RailStatus
 from pipes.definitions import pipe_import, process_template_load
 from pipes.models import Card
@@ -82,7 +82,7 @@ def test_it_takes_a_card_through_all_four_mechanisms_to_the_final_phase(world, c
         assert "Revenue 2,400,000" in ollama.prompts()[0]
         assert "rep@example.com" not in ollama.prompts()[0] + openai.prompts()[0]
 
-        review_decide(
+        inbox_decide(
             task=task,
             user=world.reviewer,
             decision="approve",

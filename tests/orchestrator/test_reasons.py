@@ -66,6 +66,15 @@ def test_a_hand_over_reads_piece_by_piece(world, triage, ollama, openai):
         ("condition not met: step skipped", "condição não atendida: etapa pulada"),
         ("rule 2 matched → approve without a model", "regra 2 atendida → approve sem modelo"),
         (
+            "foundation model gpt-test proposed approve with confidence 0.97; four eyes: two people approve → human",
+            "modelo de fundação gpt-test propôs approve com confiança 0.97; dupla aprovação: duas pessoas aprovam"
+            " → uma pessoa",
+        ),
+        (
+            "rule 1 matched; approve proposed without a model; four eyes: two people approve → human",
+            "regra 1 atendida; approve proposto sem modelo; dupla aprovação: duas pessoas aprovam → uma pessoa",
+        ),
+        (
             "Service invoice → approve without a model",
             "Service invoice → approve sem modelo",
         ),  # the rule's own words
