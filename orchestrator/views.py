@@ -17,8 +17,8 @@ from .selectors import (
     RailForbidden,
     pipe_cost_report,
     pipe_get_for_costs,
-    run_events,
     run_get_for_user,
+    run_shown,
 )
 from .services import RailError, step_run_retry
 
@@ -36,11 +36,13 @@ def _run_or_403(user, run_id: int):
 @require_GET
 def run_detail(request: HttpRequest, run_id: int) -> HttpResponse:
     run, access = _run_or_403(request.user, run_id)
+    shown = run_shown(run=run, access=access)  # personal data masked as on the card page
     context = {
-        "run": run,
+        "run": shown.run,
         "card": run.card,
-        "events": run_events(run),
-        "review": getattr(run, "review", None),
+        "card_title": shown.card_title,
+        "events": shown.events,
+        "review": shown.review,
         "can_retry": access.can_work and run.status == RunStatus.FAILED and run.entry.left_at is None,
         "polling": run.status in UNFINISHED,
     }

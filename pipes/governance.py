@@ -42,7 +42,7 @@ from django.utils.translation import gettext as _
 
 from . import services
 from .choices import FieldType, OrgRole
-from .masking import mask_text
+from .masking import title_shown
 from .models import (
     Card,
     CardErasure,
@@ -208,7 +208,7 @@ def _notify_overdue(*, late: list[int], expired: list[int]) -> int:
     }
     admins: dict[int, list] = {}
     pii_readers: dict[int, set[int]] = {}
-    pii_titles: dict[int, bool] = {}
+    pipe_fields: dict[int, list[Field]] = {}
     notes, mails = [], []
     for card_id, kind in marks:
         card = cards[card_id]
@@ -216,12 +216,12 @@ def _notify_overdue(*, late: list[int], expired: list[int]) -> int:
         if pipe.pk not in admins:
             admins[pipe.pk] = list(pipe_users_with(pipe, "administer_pipe"))
             pii_readers[pipe.pk] = set(pipe_users_with(pipe, "view_pii").values_list("pk", flat=True))
-            pii_titles[pipe.pk] = Field.objects.filter(pipe=pipe, key=pipe.title_field, pii=True).exists()
+            pipe_fields[pipe.pk] = list(pipe.fields.all())
         people = {u.pk: u for u in [*card.assignees.all(), *admins[pipe.pk]] if u.is_active}
         for user in people.values():
-            title = card.title
-            if pii_titles[pipe.pk] and user.pk not in pii_readers[pipe.pk]:
-                title = mask_text(title)
+            title = title_shown(
+                pipe=pipe, can_view_pii=user.pk in pii_readers[pipe.pk], fields=pipe_fields[pipe.pk]
+            )(card.title)
             if kind == "late":
                 message = _("%(ref)s %(title)s is late: it passed the %(hours)s h SLA of %(phase)s.") % {
                     "ref": card.reference,

@@ -32,7 +32,7 @@ from django.utils.translation import gettext as _
 from .choices import EventKind, FieldType, RailStatus
 from .conditions import evaluate
 from .fieldtypes import is_filled
-from .masking import field_text, mask_text
+from .masking import field_text, mask_text, title_masked, title_shown
 from .models import Card, CardEvent, CardFile, Field, Label, Phase, Pipe
 from .roles import STAFF_PERMS, PipeAccess, pipe_access, pipe_users_with, pipes_for_user
 
@@ -189,10 +189,14 @@ def _filters_q(
     can_view_pii: bool,
     now: dt.datetime,
 ) -> Q | None:
-    """The filters as one Q (None when there are none). Never matches on PII the user may not see."""
+    """The filters as one Q (None when there are none). Never matches on PII the user may not see,
+    nor on titles masked for them (a title is a copy of its title field)."""
     parts: list[Q] = []
     if filters.q:
-        search = Q(title__icontains=filters.q)
+        if title_masked(pipe=pipe, can_view_pii=can_view_pii, fields=fields):
+            search = Q(pk__in=[])
+        else:
+            search = Q(title__icontains=filters.q)
         for f in fields:
             if f.type in TEXT_SEARCH_TYPES and (can_view_pii or not f.pii):
                 search |= Q(IContains(KeyTextTransform(f.key, "values"), filters.q))
@@ -242,6 +246,11 @@ class BoardSchema:
     @property
     def fields_by_key(self) -> dict[str, Field]:
         return {f.key: f for f in self.fields}
+
+    @cached_property
+    def title_of(self) -> Callable[[str], str]:
+        """How the viewer sees a card title of the pipe: masked wherever its title field is."""
+        return title_shown(pipe=self.pipe, can_view_pii=self.can_view_pii, fields=self.fields)
 
     @property
     def phases_by_id(self) -> dict[int, Phase]:
@@ -483,12 +492,13 @@ def tiles_from_rows(rows: Sequence[tuple], *, schema: BoardSchema) -> list[Tile]
     detail_url = _url_maker("card_detail", pipe_id)
     move_url = _url_maker("card_move", pipe_id)
     badges = rail_badges()
+    title_of = schema.title_of
     return [
         Tile(
             pk=pk,
             pipe_id=pipe_id,
             phase_id=phase_id,
-            title=title,
+            title=title_of(title),
             version=version,
             due_at=due_at,
             created_at=created,
@@ -518,7 +528,7 @@ def tile_from_card(card: Card, *, schema: BoardSchema) -> Tile:
 
 
 def decorate_card(card: Card, *, schema: BoardSchema) -> Card:
-    """Set the badges the side panel shows on a full card."""
+    """Set the badges and the title (masked for this viewer where need be) the side panel shows on a full card."""
     card.pipe = schema.pipe
     card.is_late = _is_late(
         schema.phases_by_id.get(card.phase_id), card.phase_entered_at, card.finished_at, schema.now
@@ -526,6 +536,7 @@ def decorate_card(card: Card, *, schema: BoardSchema) -> Card:
     card.is_overdue = bool(card.due_at and card.finished_at is None and card.due_at < schema.now)
     card.stamp = f"{card.updated_at.timestamp():.6f}"
     card.rail_badge = rail_badge(card)
+    card.shown_title = schema.title_of(card.title)
     return card
 
 

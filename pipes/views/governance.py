@@ -28,8 +28,8 @@ from .. import governance
 from ..audit import AuditFilters, AuditScope, audit_entries, audit_page, sources_for
 from ..choices import ActorKind
 from ..csvsafe import csv_safe_writer
-from ..masking import mask_text
-from ..models import Card, Field, Membership, Organization, Pipe, PrivacyRequest
+from ..masking import title_shown
+from ..models import Card, Membership, Organization, Pipe, PrivacyRequest
 from ..roles import PipeAccess, is_org_owner
 from ..selectors import pipe_get_for_user
 from ..services import CardError
@@ -108,9 +108,8 @@ def index(request: HttpRequest) -> HttpResponse:
 
 def _title_shown(pipe: Pipe, access: PipeAccess):
     """How card titles are shown: masked when the title field is PII the user may not see."""
-    if access.can_view_pii or not Field.objects.filter(pipe=pipe, key=pipe.title_field, pii=True).exists():
-        return lambda stay: stay.title
-    return lambda stay: mask_text(stay.title)
+    title_of = title_shown(pipe=pipe, can_view_pii=access.can_view_pii)
+    return lambda stay: title_of(stay.title)
 
 
 @login_required
@@ -323,7 +322,7 @@ def card_audit(request: HttpRequest, card_id: int) -> HttpResponse:
         card=card,
         can_view_pii=access.can_view_pii,
     )
-    title = card.title if access.can_view_pii else mask_text(card.title)
+    title = title_shown(pipe=pipe, can_view_pii=access.can_view_pii)(card.title)
     return _audit_response(
         request,
         scope=scope,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 
 from orchestrator.models import Mechanism, RunStatus, StepRun
@@ -61,6 +62,84 @@ def test_it_hides_runs_from_people_who_do_not_work_the_pipe(client, world, done_
     client.force_login(getattr(world, who))
     assert client.get(reverse("rail:run", args=[done_run.pk])).status_code == status
     assert client.get(reverse("rail:pipe_costs", args=[world.pipe.pk])).status_code == status
+
+
+# ---------------------------------------------------------------- personal data on the run page
+
+SECRET_EMAIL = "joana.secreta@empresa.com"
+SECRET_ITEM = "Laptop for Joana Secreta"
+SECRET_CC = "CC-481"
+SECRET_DOC = "DOC-SECRET-9911"
+
+
+def _worker_without_pii(world):
+    """The member, still working the pipe, without the permission to see personal data."""
+    from guardian.shortcuts import remove_perm
+
+    from pipes.roles import forget_access
+
+    remove_perm("view_pii", world.member, world.pipe)
+    forget_access()
+    return world.member
+
+
+@pytest.fixture
+def pii_run(world, ollama, openai):
+    """A run whose agent may see personal data: the item (the title field), the email and the cost
+    center are PII, and the model repeats them in its reasoning; then a review of a second proposal."""
+    world.pipe.fields.filter(key__in=["item", "requester_email", "cost_center", "quote"]).update(pii=True)
+    make_step(world.phase("triage"), agent=make_agent(world.pipe, may_see_pii=True))
+    reasoning = f"{SECRET_EMAIL} asked for {SECRET_ITEM} on {SECRET_CC} before."
+    ollama.push(
+        answer("approve", {"category": "Hardware", "cost_center": SECRET_CC}, 0.9, reasoning=reasoning)
+    )
+    values = good_start_values(item=SECRET_ITEM, requester_email=SECRET_EMAIL)
+    upload = SimpleUploadedFile("joana-id.txt", SECRET_DOC.encode(), content_type="text/plain")
+    card = card_create(
+        actor=Actor.for_user(world.requester), pipe=world.pipe, values=values, files={"quote": [upload]}
+    )
+    drain()
+    return StepRun.objects.get(card=card)
+
+
+def test_it_masks_personal_data_on_the_run_page_for_a_worker_without_view_pii(client, world, pii_run):
+    held = str(list(pii_run.events.values("data")))
+    assert SECRET_EMAIL in held and SECRET_DOC in held  # the trace holds them in clear
+    client.force_login(_worker_without_pii(world))
+
+    page = client.get(reverse("rail:run", args=[pii_run.pk])).content.decode()
+
+    assert "Inputs seen" in page and "Prompt" in page and "Raw output" in page and "Changes applied" in page
+    for secret in (SECRET_EMAIL, SECRET_ITEM, SECRET_CC, SECRET_DOC, "joana-id", "Joana"):
+        assert secret not in page, secret
+    assert "j***@e***.com" in page and "L***" in page and "C***" in page
+
+
+def test_it_masks_personal_data_in_the_review_of_a_run(client, world, pii_run, ollama):
+    from orchestrator.models import ReviewTask
+
+    ReviewTask.objects.create(
+        run=pii_run,
+        card=pii_run.card,
+        pipe=world.pipe,
+        question=f"May {SECRET_EMAIL} buy this?",
+        proposal={"decision": "approve", "values": {"cost_center": SECRET_CC}},
+        reasoning=f"{SECRET_ITEM} is within policy.",
+        allowed_decisions=["approve", "reject"],
+    )
+    client.force_login(_worker_without_pii(world))
+
+    page = client.get(reverse("rail:run", args=[pii_run.pk])).content.decode()
+
+    assert "Agent proposed" in page
+    for secret in (SECRET_EMAIL, SECRET_ITEM, SECRET_CC):
+        assert secret not in page, secret
+
+
+def test_it_shows_the_run_in_clear_to_people_who_may_see_personal_data(client, world, pii_run):
+    client.force_login(world.member)
+    page = client.get(reverse("rail:run", args=[pii_run.pk])).content.decode()
+    assert SECRET_EMAIL in page and SECRET_ITEM in page and SECRET_CC in page and SECRET_DOC in page
 
 
 def test_it_answers_404_for_a_run_that_does_not_exist(client, world):

@@ -237,6 +237,47 @@ def test_it_does_not_find_cards_by_pii_the_viewer_may_not_see(client, world):
     assert 'id="card-' in login(client, world.member).get(url).content.decode()
 
 
+def _title_is_pii(world) -> None:
+    world.pipe.fields.filter(key="item").update(pii=True)  # "item" is the pipe's title field
+
+
+def test_it_masks_a_pii_title_wherever_the_field_is_masked(client, world):
+    _title_is_pii(world)
+    since = timezone.now()
+    card = new_card(world, item="Laptop for Joana Secreta")
+    login(client, world.viewer)
+    pages = {
+        "board": client.get(reverse("board", args=[world.pipe.pk])),
+        "panel": client.get(reverse("card_detail", args=[world.pipe.pk, card.pk]), **hx()),
+        "column": client.get(reverse("column_more", args=[world.pipe.pk, world.phase("triage").pk]), **hx()),
+        "changes": client.get(
+            reverse("board_changes", args=[world.pipe.pk]), {"since": since.isoformat()}, **hx()
+        ),
+    }
+    for name, response in pages.items():
+        html = response.content.decode()
+        assert f"card-{card.pk}" in html or card.reference in html, name
+        assert "Joana" not in html, name
+        assert "L***" in html, name
+
+
+def test_it_shows_a_pii_title_to_people_who_may_see_it(client, world):
+    _title_is_pii(world)
+    card = new_card(world, item="Laptop for Joana Secreta")
+    login(client, world.member)
+    assert "Laptop for Joana Secreta" in client.get(reverse("board", args=[world.pipe.pk])).content.decode()
+    panel = client.get(reverse("card_detail", args=[world.pipe.pk, card.pk]), **hx()).content.decode()
+    assert "Laptop for Joana Secreta" in panel
+
+
+def test_it_does_not_find_cards_by_a_title_masked_for_the_viewer(client, world):
+    _title_is_pii(world)
+    new_card(world, item="Laptop for Joana Secreta")
+    url = reverse("board", args=[world.pipe.pk]) + "?q=joana"
+    assert 'id="card-' not in login(client, world.viewer).get(url).content.decode()
+    assert 'id="card-' in login(client, world.member).get(url).content.decode()
+
+
 def test_it_explains_an_empty_board(client, world):
     html = login(client, world.member).get(reverse("board", args=[world.pipe.pk])).content.decode()
     assert "No cards yet." in html and "start form" in html
