@@ -16,3 +16,11 @@ class OrchestratorConfig(AppConfig):
         from .reasons import reason_display
 
         register_step_reason_display(reason_display)
+
+        from pipes.design import register_design_model
+
+        from .models import PipeRailSettings, Step
+
+        # Steps and the rail's settings are design objects: one design service changes them.
+        register_design_model(Step, pipe_path="phase__pipe")
+        register_design_model(PipeRailSettings, pipe_path="pipe")

@@ -32,9 +32,9 @@ from django.utils import timezone
 from guardian.models import GroupObjectPermission, UserObjectPermission
 
 from pipes.choices import OrgRole, PipeRole
-from pipes.definitions import pipe_import, process_template_load
+from pipes.definitions import process_template_load
+from pipes.design import SYSTEM, design_grant, design_import
 from pipes.models import Card, CardFile, Label, Membership, Organization, Phase, Pipe
-from pipes.roles import pipe_role_grant
 from pipes.services import (
     Actor,
     CardTransitionError,
@@ -889,10 +889,10 @@ def demo_seed(*, cards: int = DEFAULT_CARDS, seed: int = 7) -> DemoSummary:
         users = _create_users(org)
         pipes = {}
         for name in TEMPLATE_SHARES:
-            pipe = pipe_import(organization=org, definition=process_template_load(name))
+            pipe = design_import(actor=SYSTEM, organization=org, definition=process_template_load(name))
             for person in DEMO_USERS:
                 if person.role != "owner":
-                    pipe_role_grant(pipe=pipe, user=users[person.username], role=person.role)
+                    design_grant(actor=SYSTEM, pipe=pipe, user=users[person.username], role=person.role)
             pipes[name] = pipe
         companies = [company(rng) for _ in range(40)]
         jobs = _schedule(rng, cards)

@@ -5,7 +5,8 @@ from pathlib import Path
 from django.core.management.base import BaseCommand, CommandError
 from django.utils.translation import gettext as _
 
-from pipes.definitions import DefinitionError, definition_load, pipe_import
+from pipes.definitions import DefinitionError, definition_load
+from pipes.design import SYSTEM, design_import
 from pipes.models import Organization
 
 
@@ -31,7 +32,7 @@ class Command(BaseCommand):
         except (OSError, UnicodeDecodeError) as exc:
             raise CommandError(_("Cannot read %(file)s: %(error)s") % {"file": file, "error": exc}) from None
         try:
-            pipe = pipe_import(organization=organization, definition=definition_load(text))
+            pipe = design_import(actor=SYSTEM, organization=organization, definition=definition_load(text))
         except DefinitionError as exc:
             for message in exc.messages:
                 self.stderr.write(f"{path.name}: {message}")

@@ -1,0 +1,458 @@
+"""The one design write path: every change to a process definition goes through here.
+
+Pipes, phases, fields, labels, the rail's steps and settings, agents, allowed hosts and pipe
+role grants are all "design objects". Whoever changes one (the Django admin, a designer page,
+`import_pipe`, an API) calls `design_save` / `design_delete` / `design_grant`, which, in one
+transaction:
+
+1. check that the actor administers the pipe of the object (or owns its organization, for
+   objects that belong to an organization rather than to a pipe);
+2. check every object the change references (foreign keys and many-to-many values): it must
+   belong to the same pipe (or, for organization-level objects, the same organization), and a
+   person it names must be a member of that organization;
+3. validate the whole pipe afterwards with the checker `import_pipe` uses (its export must pass
+   `definition_check`), so what the admin saves always exports and imports again;
+4. leave an audit entry (django-auditlog's, or one on the pipe's design trail for models it does
+   not track).
+
+A refusal raises DesignError (with messages naming the field or the definition path) and
+changes nothing. Other apps register their design models with `register_design_model`
+(pipes knows nothing of agents or the rail).
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterable
+from contextlib import nullcontext
+from dataclasses import dataclass
+from typing import Any
+
+from auditlog.context import set_actor
+from auditlog.models import LogEntry
+from auditlog.registry import auditlog
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import AbstractBaseUser
+from django.core.exceptions import PermissionDenied
+from django.db import models, transaction
+from django.db.models import QuerySet
+from django.forms.models import model_to_dict
+from django.utils.translation import gettext as _
+
+from ..choices import OrgRole
+from ..definitions import DefinitionError, definition_check, pipe_export, pipe_import
+from ..models import Field, Label, Membership, Organization, Phase, Pipe
+from ..roles import (
+    ROLE_PERMS,
+    pipe_access,
+    pipe_role_grant,
+    pipe_role_revoke,
+    pipe_users_with,
+    pipes_for_user,
+)
+
+# The system (a management command, a data migration): trusted, no person to check.
+SYSTEM = None
+
+
+class DesignError(Exception):
+    """A design change refused: `errors` maps a field name ("" for the whole object) to messages."""
+
+    def __init__(self, errors: dict[str, list[str]] | list[str] | str):
+        if isinstance(errors, str):
+            errors = [errors]
+        if isinstance(errors, list):
+            errors = {"": list(errors)}
+        self.errors = {k: list(v) for k, v in errors.items() if v}
+        super().__init__("; ".join(self.messages))
+
+    @property
+    def messages(self) -> list[str]:
+        return [f"{k}: {m}" if k else m for k, v in self.errors.items() for m in v]
+
+
+class DesignPermissionError(DesignError, PermissionDenied):
+    """The actor may not design this pipe or organization."""
+
+
+@dataclass(frozen=True)
+class DesignModel:
+    """How to find the pipe (or the organization) a design model belongs to."""
+
+    model: type[models.Model]
+    pipe_path: str | None = None  # e.g. "phase__pipe"; None for organization-level objects
+    org_path: str | None = None  # e.g. "organization"; for objects outside any pipe
+
+    def path(self) -> str:
+        return self.pipe_path or self.org_path or ""
+
+    def pipe_of(self, obj: models.Model) -> Pipe | None:
+        if isinstance(obj, Pipe):
+            return obj
+        if not self.pipe_path:
+            return None
+        return _follow(obj, self.pipe_path)
+
+    def organization_id_of(self, obj: models.Model) -> int | None:
+        if isinstance(obj, Organization):
+            return obj.pk
+        pipe = self.pipe_of(obj)
+        if pipe is not None:
+            return pipe.organization_id
+        org = _follow(obj, self.org_path) if self.org_path else None
+        return org.pk if org is not None else None
+
+
+_REGISTRY: dict[type[models.Model], DesignModel] = {}
+
+
+def register_design_model(
+    model: type[models.Model], *, pipe_path: str | None = None, org_path: str | None = None
+):
+    """Make `model` a design object reachable from a pipe (`pipe_path`) or an organization (`org_path`)."""
+    if pipe_path is None and org_path is None:
+        raise ValueError("a design model needs a pipe_path or an org_path")
+    _REGISTRY[model] = DesignModel(model=model, pipe_path=pipe_path, org_path=org_path)
+
+
+def design_models() -> list[DesignModel]:
+    return list(_REGISTRY.values())
+
+
+def design_model(model: type[models.Model]) -> DesignModel:
+    try:
+        return _REGISTRY[model]
+    except KeyError:
+        raise DesignError(
+            _("%(model)s is not a design object.") % {"model": model._meta.verbose_name}
+        ) from None
+
+
+register_design_model(Pipe, pipe_path="")
+register_design_model(Phase, pipe_path="pipe")
+register_design_model(Field, pipe_path="pipe")
+register_design_model(Label, pipe_path="pipe")
+register_design_model(Organization, org_path="")
+register_design_model(Membership, org_path="organization")
+
+
+def _follow(obj: Any, path: str) -> Any:
+    for part in path.split("__") if path else []:
+        if obj is None:
+            return None
+        obj = getattr(obj, part, None)  # an unset foreign key reads as None
+    return obj
+
+
+# ---------------------------------------------------------------- who may design what
+
+
+def administered_pipes(user: AbstractBaseUser | None) -> QuerySet[Pipe]:
+    """The pipes `user` may design: those they administer and every pipe of an organization they own."""
+    if user is SYSTEM:
+        return Pipe.objects.all()
+    return pipes_for_user(user, ("administer_pipe",))
+
+
+def owned_organizations(user: AbstractBaseUser | None) -> QuerySet[Organization]:
+    """Organizations `user` owns (all of them for a superuser)."""
+    if user is SYSTEM or user.is_superuser:
+        return Organization.objects.all()
+    if not user.is_authenticated or not user.is_active:
+        return Organization.objects.none()
+    return Organization.objects.filter(memberships__user=user, memberships__role=OrgRole.OWNER)
+
+
+def designable_organizations(user: AbstractBaseUser | None) -> QuerySet[Organization]:
+    """Organizations in which `user` designs something (owners, and admins of one of its pipes)."""
+    if user is SYSTEM or user.is_superuser:
+        return Organization.objects.all()
+    return Organization.objects.filter(
+        models.Q(pk__in=owned_organizations(user).values("pk"))
+        | models.Q(pk__in=administered_pipes(user).values("organization_id"))
+    ).distinct()
+
+
+def designable(model: type[models.Model], user: AbstractBaseUser | None) -> QuerySet:
+    """Every object of a design model (or a user, or an organization) `user` may name in a design change."""
+    if user is SYSTEM:
+        return model._default_manager.all()
+    if model is get_user_model():
+        return people_for_designer(user)
+    if model is Organization:
+        return designable_organizations(user)
+    spec = design_model(model)
+    qs = model._default_manager.all()
+    if model is Pipe:
+        return qs.filter(pk__in=administered_pipes(user).values("pk"))
+    if spec.pipe_path:
+        return qs.filter(**{f"{spec.pipe_path}__in": administered_pipes(user).values("pk")})
+    return qs.filter(**{f"{spec.org_path}__in": owned_organizations(user).values("pk")})
+
+
+def people_for_designer(user: AbstractBaseUser | None) -> QuerySet:
+    """People `user` may name (a reviewer, a grant): members of the organizations they design in."""
+    User = get_user_model()
+    if user is SYSTEM or user.is_superuser:
+        return User.objects.all()
+    members = Membership.objects.filter(organization__in=designable_organizations(user)).values("user_id")
+    return User.objects.filter(pk__in=members, is_active=True)
+
+
+def _check_actor(actor: AbstractBaseUser | None, obj: models.Model, spec: DesignModel) -> None:
+    if actor is SYSTEM:
+        return
+    if not (actor.is_authenticated and actor.is_active):
+        raise DesignPermissionError(_("Sign in to design processes."))
+    pipe = spec.pipe_of(obj)
+    if pipe is not None and pipe.pk is not None:
+        if not pipe_access(user=actor, pipe=pipe).can_administer:
+            raise DesignPermissionError(_("You do not administer the pipe “%(pipe)s”.") % {"pipe": pipe.name})
+        return
+    org_id = spec.organization_id_of(obj)
+    if org_id is None and isinstance(obj, Organization) and actor.is_superuser:
+        return  # a new organization: the site's superuser creates it
+    if org_id is None or not owned_organizations(actor).filter(pk=org_id).exists():
+        raise DesignPermissionError(_("Only an owner of the organization can do this."))
+
+
+def _check_references(
+    actor: AbstractBaseUser | None,
+    obj: models.Model,
+    spec: DesignModel,
+    m2m: dict[str, Iterable[models.Model]],
+    errors: dict[str, list[str]],
+) -> None:
+    """Every object `obj` names belongs to its pipe (or organization), and every person to its organization."""
+    pipe = spec.pipe_of(obj)
+    org_id = spec.organization_id_of(obj)
+    User = get_user_model()
+    named: list[tuple[str, models.Model]] = []
+    for f in obj._meta.concrete_fields:
+        if f.is_relation and f.many_to_one or (f.is_relation and f.one_to_one):
+            if isinstance(obj, Pipe) and f.name == "organization":
+                continue  # the pipe's own organization: checked by _check_actor and _check_pipe_move
+            value = getattr(obj, f.name)
+            if value is not None:
+                named.append((f.name, value))
+    for name, values in m2m.items():
+        named.extend((name, v) for v in values)
+    for name, value in named:
+        if isinstance(value, User):
+            if isinstance(obj, Membership):
+                # Joining an organization: a person the actor already works with, never a stranger's name.
+                known = people_for_designer(actor).filter(pk=value.pk).exists()
+                if not known:
+                    errors.setdefault(name, []).append(_("Choose a person you work with."))
+            elif pipe is not None:
+                if not pipe_users_with(pipe, ("review_pipe", "administer_pipe")).filter(pk=value.pk).exists():
+                    errors.setdefault(name, []).append(_("Choose a reviewer of this pipe."))
+            elif not Membership.objects.filter(organization_id=org_id, user=value).exists():
+                errors.setdefault(name, []).append(_("Choose a person of this organization."))
+            continue
+        if isinstance(value, Organization):
+            if value.pk != org_id:
+                errors.setdefault(name, []).append(_("Choose this organization."))
+            continue
+        target = _REGISTRY.get(type(value))
+        if target is None:
+            errors.setdefault(name, []).append(_("This cannot be chosen here."))
+            continue
+        target_pipe = target.pipe_of(value)
+        if pipe is not None and target_pipe is not None:
+            if target_pipe.pk != pipe.pk:
+                errors.setdefault(name, []).append(_("Choose one of this pipe's own."))
+        elif target.organization_id_of(value) != org_id:
+            errors.setdefault(name, []).append(_("Choose one of this organization's own."))
+
+
+def _check_pipe_move(obj: models.Model, spec: DesignModel, errors: dict[str, list[str]]) -> None:
+    """A saved object never moves to another pipe or organization (its history and cards stay)."""
+    if obj.pk is None:
+        return
+    before = type(obj)._default_manager.filter(pk=obj.pk).first()
+    if before is None:
+        return
+    if isinstance(obj, Pipe):
+        if before.organization_id != obj.organization_id:
+            errors.setdefault("organization", []).append(_("A pipe cannot move to another organization."))
+        return
+    path = spec.pipe_path or spec.org_path or ""
+    head = path.split("__")[0]
+    old, new = _follow(before, head), _follow(obj, head)
+    if old is not None and new is not None and old.pk != new.pk:
+        errors.setdefault(head, []).append(_("This cannot move to another pipe or organization."))
+
+
+def _check_pipe(pipe: Pipe | None) -> None:
+    """The pipe as it now stands passes the checker import_pipe uses."""
+    if pipe is None or pipe.pk is None:
+        return
+    pipe = Pipe.objects.get(pk=pipe.pk)
+    try:
+        definition = pipe_export(pipe)
+    except (TypeError, ValueError, AttributeError, KeyError) as exc:
+        # A value of the wrong shape (a rule that is not a mapping, ...) that the export trips on.
+        raise DesignError(_("The process can't be read back: %(problem)s") % {"problem": exc}) from None
+    try:
+        definition_check(definition)
+    except DefinitionError as exc:
+        raise DesignError(list(exc.messages)) from None
+
+
+# ---------------------------------------------------------------- audit
+
+
+def _audit(actor, obj: models.Model, spec: DesignModel, before: dict | None, deleted: bool = False) -> None:
+    """Record the change: auditlog records its registered models itself; the others go on the trail
+    of their pipe (or organization) as one entry naming the object and what changed."""
+    if auditlog.contains(type(obj)):
+        return
+    anchor = spec.pipe_of(obj) or Organization.objects.filter(pk=spec.organization_id_of(obj)).first()
+    if anchor is None or anchor.pk is None:
+        return
+    label = f"{obj._meta.verbose_name} “{obj}”"
+    after = None if deleted else _snapshot(obj)
+    if before is None:
+        changes = {label: [None, _describe(after)]}
+    elif after is None:
+        changes = {label: [_describe(before), None]}
+    else:
+        changed = {k: [str(before.get(k)), str(v)] for k, v in after.items() if before.get(k) != v}
+        if not changed:
+            return
+        changes = {f"{label}: {k}": pair for k, pair in changed.items()}
+    LogEntry.objects.log_create(
+        anchor,
+        force_log=True,
+        action=LogEntry.Action.UPDATE,
+        changes=changes,
+        actor=actor if actor is not SYSTEM else None,
+    )
+
+
+def _snapshot(obj: models.Model) -> dict:
+    data = model_to_dict(obj, fields=[f.name for f in obj._meta.concrete_fields])
+    return {k: v for k, v in data.items() if k != "id"}
+
+
+def _describe(data: dict | None) -> str:
+    if data is None:
+        return ""
+    return ", ".join(f"{k}={v}" for k, v in data.items() if k != "id" and v not in (None, "", [], {}))
+
+
+# ---------------------------------------------------------------- writes
+
+
+def design_save(
+    *,
+    actor: AbstractBaseUser | None,
+    obj: models.Model,
+    m2m: dict[str, Iterable[models.Model]] | None = None,
+    validate: bool = True,
+) -> models.Model:
+    """Create or change a design object (and set its many-to-many values), then check the pipe.
+
+    `validate=False` leaves the whole-pipe check to a later `design_validate` in the same
+    transaction (a form that saves an object and its inlines checks the pipe once, at the end)."""
+    spec = design_model(type(obj))
+    m2m = {k: list(v) for k, v in (m2m or {}).items()}
+    with transaction.atomic(), _acting(actor):
+        _check_actor(actor, obj, spec)
+        errors: dict[str, list[str]] = {}
+        _check_pipe_move(obj, spec, errors)
+        _check_references(actor, obj, spec, m2m, errors)
+        if errors:
+            raise DesignError(errors)
+        before = None
+        if obj.pk is not None:
+            old = type(obj)._default_manager.filter(pk=obj.pk).first()
+            if old is not None:
+                _check_actor(actor, old, spec)  # the object as stored, not as the caller says it is
+                before = _snapshot(old)
+        obj.save()
+        for name, values in m2m.items():
+            getattr(obj, name).set(values)
+        _audit(actor, obj, spec, before)
+        if validate:
+            _check_pipe(spec.pipe_of(obj))
+    return obj
+
+
+def design_delete(*, actor: AbstractBaseUser | None, obj: models.Model, validate: bool = True) -> None:
+    """Delete a design object; the pipe left behind must still pass the checker."""
+    spec = design_model(type(obj))
+    with transaction.atomic(), _acting(actor):
+        _check_actor(actor, obj, spec)
+        pipe = None if isinstance(obj, Pipe) else spec.pipe_of(obj)
+        before = _snapshot(obj)
+        _audit(actor, obj, spec, before, deleted=True)
+        obj.delete()
+        if validate:
+            _check_pipe(pipe)
+
+
+def design_validate(*, actor: AbstractBaseUser | None, pipe: Pipe) -> None:
+    """Check `pipe` as it stands (inside the transaction of the writes that changed it)."""
+    _check_actor(actor, pipe, design_model(Pipe))
+    _check_pipe(pipe)
+
+
+class _DryRun(Exception):
+    pass
+
+
+def design_check(
+    *,
+    actor: AbstractBaseUser | None,
+    obj: models.Model,
+    m2m: dict[str, Iterable[models.Model]] | None = None,
+    validate: bool = True,
+) -> dict[str, list[str]]:
+    """What `design_save` would refuse, without writing anything (a form shows it beside the fields)."""
+    clone = copy.copy(obj)
+    clone._state = copy.copy(obj._state)
+    try:
+        with transaction.atomic():
+            design_save(actor=actor, obj=clone, m2m=m2m, validate=validate)
+            raise _DryRun
+    except _DryRun:
+        return {}
+    except DesignError as exc:
+        return exc.errors
+
+
+def design_grant(*, actor: AbstractBaseUser | None, pipe: Pipe, user: AbstractBaseUser, role: str) -> None:
+    """Give `user` a role on `pipe`: only its administrators do it, only to people of its organization."""
+    if role not in ROLE_PERMS:
+        raise DesignError({"role": [_("Choose a role.")]})
+    with transaction.atomic(), _acting(actor):
+        _check_actor(actor, pipe, design_model(Pipe))
+        if (
+            actor is not SYSTEM
+            and not Membership.objects.filter(organization_id=pipe.organization_id, user=user).exists()
+        ):
+            raise DesignError({"user": [_("Choose a person of this organization.")]})
+        pipe_role_grant(pipe=pipe, user=user, role=role)
+
+
+def design_revoke(*, actor: AbstractBaseUser | None, pipe: Pipe, user: AbstractBaseUser) -> None:
+    """Take every role on `pipe` away from `user`."""
+    with transaction.atomic(), _acting(actor):
+        _check_actor(actor, pipe, design_model(Pipe))
+        pipe_role_revoke(pipe=pipe, user=user)
+
+
+def design_import(*, actor: AbstractBaseUser | None, organization: Organization, definition: dict) -> Pipe:
+    """Create a pipe from a definition in `organization`: owners (or the system) only."""
+    with transaction.atomic(), _acting(actor):
+        if actor is not SYSTEM and not owned_organizations(actor).filter(pk=organization.pk).exists():
+            raise DesignPermissionError(_("Only an owner of the organization can create a pipe."))
+        return pipe_import(organization=organization, definition=definition)
+
+
+def _acting(actor):
+    """auditlog names `actor` on the entries written in the block (the request's user already is,
+    in a request; a command or a task has none)."""
+    return nullcontext() if actor is SYSTEM else set_actor(actor)
