@@ -10,17 +10,29 @@ their data. The run is stamped `trace_pruned_at`, and its page says so.
 Erasure: when pipes.governance erases a person from cards (a data-subject request or retention),
 the same values are scrubbed from those cards' traces, step-run errors and reviews, inside the
 erasure's transaction (a dry run rolls it back with the rest).
+
+Export: when pipes.governance exports a person, the rail adds to each of their cards what it keeps
+of it: the step runs with their whole trace (inputs, prompts, raw outputs, calls, changes) and the
+review tasks with their sign-offs and delegations.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from django.db import transaction
+from django.db.models import Prefetch
 from django.dispatch import receiver
 from django.utils import timezone
 
-from pipes.governance import TracePruning, erasure_patterns, person_erasing, register_trace_pruner
+from pipes.governance import (
+    TracePruning,
+    erasure_patterns,
+    person_erasing,
+    person_exporting,
+    register_trace_pruner,
+)
 from pipes.services import scrub_personal_data
 
 from .models import ReviewTask, StepRun, TraceEvent, TraceKind
@@ -93,3 +105,77 @@ def on_person_erasing(sender, card_ids: list[int], identifiers: list[str], **kwa
         patterns,
     )
     _scrub_rows(ReviewSignoff.objects.filter(task__card_id__in=card_ids), ("comment", "values"), patterns)
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return moment.isoformat() if moment else None
+
+
+def _run_export(run: StepRun) -> dict[str, Any]:
+    return {
+        "step": run.step_name,
+        "mechanism": run.mechanism or run.requested_mechanism,
+        "status": run.status,
+        "decision": run.decision,
+        "reason": run.routing_reason,
+        "error": run.error,
+        "model": run.model,
+        "created_at": _iso(run.created_at),
+        "finished_at": _iso(run.finished_at),
+        "trace_pruned_at": _iso(run.trace_pruned_at),
+        "trace": [
+            {"seq": e.seq, "kind": e.kind, "at": _iso(e.created_at), "summary": e.summary, "data": e.data}
+            for e in run.events.all()
+        ],
+    }
+
+
+def _review_export(task: ReviewTask) -> dict[str, Any]:
+    return {
+        "step": task.run.step_name,
+        "question": task.question,
+        "proposal": task.proposal,
+        "reasoning": task.reasoning,
+        "reason": task.reason,
+        "status": task.status,
+        "decision": task.decision,
+        "comment": task.comment,
+        "values": task.values,
+        "created_at": _iso(task.created_at),
+        "decided_at": _iso(task.decided_at),
+        "signoffs": [
+            {
+                "decision": s.decision,
+                "comment": s.comment,
+                "values": s.values,
+                "edited_keys": s.edited_keys,
+                "at": _iso(s.created_at),
+            }
+            for s in task.signoffs.all()
+        ],
+        "delegations": [{"note": d.note, "at": _iso(d.created_at)} for d in task.delegations.all()],
+    }
+
+
+@receiver(person_exporting)
+def on_person_exporting(sender, card_ids: list[int], **kwargs) -> dict[int, dict[str, Any]]:
+    """The rail's records of the person's cards, for their export: step runs with traces, and reviews."""
+    from .inbox.models import ReviewDelegation, ReviewSignoff
+
+    sections: dict[int, dict[str, Any]] = {pk: {"step_runs": [], "reviews": []} for pk in card_ids}
+    runs = StepRun.objects.filter(card_id__in=card_ids).prefetch_related(
+        Prefetch("events", TraceEvent.objects.order_by("seq"))
+    )
+    for run in runs.order_by("created_at", "pk"):
+        sections[run.card_id]["step_runs"].append(_run_export(run))
+    tasks = (
+        ReviewTask.objects.filter(card_id__in=card_ids)
+        .select_related("run")
+        .prefetch_related(
+            Prefetch("signoffs", ReviewSignoff.objects.order_by("created_at", "pk")),
+            Prefetch("delegations", ReviewDelegation.objects.order_by("created_at", "pk")),
+        )
+    )
+    for task in tasks.order_by("created_at", "pk"):
+        sections[task.card_id]["reviews"].append(_review_export(task))
+    return sections

@@ -13,7 +13,8 @@
 
 Card writes go through pipes.services; this module adds what is not a card: the audit-log
 redaction, the privacy-request record and the notifications. The rail extends erasure through
-the `person_erasing` signal (redact step traces) and `register_trace_pruner` (trace retention).
+the `person_erasing` signal (redact step traces), the `person_exporting` signal (add its records of
+the person's cards to their export) and `register_trace_pruner` (trace retention).
 """
 
 from __future__ import annotations
@@ -70,6 +71,12 @@ RETENTION_ACTOR_NAME = "Retention policy"
 # and then rolls everything back: receivers write only to the database, and defer anything else
 # (deleting files, calling out) with transaction.on_commit.
 person_erasing = Signal()
+
+# Sent while exporting a person, with card_ids (list[int], the cards about them). Each receiver returns
+# {card id: {section name: JSON-ready data}}: what it keeps of those cards, added to each card of the
+# export. The rail connects to it with its step runs (traces included) and review tasks, so the
+# export holds every place the person's data is kept though pipes knows nothing of the rail.
+person_exporting = Signal()
 
 # ---------------------------------------------------------------- SLA marks
 
@@ -349,6 +356,9 @@ def subject_export_data(
     logs: dict[int, list] = {}
     for entry in _card_log_entries(c.pk for c in cards).select_related("actor"):
         logs.setdefault(int(entry.object_pk), []).append(entry)
+    notes: dict[int, list[Notification]] = {}
+    for note in Notification.objects.filter(card__in=cards).order_by("created_at", "pk"):
+        notes.setdefault(note.card_id, []).append(note)
     data: dict[str, Any] = {
         "format": "trilho.subject-export/1",
         "generated_at": timezone.now().isoformat(),
@@ -410,8 +420,17 @@ def subject_export_data(
                     }
                     for entry in logs.get(card.pk, [])
                 ],
+                # What people were told about the card: the messages repeat its title and values.
+                "notifications": [
+                    {"at": _iso(n.created_at), "message": n.message} for n in notes.get(card.pk, [])
+                ],
             }
         )
+    exported = {card.pk: part for card, part in zip(cards, data["cards"], strict=True)}
+    for _receiver, sections in person_exporting.send(sender=PrivacyRequest, card_ids=list(exported)):
+        for card_id, parts in (sections or {}).items():
+            if card_id in exported:
+                exported[card_id].update(parts)
     return data
 
 

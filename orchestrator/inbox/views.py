@@ -15,7 +15,8 @@ from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
 from django.views.decorators.http import require_GET, require_POST
 
-from agents.documents import document_read
+from agents.documents import cut_notes, document_kind, document_text_stored
+from orchestrator.dispatch import dispatch_document_extraction
 from orchestrator.models import ReviewStatus, ReviewTask
 from orchestrator.rail import run_url
 from orchestrator.services import RailError, RailPermissionError, review_open
@@ -333,7 +334,10 @@ def task_delegate(request: HttpRequest, task_id: int) -> HttpResponse:
 @login_required
 @require_GET
 def file_preview(request: HttpRequest, task_id: int, file_id: int) -> HttpResponse:
-    """The first characters of a PDF or text attachment, for the review screen's inline preview."""
+    """The first characters of a PDF or text attachment, for the review screen's inline preview.
+
+    The text is the one a worker extracted; this request never parses the file. Until it is ready
+    the fragment says so (and asks a worker for it), and the page asks again a little later."""
     task, access = task_get_for_user(user=request.user, task_id=task_id)
     card_file = get_object_or_404(CardFile, pk=file_id, card_id=task.card_id)
     if (
@@ -342,5 +346,17 @@ def file_preview(request: HttpRequest, task_id: int, file_id: int) -> HttpRespon
         and task.card.pipe.fields.filter(key=card_file.field_key, pii=True).exists()
     ):
         raise PermissionDenied
-    document = document_read(card_file, max_chars=PREVIEW_CHARS)
-    return render(request, "inbox/_preview.html", {"document": document, "card_file": card_file})
+    if not document_kind(card_file):
+        return render(request, "inbox/_preview.html", {"unreadable": True, "card_file": card_file})
+    extracted = document_text_stored(card_file)
+    if extracted is None:
+        dispatch_document_extraction(card_file)
+        return render(request, "inbox/_preview.html", {"pending": True, "card_file": card_file})
+    context = {
+        "card_file": card_file,
+        "extracted": extracted,
+        "text": extracted.text[:PREVIEW_CHARS],
+        "more": len(extracted.text) > PREVIEW_CHARS,
+        "cut_notes": cut_notes(extracted),
+    }
+    return render(request, "inbox/_preview.html", context)

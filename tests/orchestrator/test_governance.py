@@ -277,6 +277,82 @@ def test_erasing_a_person_scrubs_their_values_from_step_traces_and_reviews(world
     assert list(verify_timelines(Card.objects.all())) == []
 
 
+# ---------------------------------------------------------------- the export holds what the rail keeps
+
+
+def _rail_columns():
+    """(model, column name) of every text and JSON column of the rail's tables (and notifications)."""
+    from django.apps import apps
+    from django.db import models
+
+    for model in apps.get_models():
+        if (
+            model._meta.app_label in ("orchestrator", "inbox", "agents")
+            or model._meta.label == "pipes.Notification"
+        ):
+            for f in model._meta.concrete_fields:
+                if isinstance(f, models.CharField | models.TextField | models.JSONField):
+                    yield model, f.attname
+
+
+def _strings(value) -> list[str]:
+    if isinstance(value, dict):
+        return [s for v in value.values() for s in _strings(v)]
+    if isinstance(value, list):
+        return [s for v in value for s in _strings(v)]
+    return [value] if isinstance(value, str) else []
+
+
+def test_the_person_s_export_holds_every_rail_record_of_their_data(world, agent_runs):
+    from orchestrator.inbox.models import ReviewDelegation, ReviewSignoff
+    from pipes.models import Notification
+
+    run = StepRun.objects.get(card=agent_runs[1])
+    task = ReviewTask.objects.create(
+        run=run,
+        card=run.card,
+        pipe=world.pipe,
+        question=f"Is {EMAIL} allowed to buy this?",
+        proposal={"decision": "approve", "values": {"cost_center": "CC-100"}, "note": f"asked by {EMAIL}"},
+        reasoning=f"The requester {EMAIL} asked before.",
+        allowed_decisions=["approve"],
+        comment=f"Spoke to {EMAIL}.",
+    )
+    ReviewSignoff.objects.create(
+        task=task, user=world.reviewer, decision="approve", comment=f"ok for {EMAIL}"
+    )
+    ReviewDelegation.objects.create(
+        task=task, to_user=world.admin, by=world.reviewer, note=f"{EMAIL} is a VIP"
+    )
+    Notification.objects.create(user=world.admin, card=run.card, message=f"Review for {EMAIL} is overdue")
+    StepRun.objects.filter(pk=run.pk).update(error=f"mail to {EMAIL} bounced")
+
+    data, _request = governance.subject_export(user=world.admin, organization=world.org, identifier=EMAIL)
+
+    exported = set(_strings(data))
+    places = []
+    for model, column in _rail_columns():
+        for value in model.objects.values_list(column, flat=True):
+            for text in _strings(value):
+                if EMAIL in text.lower():
+                    places.append(f"{model._meta.db_table}.{column}")
+                    assert text in exported, (
+                        f"{model._meta.db_table}.{column} holds {text!r}, not in the export"
+                    )
+    assert {
+        "orchestrator_traceevent.data",
+        "orchestrator_steprun.error",
+        "orchestrator_reviewtask.reasoning",
+        "inbox_reviewsignoff.comment",
+        "inbox_reviewdelegation.note",
+        "pipes_notification.message",
+    } <= set(places)
+    [card] = [c for c in data["cards"] if c["reference"] == run.card.reference]
+    assert [r["step"] for r in card["step_runs"]] == [run.step_name]
+    assert {e["kind"] for e in card["step_runs"][0]["trace"]} >= {"inputs", "prompt", "raw_output"}
+    assert card["reviews"][0]["signoffs"][0]["comment"] == f"ok for {EMAIL}"
+
+
 def test_a_dry_run_erasure_leaves_the_traces_alone(world, agent_runs):
     before = list(TraceEvent.objects.order_by("pk").values("summary", "data"))
     governance.subject_erase(user=world.admin, organization=world.org, identifier=EMAIL, dry_run=True)

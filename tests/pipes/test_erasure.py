@@ -167,6 +167,16 @@ def test_it_exports_everything_held_about_the_person(client, ana, bob):
     assert EMAIL not in json.dumps(list(PrivacyRequest.objects.values()), default=str)
 
 
+def test_it_exports_what_people_were_told_about_the_person_s_card(ana, bob):
+    data, _request = governance.subject_export(
+        user=_admin_of(ana), organization=ana.pipe.organization, identifier=EMAIL
+    )
+    [card] = data["cards"]
+    assert [n["message"] for n in card["notifications"]] == [f"{ana.reference} {ana.title} is late"]
+    held = set(Notification.objects.filter(card=ana).values_list("message", flat=True))
+    assert held == {n["message"] for n in card["notifications"]}
+
+
 def test_it_finds_the_person_by_another_identifying_field(ana, bob, pii_pipe):
     by_phone = governance.subject_cards(pipes=[ana.pipe], identifier="+55 11 98765-4321", field_key="phone")
     by_name = governance.subject_cards(
