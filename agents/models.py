@@ -1,4 +1,5 @@
-"""Specialists and the outside world they may reach: agents with a scope, and allowed hosts.
+"""Specialists and the outside world they may reach: agents with a scope, and allowed hosts; and the
+text extracted from card attachments for them (DocumentText).
 
 An agent belongs to one pipe. Its scope (fields it reads and writes, phases it may move a
 card to, decisions it may take, an authority limit) is enforced twice: by agents.output when
@@ -11,6 +12,7 @@ from decimal import Decimal
 
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
+from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from pipes.models import Organization, Pipe
@@ -113,3 +115,33 @@ class AllowedHost(models.Model):
         if pattern.startswith("*."):
             return hostname.endswith(pattern[1:])
         return hostname == pattern
+
+
+class DocumentText(models.Model):
+    """The text extracted from a card attachment, on a worker, within limits; read by agents and previews."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", _("being extracted")
+        DONE = "done", _("extracted")
+
+    card_file = models.OneToOneField(
+        "pipes.CardFile", on_delete=models.CASCADE, related_name="extracted_text"
+    )
+    status = models.CharField(max_length=8, choices=Status.choices, default=Status.PENDING)
+    sha256 = models.CharField(max_length=64, blank=True)  # of the bytes the text was read from
+    text = models.TextField(blank=True)
+    truncated = models.BooleanField(default=False)
+    cuts = models.JSONField(default=list, blank=True)  # which limits cut it: pages, chars, time, stream
+    skipped = models.CharField(max_length=200, blank=True)  # why no text was read, if none was
+    pages_read = models.PositiveIntegerField(default=0)
+    pages_total = models.PositiveIntegerField(default=0)
+    seconds = models.FloatField(default=0)
+    requested_at = models.DateTimeField(default=timezone.now)
+    extracted_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("document text")
+        verbose_name_plural = _("document texts")
+
+    def __str__(self) -> str:
+        return f"{self.card_file_id}: {self.get_status_display()}"

@@ -2,6 +2,9 @@
 
 If the broker is unreachable the entry stays undispatched; the periodic sweep
 (orchestrator.tasks.sweep_phase_entries) sends it later, so no entry is lost.
+
+A file attached to a card is sent to a worker too, to have its text extracted there
+(agents.documents), never in a web request.
 """
 
 import logging
@@ -10,8 +13,10 @@ from django.db.models import Exists, F, OuterRef
 from django.dispatch import receiver
 from django.utils import timezone
 
+from agents.documents import document_text_request
+from pipes.choices import EventKind
 from pipes.hooks import card_changed, phase_entered
-from pipes.models import PhaseEntry
+from pipes.models import CardFile, PhaseEntry
 
 from .models import Step, Trigger
 
@@ -64,3 +69,30 @@ def on_card_changed(sender, card_id: int, kind: str, **kwargs) -> None:
         return
     PhaseEntry.objects.filter(pk=entry_id).update(processed_at=None, dispatched_at=None)
     dispatch_entry(entry_id)
+
+
+def dispatch_document_extraction(card_file: CardFile) -> bool:
+    """Send `card_file` to a worker for its text, unless it has it or a request is out; False when not sent.
+
+    With the broker down the file stays pending; the next preview of it sends it again once the
+    request is stale (agents.documents.document_text_request), and an agent extracts it inline."""
+    from .tasks import extract_document
+
+    if not document_text_request(card_file):
+        return False
+    try:
+        extract_document.apply_async(args=[card_file.pk], retry=False)
+    except Exception:  # noqa: BLE001 - any broker failure leaves the file pending
+        log.warning("broker unavailable; text of file %s not extracted yet", card_file.pk, exc_info=True)
+        return False
+    return True
+
+
+@receiver(card_changed)
+def on_files_added(sender, card_id: int, kind: str, **kwargs) -> None:
+    """Files came with a new card or were attached: their text is extracted on a worker right away,
+    so a reviewer's preview and an agent's prompt find it ready."""
+    if kind not in (EventKind.CREATED, EventKind.FILE_ADDED):
+        return
+    for card_file in CardFile.objects.filter(card_id=card_id, extracted_text__isnull=True):
+        dispatch_document_extraction(card_file)

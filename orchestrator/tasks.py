@@ -22,6 +22,19 @@ def run_phase_entry(self, entry_id: int) -> None:
         raise self.retry(countdown=max(outcome.retry_in, 0.05))
 
 
+# Not acks_late: a file that kills its worker must not come back to kill the next one. A lost
+# request is sent again by the next preview of the file, once it is stale.
+@shared_task(acks_late=False, ignore_result=True)
+def extract_document(card_file_id: int) -> None:
+    """Extract and store the text of one attachment, within the document limits (agents.documents)."""
+    from agents.documents import document_extract, document_text_stored
+    from pipes.models import CardFile
+
+    card_file = CardFile.objects.filter(pk=card_file_id).first()
+    if card_file is not None and document_text_stored(card_file) is None:
+        document_extract(card_file)
+
+
 @shared_task(ignore_result=True)
 def sweep_phase_entries(older_than_seconds: int = 30) -> int:
     """Re-dispatch entries nobody finished: never sent (the broker was down), or sent long ago and

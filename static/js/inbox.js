@@ -214,10 +214,18 @@
         if (!details.open || details.getAttribute("data-loaded")) return;
         details.setAttribute("data-loaded", "1");
         var body = details.querySelector(".preview-body");
-        fetch(details.getAttribute("data-preview-url"), { credentials: "same-origin", headers: { "HX-Request": "true" } })
-          .then(function (response) { return response.ok ? response.text() : Promise.reject(response.status); })
-          .then(function (html) { body.innerHTML = html; })  // our own escaped template (inbox/_preview.html)
-          .catch(function () { body.textContent = details.getAttribute("data-error") || "—"; });
+        var tries = 0;
+        function load() {
+          fetch(details.getAttribute("data-preview-url"), { credentials: "same-origin", headers: { "HX-Request": "true" } })
+            .then(function (response) { return response.ok ? response.text() : Promise.reject(response.status); })
+            .then(function (html) {
+              body.innerHTML = html;  // our own escaped template (inbox/_preview.html)
+              // A worker is still extracting the text: ask again, for a minute at most.
+              if (body.querySelector("[data-preview-pending]") && ++tries < 30) setTimeout(load, 2000);
+            })
+            .catch(function () { body.textContent = details.getAttribute("data-error") || "—"; });
+        }
+        load();
       });
     });
   }

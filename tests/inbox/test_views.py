@@ -3,6 +3,7 @@ their status and message, the nav badge, previews, bulk approval and query count
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 
 import pytest
@@ -11,14 +12,17 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
+from agents.models import DocumentText
 from orchestrator.inbox.models import InboxItem
 from orchestrator.inbox.selectors import inbox_waiting_count
 from orchestrator.inbox.services import inbox_decide
 from orchestrator.models import ReviewStatus, Risk
+from orchestrator.tasks import extract_document
 from pipes.choices import PipeRole
 from pipes.models import Card
 from pipes.roles import pipe_role_grant
 from pipes.services import Actor, card_create
+from tests.agents.conftest import compressed_pdf
 from tests.inbox.conftest import approval_step, card_in_approval, drafted_card, task_of, triage_agent_step
 from tests.orchestrator.conftest import drain
 from tests.personas import build_purchase_pipe, good_start_values, make_user
@@ -257,18 +261,17 @@ def test_it_delegates_by_form_post(client, world, rail_settings):
     assert response.status_code == 403 and "Only Rita or an admin" in response.content.decode()
 
 
-def test_it_previews_the_text_of_an_attachment(client, world, rail_settings, media_root):
+def card_with_file_in_approval(world, upload) -> Card:
+    """A request filed with `upload` in its quote field, triaged and moved to Approval; the rail ran."""
+    from pipes.services import card_move, card_update_fields
+
     approval_step(world)
     card = card_create(
         actor=Actor.for_user(world.requester),
         pipe=world.pipe,
         values=good_start_values(),
-        files={
-            "quote": [SimpleUploadedFile("quote.txt", b"Quote 118: twelve chairs", content_type="text/plain")]
-        },
+        files={"quote": [upload]},
     )
-    from pipes.services import card_move, card_update_fields
-
     card_update_fields(actor=Actor.for_user(world.member), card=card, values={"category": "Hardware"})
     card_move(
         actor=Actor.for_user(world.member),
@@ -276,13 +279,62 @@ def test_it_previews_the_text_of_an_attachment(client, world, rail_settings, med
         to_phase=world.phase("approval"),
     )
     drain()
+    return card
+
+
+def test_it_previews_the_text_of_an_attachment(client, world, rail_settings, media_root):
+    upload = SimpleUploadedFile("quote.txt", b"Quote 118: twelve chairs", content_type="text/plain")
+    card = card_with_file_in_approval(world, upload)
     task = task_of(card)
     file_id = card.files.get().pk
     body = page(client, world.reviewer, task_url(task)).content.decode()
     assert "quote.txt" in body and f"/inbox/tasks/{task.pk}/files/{file_id}/preview/" in body
+    extract_document(file_id)  # as the worker does
     preview = page(client, world.reviewer, task_url(task, f"files/{file_id}/preview/"))
     assert preview.status_code == 200 and "Quote 118: twelve chairs" in preview.content.decode()
     assert page(client, world.member, task_url(task, f"files/{file_id}/preview/")).status_code == 404
+
+
+def test_it_previews_a_compressed_pdf_without_extracting_it_in_the_request(
+    client, world, rail_settings, media_root
+):
+    bomb = compressed_pdf(pages_of=6, stream_bytes=5_000_000)  # extracting it took about a minute
+    card = card_with_file_in_approval(
+        world, SimpleUploadedFile("quote.pdf", bomb, content_type="application/pdf")
+    )
+    card_file = card.files.get()
+    started = time.monotonic()
+    preview = page(client, world.reviewer, task_url(task_of(card), f"files/{card_file.pk}/preview/"))
+    assert time.monotonic() - started < 1
+    assert "The text is being extracted" in preview.content.decode()
+    assert DocumentText.objects.get(card_file=card_file).status == DocumentText.Status.PENDING
+
+
+def test_it_says_in_the_preview_that_a_file_was_cut(client, world, rail_settings, media_root):
+    bomb = compressed_pdf(pages_of=6, stream_bytes=5_000_000)
+    card = card_with_file_in_approval(
+        world, SimpleUploadedFile("quote.pdf", bomb, content_type="application/pdf")
+    )
+    card_file = card.files.get()
+    extract_document(card_file.pk)  # as the worker does
+    body = page(
+        client, world.reviewer, task_url(task_of(card), f"files/{card_file.pk}/preview/")
+    ).content.decode()
+    assert "This file was cut" in body and "Pages whose content expands past 1 MB were skipped." in body
+
+
+def test_it_sends_the_files_of_a_new_card_to_a_worker_for_their_text(
+    world, rail_settings, media_root, django_capture_on_commit_callbacks
+):
+    upload = SimpleUploadedFile("quote.pdf", compressed_pdf([b"Quote 118"]), content_type="application/pdf")
+    with django_capture_on_commit_callbacks(execute=True):
+        card = card_create(
+            actor=Actor.for_user(world.requester),
+            pipe=world.pipe,
+            values=good_start_values(),
+            files={"quote": [upload]},
+        )
+    assert DocumentText.objects.get(card_file=card.files.get()).status == DocumentText.Status.PENDING
 
 
 # ---------------------------------------------------------------- bulk
