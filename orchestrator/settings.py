@@ -244,9 +244,15 @@ CELERY_BEAT_SCHEDULE = {
     },
 }
 
-# Behind a reverse proxy, the request header carrying the client's address (e.g. HTTP_X_REAL_IP);
-# used by sign-in throttling and the public form's rate limit.
+# The client's address, for sign-in throttling (per address, beside per account) and the public
+# form's rate limit. Without a proxy it is REMOTE_ADDR. Behind a reverse proxy REMOTE_ADDR is the
+# proxy's, so every client would share one address: name the header your proxy fills in, e.g.
+# "X-Real-IP" (nginx: proxy_set_header X-Real-IP $remote_addr) or "X-Forwarded-For". Set it only
+# when every request reaches Trilho through that proxy, or a client could choose its own address.
 TRILHO_CLIENT_IP_HEADER = os.environ.get("TRILHO_CLIENT_IP_HEADER", "")
+# How many proxies of yours append to that header (a CDN in front of nginx: 2); the client's
+# address is that many entries from the right, and entries further left (client-written) are ignored.
+TRILHO_TRUSTED_PROXY_COUNT = envint("TRILHO_TRUSTED_PROXY_COUNT", 1)
 
 # A cache shared by every web process when Redis is configured (rate limits must count across workers).
 _CACHE_URL = os.environ.get("CACHE_URL") or os.environ.get("REDIS_URL", "")

@@ -44,15 +44,26 @@ class ContentSecurityPolicyMiddleware:
         return response
 
 
+def _meta_name(header: str) -> str:
+    """The request.META key of a header named either way: "X-Real-IP" or "HTTP_X_REAL_IP"."""
+    name = header.strip().upper().replace("-", "_")
+    return name if name.startswith("HTTP_") else f"HTTP_{name}"
+
+
 def client_address(request) -> str:
     """The client's address.
 
-    Behind a reverse proxy REMOTE_ADDR is the proxy's own: name the header the proxy sets (and
-    overwrites) in settings.TRILHO_CLIENT_IP_HEADER, e.g. "HTTP_X_REAL_IP". A header the client
-    could set itself is never trusted unless configured."""
+    Behind a reverse proxy REMOTE_ADDR is the proxy's own: settings.TRILHO_CLIENT_IP_HEADER names
+    the header the proxy fills in ("X-Real-IP", "X-Forwarded-For"). Only entries our own proxies
+    added are believed: with TRILHO_TRUSTED_PROXY_COUNT proxies appending to the header, the client
+    is that many entries from the right; anything to its left the client could have written itself."""
     header = getattr(settings, "TRILHO_CLIENT_IP_HEADER", "")
-    address = request.META.get(header, "").split(",")[0].strip() if header else ""
-    return address or request.META.get("REMOTE_ADDR", "") or "unknown"
+    entries = [e.strip() for e in request.META.get(_meta_name(header), "").split(",")] if header else []
+    entries = [e for e in entries if e]
+    if entries:
+        proxies = max(1, getattr(settings, "TRILHO_TRUSTED_PROXY_COUNT", 1))
+        return entries[-min(proxies, len(entries))]
+    return request.META.get("REMOTE_ADDR", "") or "unknown"
 
 
 class Throttle:

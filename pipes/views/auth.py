@@ -1,22 +1,33 @@
-"""Sign-in with throttling: repeated failures from one address or for one username are slowed down."""
+"""Sign-in with throttling, counted per account and per address separately.
+
+An account with 5 failures in 15 minutes is refused from any address (guessing one person's
+password); an address is refused only after many more (guessing across accounts), so someone
+mistyping their password never locks out the colleagues behind the same office NAT or proxy.
+"""
 
 from django.contrib.auth import views as auth_views
 from django.utils.translation import gettext as _
 
 from ..security import Throttle, client_address
 
-LOGIN_FAILURES = Throttle("login", limit=5, window=15 * 60)
+WINDOW_SECONDS = 15 * 60
+FAILURES_PER_ACCOUNT = Throttle("login-account", limit=5, window=WINDOW_SECONDS)
+FAILURES_PER_ADDRESS = Throttle("login-address", limit=50, window=WINDOW_SECONDS)
 
 
 class ThrottledLoginView(auth_views.LoginView):
-    """Django's login view, refusing further attempts after 5 failures in 15 minutes."""
+    """Django's login view, refusing attempts for an account or from an address with too many recent failures."""
 
-    def _keys(self):
-        username = (self.request.POST.get("username") or "").strip().lower()
-        return [f"ip:{client_address(self.request)}", f"user:{username}"]
+    def _account(self) -> str:
+        return (self.request.POST.get("username") or "").strip().lower()
+
+    def _throttled(self) -> bool:
+        return FAILURES_PER_ACCOUNT.blocked(self._account()) or FAILURES_PER_ADDRESS.blocked(
+            client_address(self.request)
+        )
 
     def post(self, request, *args, **kwargs):
-        if any(LOGIN_FAILURES.blocked(key) for key in self._keys()):
+        if self._throttled():
             form = self.get_form()
             form.errors.clear()
             context = self.get_context_data(form=form, throttled=True)
@@ -28,10 +39,12 @@ class ThrottledLoginView(auth_views.LoginView):
         return super().post(request, *args, **kwargs)
 
     def form_invalid(self, form):
-        for key in self._keys():
-            LOGIN_FAILURES.hit(key)
+        FAILURES_PER_ACCOUNT.hit(self._account())
+        FAILURES_PER_ADDRESS.hit(client_address(self.request))
         return super().form_invalid(form)
 
     def form_valid(self, form):
-        LOGIN_FAILURES.reset(f"user:{(self.request.POST.get('username') or '').strip().lower()}")
+        # Only the account's count is forgotten: signing in to one's own account must not reset the
+        # address's count of failures against others.
+        FAILURES_PER_ACCOUNT.reset(self._account())
         return super().form_valid(form)
