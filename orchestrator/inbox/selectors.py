@@ -4,7 +4,7 @@ the permission-checking task getter and everything the review screen shows."""
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -18,7 +18,7 @@ from django.utils.translation import gettext as _
 
 from orchestrator.models import ReviewStatus, ReviewTask, Risk, TraceKind
 from pipes.choices import FieldType
-from pipes.masking import field_text
+from pipes.masking import field_text, title_shown
 from pipes.models import Card, Field, Phase
 from pipes.roles import PipeAccess, pipe_access, pipe_users_with, pipes_for_user
 
@@ -132,6 +132,7 @@ class InboxRow:
     own_request: bool
     bulk_ok: bool
     confidence: int | None
+    title: str = ""  # the card's title, masked where its title field is PII the user may not see
 
     @property
     def four_eyes(self) -> bool:
@@ -169,7 +170,13 @@ def inbox_rows(*, user: AbstractBaseUser, filters: InboxFilters) -> list[InboxRo
     else:
         qs = qs.order_by(F("inbox__due_at").asc(nulls_last=True), "created_at", "pk")
     rows = []
+    titles: dict[int, Callable[[str], str]] = {}  # per pipe: the same few queries however many tasks
     for task in qs[:LIST_LIMIT]:
+        if task.pipe_id not in titles:
+            pipe = task.card.pipe
+            titles[task.pipe_id] = title_shown(
+                pipe=pipe, can_view_pii=pipe_access(user=user, pipe=pipe).can_view_pii
+            )
         item = getattr(task, "inbox", None)
         due_at = item.due_at if item else None
         is_open = task.status == ReviewStatus.OPEN
@@ -197,6 +204,7 @@ def inbox_rows(*, user: AbstractBaseUser, filters: InboxFilters) -> list[InboxRo
                     and Decision.APPROVE in task.allowed_decisions
                 ),
                 confidence=_confidence_pct(task.confidence),
+                title=titles[task.pipe_id](task.card.title),
             )
         )
     return rows

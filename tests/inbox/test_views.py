@@ -58,6 +58,17 @@ def test_it_lists_what_waits_for_a_reviewer_with_the_reason(client, world, ollam
     assert "Agent: approve · 55%" in body
 
 
+def test_it_masks_a_pii_title_for_a_reviewer_who_may_not_see_personal_data(client, world, rail_settings):
+    world.pipe.fields.filter(key="item").update(pii=True)  # the pipe's title field
+    approval_step(world)
+    card = card_in_approval(world, item="Laptop for Joana Secreta")
+    listed = page(client, world.reviewer, "/inbox/?view=open").content.decode()
+    screen = page(client, world.reviewer, task_url(task_of(card))).content.decode()
+    for html in (listed, screen):
+        assert card.reference in html and "Joana" not in html and "L***" in html
+    assert "Laptop for Joana Secreta" in page(client, world.admin, "/inbox/?view=open").content.decode()
+
+
 @pytest.mark.parametrize("who", ["member", "viewer", "requester", "outsider"])
 def test_it_lists_nothing_of_pipes_one_does_not_review(client, world, rail_settings, who):
     approval_step(world)
