@@ -11,7 +11,9 @@ from django.core.mail import send_mass_mail
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
+from .masking import title_shown
 from .models import Card, Notification
+from .roles import pipe_access
 
 MENTION = re.compile(r"(?<![\w@.])@([\w.\-+]{1,150})")
 
@@ -36,23 +38,32 @@ def notify_mentions(
     if not recipients:
         return []
     who = author.get_full_name() or author.get_username()
-    message = _("%(who)s mentioned you on %(ref)s %(title)s") % {
-        "who": who,
-        "ref": card.reference,
-        "title": card.title,
-    }
+
+    def message_for(user: AbstractBaseUser) -> str:
+        # The title is masked for a recipient who may not see the pipe's PII title field.
+        can_view_pii = pipe_access(user=user, pipe=card.pipe).can_view_pii
+        return _("%(who)s mentioned you on %(ref)s %(title)s") % {
+            "who": who,
+            "ref": card.reference,
+            "title": title_shown(pipe=card.pipe, can_view_pii=can_view_pii)(card.title),
+        }
+
+    messages = {u.pk: message_for(u) for u in recipients}
     notifications = Notification.objects.bulk_create(
-        [Notification(user=u, card=card, message=message[:500], url=path) for u in recipients]
+        [Notification(user=u, card=card, message=messages[u.pk][:500], url=path) for u in recipients]
     )
     link = (base_url or settings.SITE_URL).rstrip("/") + path
     excerpt = text if len(text) <= 1000 else text[:1000] + "…"
-    body = _("%(message)s:\n\n%(excerpt)s\n\nOpen the card: %(link)s\n") % {
-        "message": message,
-        "excerpt": excerpt,
-        "link": link,
-    }
+
+    def body(message: str) -> str:
+        return _("%(message)s:\n\n%(excerpt)s\n\nOpen the card: %(link)s\n") % {
+            "message": message,
+            "excerpt": excerpt,
+            "link": link,
+        }
+
     send_mass_mail(
-        [(message, body, None, [u.email]) for u in recipients if u.email],
+        [(messages[u.pk], body(messages[u.pk]), None, [u.email]) for u in recipients if u.email],
         fail_silently=True,
     )
     return notifications

@@ -24,7 +24,7 @@ from typing import Any
 from auditlog.context import disable_auditlog
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.files.uploadedfile import UploadedFile
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from django.utils.translation import gettext as _
@@ -90,6 +90,16 @@ class CardTransitionError(CardError):
     """The card may not move there (yet): missing required fields, a disallowed transition or a full phase."""
 
     code = "transition"
+
+
+class CardAlreadySubmittedError(CardError):
+    """The same form submission already filed a card (a double click, a retried post): `card` is that one."""
+
+    code = "duplicate"
+
+    def __init__(self, card: Card):
+        super().__init__(_("This form was already sent as %(ref)s.") % {"ref": card.reference})
+        self.card = card
 
 
 # ---------------------------------------------------------------- actors
@@ -441,6 +451,18 @@ def card_check_start(
     _check_start(actor=actor, pipe=pipe, values=values, uploads=files or {}, inspect_files=True)
 
 
+def _check_first_submission(*, actor: Actor, pipe: Pipe, submission_key: str) -> None:
+    """Raise CardAlreadySubmittedError if this submission already filed a card in `pipe`.
+
+    Only its own submitter learns of the first card; anyone else holding the key is simply refused."""
+    first = Card.objects.select_related("pipe").filter(pipe=pipe, submission_key=submission_key).first()
+    if first is None:
+        return
+    if first.created_by_id != actor.user_id:
+        raise CardError(_("This form was already sent."))
+    raise CardAlreadySubmittedError(first)
+
+
 def card_create(
     *,
     actor: Actor,
@@ -450,9 +472,16 @@ def card_create(
     title: str = "",
     requester_email: str = "",
     reason: str = "",
+    submission_key: str = "",
 ) -> Card:
-    """A new card in the pipe's first phase, from start-form values (and uploads of its attachment fields)."""
+    """A new card in the pipe's first phase, from start-form values (and uploads of its attachment fields).
+
+    `submission_key` names one submission of a form (the portal's staging token, or a caller's idempotency
+    key): a pipe holds at most one card per key, by a unique constraint, so a second post of the same
+    form -- even at the same instant -- raises CardAlreadySubmittedError naming the first card."""
     uploads = files or {}
+    if submission_key:
+        _check_first_submission(actor=actor, pipe=pipe, submission_key=submission_key)
     schema, parsed = _check_start(actor=actor, pipe=pipe, values=values, uploads=uploads, inspect_files=False)
     errors: dict[str, list[str]] = {}
 
@@ -463,19 +492,28 @@ def card_create(
     try:
         with transaction.atomic():
             now = timezone.now()
-            card = Card.objects.create(
-                pipe=pipe,
-                phase=first_phase,
-                title=_title_for(schema, parsed, title or pipe.name),
-                values={k: v for k, v in parsed.items() if k not in uploads},
-                created_by=actor.user,
-                requester_email=requester_email or (getattr(actor.user, "email", "") or ""),
-                tracking_token=secrets.token_urlsafe(24),
-                created_at=now,
-                updated_at=now,
-                phase_entered_at=now,
-                finished_at=now if first_phase.is_final else None,
-            )
+            try:
+                with transaction.atomic():
+                    card = Card.objects.create(
+                        pipe=pipe,
+                        phase=first_phase,
+                        title=_title_for(schema, parsed, title or pipe.name),
+                        values={k: v for k, v in parsed.items() if k not in uploads},
+                        created_by=actor.user,
+                        requester_email=requester_email or (getattr(actor.user, "email", "") or ""),
+                        tracking_token=secrets.token_urlsafe(24),
+                        submission_key=submission_key,
+                        created_at=now,
+                        updated_at=now,
+                        phase_entered_at=now,
+                        finished_at=now if first_phase.is_final else None,
+                    )
+            except IntegrityError:
+                # A simultaneous post of the same submission got its card in first (the insert waited
+                # for it to commit): name that card.
+                if submission_key:
+                    _check_first_submission(actor=actor, pipe=pipe, submission_key=submission_key)
+                raise
             stored = _store_files(card=card, schema=schema, actor=actor, uploads=uploads, errors=errors)
             if errors:
                 raise CardError(errors, fields=schema.labels(errors))

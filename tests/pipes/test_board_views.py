@@ -501,6 +501,19 @@ def test_it_notifies_people_mentioned_in_a_comment(client, world, settings):
     assert event.payload["mentions"] == [world.admin.pk]
 
 
+def test_it_masks_a_pii_title_in_a_mention_to_someone_who_may_not_see_it(client, world):
+    _title_is_pii(world)
+    card = new_card(world, item="Laptop for Joana Secreta")
+    login(client, world.member).post(
+        reverse("card_comment", args=[world.pipe.pk, card.pk]), {"text": "@reviewer and @admin, see"}, **hx()
+    )
+    told = {n.user.username: n.message for n in Notification.objects.select_related("user")}
+    assert "Joana" not in told["reviewer"] and "L***" in told["reviewer"]
+    assert "Laptop for Joana Secreta" in told["admin"]
+    mailed = {m.to[0]: m.subject + m.body for m in mail.outbox}
+    assert "Joana" not in mailed["reviewer@example.com"]
+
+
 def test_it_shows_the_timeline_with_actor_and_time(client, world):
     card = new_card(world)
     card_update_fields(actor=Actor.for_user(world.admin), card=card, values={"category": "Hardware"})
