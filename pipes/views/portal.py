@@ -52,6 +52,7 @@ from ..portal_staging import Staging, staging_sweep
 from ..security import client_address
 from ..services import (
     Actor,
+    CardAlreadySubmittedError,
     CardConflictError,
     CardError,
     CardPermissionError,
@@ -191,6 +192,7 @@ def _submit_start_form(request, pipe: Pipe, *, actor: Actor, public: bool):
         form.add_errors(_service_problems(actor=actor, pipe=pipe, form=form))
         return _render_start_form(request, pipe, form, public=public, status=422)
     uploads = form.uploads()
+    first_post = True
     try:
         card = card_create(
             actor=actor,
@@ -199,7 +201,10 @@ def _submit_start_form(request, pipe: Pipe, *, actor: Actor, public: bool):
             files=uploads,
             requester_email=form.requester_email() if public else "",
             reason=PORTAL_REASON,
+            submission_key=form.staging.token,
         )
+    except CardAlreadySubmittedError as exc:  # the same form posted again (a double click, a retry)
+        card, first_post = exc.card, False
     except CardPermissionError as exc:
         raise PermissionDenied(exc.message) from None
     except CardError as exc:
@@ -209,7 +214,8 @@ def _submit_start_form(request, pipe: Pipe, *, actor: Actor, public: bool):
         _close(uploads)
     form.staging.discard()
     card = Card.objects.select_related("pipe__organization", "phase").get(pk=card.pk)
-    transaction.on_commit(lambda: send_submission_email(card))
+    if first_post:
+        transaction.on_commit(lambda: send_submission_email(card))
     if public:
         return redirect("portal:public_submitted", token=card.tracking_token)
     return redirect("portal:submitted", card_id=card.pk)

@@ -11,6 +11,7 @@ from django.core import mail
 from django.core.cache import cache
 from django.core.files.storage import default_storage
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.test import Client
 
 from pipes.choices import EventKind, FieldType
 from pipes.models import Card, CardEvent, Field, Phase, Pipe
@@ -18,6 +19,8 @@ from pipes.portal_mail import PORTAL_REASON
 from pipes.portal_staging import ROOT, Staging, staging_sweep
 from pipes.services import (
     Actor,
+    CardAlreadySubmittedError,
+    CardError,
     card_comment,
     card_create,
     card_move,
@@ -25,6 +28,7 @@ from pipes.services import (
     card_update_fields,
 )
 from tests.personas import PASSWORD, build_purchase_pipe, good_start_values, make_user
+from tests.pipes.test_concurrency import run_together
 from tests.pipes.test_forms import by_id, one_input, pdf, row_text
 
 PUBLIC = "/portal/f/acme/purchases/"
@@ -195,6 +199,72 @@ def test_it_marks_condition_sources_to_ask_the_fields_endpoint(client, world):
 def test_it_keeps_the_fields_endpoint_to_people_who_may_request(client, world):
     sign_in(client, world.outsider)
     assert client.post(f"/portal/{world.pipe.pk}/new/fields/", form_data()).status_code == 404
+
+
+# ---------------------------------------------------------------- one card per submission
+
+
+def filled_form(client, url: str) -> dict:
+    """The start form's answers as a browser posts them, with the page's staging token."""
+    return form_data(_staging=one_input(client.get(url), "_staging")["value"])
+
+
+def test_it_files_one_card_when_the_same_form_is_posted_twice(
+    client, world, django_capture_on_commit_callbacks
+):
+    url = f"/portal/{world.pipe.pk}/new/"
+    data = filled_form(sign_in(client, world.requester), url)
+    with django_capture_on_commit_callbacks(execute=True):
+        first = client.post(url, data)
+        again = client.post(url, data)
+    card = Card.objects.get()
+    assert first.status_code == again.status_code == 302
+    assert first["Location"] == again["Location"] == f"/portal/requests/{card.pk}/submitted/"
+    assert card.events.count() == 1 and len(mail.outbox) == 1
+
+
+def test_it_files_one_card_when_a_public_form_is_posted_twice(client, public_pipe):
+    data = filled_form(client, PUBLIC)
+    first, again = client.post(PUBLIC, data), client.post(PUBLIC, data)
+    card = Card.objects.get()
+    assert first["Location"] == again["Location"] == f"/portal/t/{card.tracking_token}/submitted/"
+
+
+def test_it_refuses_a_submission_key_that_filed_someone_elses_card(world):
+    card_create(
+        actor=Actor.for_user(world.requester),
+        pipe=world.pipe,
+        values=good_start_values(),
+        submission_key="k-1",
+    )
+    with pytest.raises(CardError) as refused:
+        card_create(
+            actor=Actor.for_user(world.member),
+            pipe=world.pipe,
+            values=good_start_values(),
+            submission_key="k-1",
+        )
+    assert not isinstance(refused.value, CardAlreadySubmittedError)  # the other person's card is not named
+    assert Card.objects.count() == 1
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_it_files_one_card_for_four_simultaneous_posts_of_one_form(world):
+    url = f"/portal/{world.pipe.pk}/new/"
+    browser = Client()
+    browser.force_login(world.requester)
+    data = filled_form(browser, url)
+    tabs = []
+    for _ in range(4):  # the same signed-in browser, four requests in flight at once
+        tab = Client()
+        tab.cookies = browser.cookies
+        tabs.append(tab)
+    outcomes = run_together(*[lambda tab=tab: tab.post(url, data) for tab in tabs])
+    card = Card.objects.get()
+    assert [getattr(o, "status_code", o) for o in outcomes] == [302] * 4
+    assert {o["Location"] for o in outcomes} == {f"/portal/requests/{card.pk}/submitted/"}
+    assert card.events.count() == 1 and len(mail.outbox) == 1
 
 
 # ---------------------------------------------------------------- my requests
