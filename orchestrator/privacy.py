@@ -91,8 +91,9 @@ def _scrub_rows(queryset, names: tuple[str, ...], patterns) -> int:
 
 @receiver(person_erasing)
 def on_person_erasing(sender, card_ids: list[int], identifiers: list[str], **kwargs) -> None:
-    """Scrub the erased values from the rail's copies of them: traces, run errors, reviews and sign-offs."""
-    from .inbox.models import ReviewSignoff
+    """Scrub the erased values from the rail's copies of them: traces, run errors, reviews, sign-offs and
+    delegation notes."""
+    from .inbox.models import ReviewDelegation, ReviewSignoff
 
     patterns = erasure_patterns(identifiers)
     if not patterns or not card_ids:
@@ -105,6 +106,7 @@ def on_person_erasing(sender, card_ids: list[int], identifiers: list[str], **kwa
         patterns,
     )
     _scrub_rows(ReviewSignoff.objects.filter(task__card_id__in=card_ids), ("comment", "values"), patterns)
+    _scrub_rows(ReviewDelegation.objects.filter(task__card_id__in=card_ids), ("note",), patterns)
 
 
 def _iso(moment: datetime | None) -> str | None:

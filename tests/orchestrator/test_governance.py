@@ -353,6 +353,22 @@ def test_the_person_s_export_holds_every_rail_record_of_their_data(world, agent_
     assert card["reviews"][0]["signoffs"][0]["comment"] == f"ok for {EMAIL}"
 
 
+def test_erasing_a_person_scrubs_their_values_from_delegation_notes(world, agent_runs):
+    from orchestrator.inbox.models import ReviewDelegation
+
+    run = StepRun.objects.get(card=agent_runs[1])
+    task = ReviewTask.objects.create(
+        run=run, card=run.card, pipe=world.pipe, question="Approve?", allowed_decisions=["approve"]
+    )
+    ReviewDelegation.objects.create(
+        task=task, to_user=world.admin, by=world.reviewer, note=f"{EMAIL} is a VIP"
+    )
+
+    governance.subject_erase(user=world.admin, organization=world.org, identifier=EMAIL)
+
+    assert ReviewDelegation.objects.get().note == "[erased] is a VIP"
+
+
 def test_a_dry_run_erasure_leaves_the_traces_alone(world, agent_runs):
     before = list(TraceEvent.objects.order_by("pk").values("summary", "data"))
     governance.subject_erase(user=world.admin, organization=world.org, identifier=EMAIL, dry_run=True)
