@@ -16,7 +16,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from pipes.choices import FieldType
-from pipes.fieldtypes import FieldValueError, ParseContext, currency_amount, parse_value
+from pipes.fieldtypes import FieldValueError, ParseContext, parse_value
 from pipes.models import Field
 
 from .models import Agent
@@ -166,26 +166,6 @@ def answer_parse(*, text: str, agent: Agent, fields: Mapping[str, Field], ctx: P
         confidence=confidence.quantize(Decimal("0.01")),
         reasoning=reasoning.strip()[:4000],
     )
-
-
-def authority_exceeded(
-    agent: Agent, values: Mapping[str, Any], *, fields: Mapping[str, Field]
-) -> tuple[Decimal, Decimal] | None:
-    """(value, limit) when the card's authority field, as `values` has it, is above the agent's limit."""
-    if not agent.authority_field or agent.authority_limit is None:
-        return None
-    try:
-        amount = currency_amount(values.get(agent.authority_field))
-    except (InvalidOperation, KeyError, TypeError, ValueError):
-        return None
-    if amount is not None and amount > agent.authority_limit:
-        return amount, agent.authority_limit
-    return None
-
-
-def format_amount(value: Decimal) -> str:
-    """52000 → "52,000"; 10000.50 → "10,000.50" (for one-line routing reasons)."""
-    return f"{value:,.0f}" if value == value.to_integral() else f"{value:,.2f}"
 
 
 def unknown_keys(keys: Iterable[str], fields: Mapping[str, Field]) -> list[str]:

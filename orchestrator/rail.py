@@ -35,8 +35,6 @@ from agents.output import (
     agent_decisions,
     answer_parse,
     answer_schema,
-    authority_exceeded,
-    format_amount,
 )
 from pipes.choices import RailStatus
 from pipes.conditions import evaluate
@@ -45,7 +43,10 @@ from pipes.models import Card, Field, Label, Notification, Phase, PhaseEntry, Pi
 from pipes.roles import pipe_users_with
 from pipes.services import (
     Actor,
+    Authority,
+    CardAuthorityError,
     CardError,
+    authority_check,
     card_assign,
     card_comment,
     card_create,
@@ -141,6 +142,7 @@ class Apply:
     values: dict[str, Any] = field(default_factory=dict)
     effects: list[Effect] = field(default_factory=list)
     by_agent: bool = False
+    proposal: AgentAnswer | None = None  # the agent's answer, handed to a person if the process refuses it
 
 
 @dataclass
@@ -512,6 +514,20 @@ def step_execute(
             tracer.add(
                 TraceKind.ERROR, f"the process refused the result: {exc.message}", {"errors": exc.errors}
             )
+            if isinstance(exc, CardAuthorityError) and decision.by_agent:
+                # Above the agent's authority, unreadable or in another currency: a person decides.
+                handover = Handover(reason=f"{exc.rail_reason} → human", proposal=decision.proposal)
+                tracer.add(TraceKind.ROUTING, handover.reason)
+                _wait_for_review(
+                    run=run,
+                    step=step,
+                    entry=entry,
+                    token=token,
+                    handover=handover,
+                    usage=usage,
+                    tracer=tracer,
+                )
+                return None
             if decision.by_agent:
                 handover = Handover(reason=f"the agent's answer could not be applied ({exc.message}) → human")
                 _wait_for_review(
@@ -600,8 +616,19 @@ def budget_left(pipe_id: int) -> tuple[bool, int | None]:
     return (spent or 0) < budget, budget
 
 
-def _authority_reason(agent, amount: Decimal, limit: Decimal) -> str:
-    return f"{agent.authority_field} {format_amount(amount)} exceeds authority {format_amount(limit)} → human"
+def _authority_early(*, agent, card: Card, fields: Mapping[str, Field]) -> str | None:
+    """Why the agent's authority already rules it out (before a model is asked), or None.
+
+    Only when the agent cannot write its authority field: otherwise its answer sets the amount, and the
+    write path judges the card as the answer would leave it (pipes.services.authority_check)."""
+    actor = _agent_actor(agent, card.pipe_id)
+    if actor.authority is None or agent.authority_field in (agent.writable_fields or []):
+        return None
+    try:
+        authority_check(actor=actor, pipe=card.pipe, values=card.values, fields=fields)
+    except CardAuthorityError as exc:
+        return f"{exc.rail_reason} → human"
+    return None
 
 
 FOUR_EYES = "four eyes: two people approve"
@@ -648,9 +675,8 @@ def _agent_route(*, run: StepRun, step: Step, card: Card, tracer: Tracer, usage:
         reason = "the step has no agent → human"
         tracer.add(TraceKind.ROUTING, reason)
         return Handover(reason=reason)
-    exceeded = authority_exceeded(agent, card.values, fields=fields)
-    if exceeded:
-        reason = _authority_reason(agent, *exceeded)
+    reason = _authority_early(agent=agent, card=card, fields=fields)
+    if reason:
         tracer.add(TraceKind.ROUTING, reason)
         return Handover(reason=reason)
 
@@ -748,11 +774,8 @@ def _agent_route(*, run: StepRun, step: Step, card: Card, tracer: Tracer, usage:
             reason = "; ".join([*notes, f"{tier} model {model} escalated"]) + " → human"
             tracer.add(TraceKind.ROUTING, reason)
             return Handover(reason=reason, proposal=answer)
-        exceeded = authority_exceeded(agent, {**card.values, **answer.values}, fields=fields)
-        if exceeded:
-            reason = _authority_reason(agent, *exceeded)
-            tracer.add(TraceKind.ROUTING, reason, {"proposal": answer.as_proposal()})
-            return Handover(reason=reason, proposal=answer)
+        # The agent's authority limit is the write path's to hold: an answer it refuses comes back to a
+        # person as a review (step_execute), with the answer as the draft.
         if answer.confidence < threshold:
             note = f"{tier} confidence {answer.confidence} below {threshold}"
             if position + 1 < len(tiers):
@@ -770,7 +793,12 @@ def _agent_route(*, run: StepRun, step: Step, card: Card, tracer: Tracer, usage:
         )
         tracer.add(TraceKind.ROUTING, reason)
         return Apply(
-            mechanism=used, reason=reason, decision=answer.decision, values=dict(answer.values), by_agent=True
+            mechanism=used,
+            reason=reason,
+            decision=answer.decision,
+            values=dict(answer.values),
+            by_agent=True,
+            proposal=answer,
         )
     if explicit and proposal is None and not any("budget" in n for n in notes):
         raise StepPermanent(f"agent {agent.name} has no {tiers[0]} model configured")
@@ -793,15 +821,24 @@ def _lock_claim(run: StepRun, token: str) -> StepRun:
     return locked
 
 
+def _agent_actor(agent, pipe_id: int) -> Actor:
+    """The agent as the write path knows it: its scope and its authority limit."""
+    authority = None
+    if agent.authority_field and agent.authority_limit is not None:
+        authority = Authority(field=agent.authority_field, limit=agent.authority_limit)
+    return Actor.agent(
+        name=agent.name,
+        pipe_id=pipe_id,
+        writable_fields=agent.writable_fields or [],
+        allowed_phases=agent.allowed_phases or [],
+        authority=authority,
+    )
+
+
 def _actor_for(step: Step, by_agent: bool, pipe_id: int) -> Actor:
     agent = step.agent
     if by_agent and agent is not None:
-        return Actor.agent(
-            name=agent.name,
-            pipe_id=pipe_id,
-            writable_fields=agent.writable_fields or [],
-            allowed_phases=agent.allowed_phases or [],
-        )
+        return _agent_actor(agent, pipe_id)
     return Actor.system(f"Automation: {step.name}")
 
 

@@ -92,6 +92,15 @@ _piece(r"four eyes: two people approve")(lambda g: _("four eyes: two people appr
 _piece(r"(?P<field>\S+) (?P<amount>\S+) exceeds authority (?P<limit>\S+)")(
     lambda g: _("%(field)s %(amount)s exceeds authority %(limit)s") % g
 )
+_piece(r"(?P<field>\S+) empty, authority (?P<limit>\S+) needs an amount")(
+    lambda g: _("%(field)s empty, authority %(limit)s needs an amount") % g
+)
+_piece(r"(?P<field>\S+) unreadable, authority (?P<limit>\S+) needs an amount")(
+    lambda g: _("%(field)s unreadable, authority %(limit)s needs an amount") % g
+)
+_piece(r"(?P<field>\S+) in (?P<currency>\S+), authority (?P<limit>\S+) is in (?P<limit_currency>\S+)")(
+    lambda g: _("%(field)s in %(currency)s, authority %(limit)s is in %(limit_currency)s") % g
+)
 _piece(r"the agent's answer could not be applied \((?P<why>.*)\)")(
     lambda g: _("the agent's answer could not be applied (%(why)s)") % g
 )

@@ -19,6 +19,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from auditlog.context import disable_auditlog
@@ -102,12 +103,38 @@ class CardAlreadySubmittedError(CardError):
         self.card = card
 
 
+class CardAuthorityError(CardPermissionError):
+    """An agent may not change a card whose amount is above its authority limit, unreadable or in another
+    currency: a person decides. `rail_reason` says why in the rail's English words (orchestrator.reasons)."""
+
+    code = "authority"
+
+    def __init__(self, errors, *, fields=None, rail_reason: str = ""):
+        super().__init__(errors, fields=fields)
+        self.rail_reason = rail_reason
+
+
 # ---------------------------------------------------------------- actors
 
 
 @dataclass(frozen=True)
+class Authority:
+    """An agent's authority limit: it may change a card only while `field` holds at most `limit`.
+
+    The limit is in `currency`, or in the pipe's organization's currency when that is empty; a number
+    field has no currency and is read in the limit's."""
+
+    field: str
+    limit: Decimal
+    currency: str = ""
+
+
+@dataclass(frozen=True)
 class Actor:
-    """Who is changing a card: a person, an agent within its scope, or the system."""
+    """Who is changing a card: a person, an agent within its scope, or the system.
+
+    `public`: an anonymous requester filing through a pipe's public start form (a system actor that may
+    only create cards, and only where the start form is public)."""
 
     kind: str
     user: AbstractBaseUser | None = None
@@ -115,6 +142,8 @@ class Actor:
     pipe_id: int | None = None  # agents act on one pipe
     writable_fields: frozenset[str] = field(default_factory=frozenset)
     allowed_phases: frozenset[str] = field(default_factory=frozenset)  # phase keys an agent may move to
+    authority: Authority | None = None  # an agent's authority limit, if it has one
+    public: bool = False
 
     @classmethod
     def for_user(cls, user: AbstractBaseUser) -> Actor:
@@ -125,6 +154,11 @@ class Actor:
         return cls(kind=ActorKind.SYSTEM, name=name)
 
     @classmethod
+    def anonymous(cls, name: str) -> Actor:
+        """Someone without an account, through a pipe's public start form."""
+        return cls(kind=ActorKind.SYSTEM, name=name, public=True)
+
+    @classmethod
     def agent(
         cls,
         *,
@@ -132,6 +166,7 @@ class Actor:
         pipe_id: int,
         writable_fields: Iterable[str] = (),
         allowed_phases: Iterable[str] = (),
+        authority: Authority | None = None,
     ) -> Actor:
         return cls(
             kind=ActorKind.AGENT,
@@ -139,6 +174,7 @@ class Actor:
             pipe_id=pipe_id,
             writable_fields=frozenset(writable_fields),
             allowed_phases=frozenset(allowed_phases),
+            authority=authority,
         )
 
     @property
@@ -169,6 +205,91 @@ def _check_agent_pipe(actor: Actor, pipe: Pipe) -> None:
 
 def _is_own_request(actor: Actor, card: Card) -> bool:
     return actor.user is not None and card.created_by_id == actor.user.pk
+
+
+def _refuse_public(actor: Actor) -> None:
+    """Someone without an account only files requests; every other change needs a person, agent or system."""
+    if actor.public:
+        raise _deny(_("Without an account you may only file a request through a public form."))
+
+
+_AMOUNT_TYPES = (FieldType.NUMBER, FieldType.CURRENCY, FieldType.PERCENTAGE)
+
+
+def _plain_amount(value: Decimal) -> str:
+    """52000 → "52,000"; 10000.50 → "10,000.50" (for the rail's one-line reasons)."""
+    return f"{value:,.0f}" if value == value.to_integral() else f"{value:,.2f}"
+
+
+def _read_amount(f: Field | None, value: Any) -> tuple[Decimal, str] | None:
+    """(amount, currency) of a stored number, percentage or currency value ("" when it has no currency);
+    None when it cannot be read as one."""
+    if f is None or f.type not in _AMOUNT_TYPES:
+        return None
+    currency = ""
+    if f.type == FieldType.CURRENCY:
+        if not isinstance(value, dict) or not isinstance(value.get("currency"), str):
+            return None
+        value, currency = value.get("amount"), value["currency"]
+    if isinstance(value, bool) or not isinstance(value, str | int | float | Decimal):
+        return None
+    try:
+        amount = Decimal(str(value).strip())
+    except InvalidOperation:
+        return None
+    return (amount, currency) if amount.is_finite() else None
+
+
+def authority_check(
+    *, actor: Actor, pipe: Pipe, values: Mapping[str, Any], fields: Mapping[str, Field] | None = None
+) -> None:
+    """Raise CardAuthorityError unless `values` hold, in the agent's authority field, a readable amount
+    in the limit's currency and at most the limit: an empty, unreadable or foreign amount is not the
+    agent's to decide. Nothing to check for other actors, or an agent without a limit.
+
+    The write path calls it on what the card would hold after an agent's change; the rail may call it
+    earlier, to spare a model call whose answer could not be applied. `fields`: the pipe's fields by
+    key, if the caller has them."""
+    authority = actor.authority
+    if actor.kind != ActorKind.AGENT or authority is None:
+        return
+    if fields is None:
+        fields = {f.key: f for f in pipe.fields.all()}
+    key, limit = authority.field, authority.limit
+    f = fields.get(key)
+    limit_currency = authority.currency or pipe.organization.currency
+    limit_text = _plain_amount(limit)
+    shown_limit = (
+        f"{limit_currency} {limit_text}" if f is not None and f.type == FieldType.CURRENCY else limit_text
+    )
+    names = {"agent": actor.name, "limit": shown_limit}
+    value = values.get(key)
+    read = _read_amount(f, value)
+    if value in (None, "", {}):
+        message = _(
+            "This is empty, and %(agent)s may act only on an amount within its authority of %(limit)s."
+        )
+        reason = f"{key} empty, authority {limit_text} needs an amount"
+    elif read is None:
+        message = _("%(agent)s cannot read this as an amount within its authority of %(limit)s.")
+        reason = f"{key} unreadable, authority {limit_text} needs an amount"
+    elif read[1] and read[1] != limit_currency:
+        names |= {"currency": read[1], "limit_currency": limit_currency}
+        message = _(
+            "This amount is in %(currency)s, but the authority of %(agent)s (%(limit)s) is in %(limit_currency)s."
+        )
+        reason = f"{key} in {read[1]}, authority {limit_text} is in {limit_currency}"
+    elif read[0] > limit:
+        names |= {"amount": display_value(f, value)}
+        message = _("%(amount)s is above the authority of %(agent)s (%(limit)s).")
+        reason = f"{key} {_plain_amount(read[0])} exceeds authority {limit_text}"
+    else:
+        return
+    raise CardAuthorityError(
+        {key: [message % names, _("A person decides.")]},
+        fields={key: f.label if f is not None else key},
+        rail_reason=reason,
+    )
 
 
 # ---------------------------------------------------------------- helpers
@@ -259,6 +380,25 @@ def _enter_phase(card: Card, phase: Phase) -> PhaseEntry:
     entry = PhaseEntry.objects.create(card=card, phase=phase, entered_at=now)
     transaction.on_commit(lambda: hooks.phase_entered.send(sender=PhaseEntry, entry_id=entry.pk))
     return entry
+
+
+def _check_room(phase: Phase) -> None:
+    """Refuse a card entering `phase` when its blocking WIP limit is reached.
+
+    Locks the phase row before counting, so two cards entering at once cannot both count the same
+    cards and both pass: the second waits for the first to commit and then counts it. Only phases with
+    a blocking limit are locked (entries into others never wait on each other). Call it inside the
+    transaction that moves or creates the card."""
+    if not (phase.wip_limit and phase.wip_blocks):
+        return
+    locked = Phase.objects.select_for_update().only("wip_limit", "wip_blocks").get(pk=phase.pk)
+    if not (locked.wip_limit and locked.wip_blocks):
+        return
+    if Card.objects.filter(phase_id=phase.pk).count() >= locked.wip_limit:
+        raise CardTransitionError(
+            _("%(phase)s is at its limit of %(n)d cards. Finish one there first.")
+            % {"phase": phase.name, "n": locked.wip_limit}
+        )
 
 
 def _check_references(schema: _PipeSchema, f: Field, value: list[int], card: Card | None) -> None:
@@ -409,7 +549,9 @@ def _check_start(
             raise _deny(_("You may not file requests in %(pipe)s.") % {"pipe": pipe.name})
     elif actor.kind == ActorKind.AGENT:
         raise _deny(_("Agents may not open cards; use an automation step."))
-    # Anonymous submissions come through the public form as the system actor.
+    elif actor.public and not pipe.public_form:
+        raise _deny(_("%(pipe)s takes requests only from people with an account.") % {"pipe": pipe.name})
+    # Anonymous submissions come through the public form as a system actor (Actor.anonymous).
 
     schema = _PipeSchema(pipe)
     errors: dict[str, list[str]] = {}
@@ -491,6 +633,7 @@ def card_create(
     saved_files: list[str] = []
     try:
         with transaction.atomic():
+            _check_room(first_phase)
             now = timezone.now()
             try:
                 with transaction.atomic():
@@ -554,13 +697,30 @@ def card_create(
 
 def _check_update(actor: Actor, card: Card, schema: _PipeSchema, keys: Iterable[str]) -> None:
     keys = list(keys)
+    _refuse_public(actor)
     if actor.kind == ActorKind.USER:
         access = _access(actor, card.pipe)
-        if access.can_work:
-            return
+        editable: set[str] = set()  # what a requester may fill on their own card (their data: PII too)
         if _is_own_request(actor, card) and access.can_request:
             editable = {f.key for f in schema.phase_fields(card.phase) if f.requester_editable}
             editable |= set(card.requested_fields or [])
+        if access.can_work:
+            # A value one may not see is not one's to overwrite (its masked form is all one was shown).
+            hidden = [
+                k
+                for k in keys
+                if k in schema.fields
+                and schema.fields[k].pii
+                and not access.can_view_pii
+                and k not in editable
+            ]
+            if hidden:
+                raise CardPermissionError(
+                    {k: [_("You may not see this personal data, so you may not change it.")] for k in hidden},
+                    fields=schema.labels(hidden),
+                )
+            return
+        if _is_own_request(actor, card) and access.can_request:
             refused = [k for k in keys if k not in editable]
             if not refused:
                 return
@@ -611,6 +771,7 @@ def card_update_fields(
         cleared = _hidden_now(schema, merged)  # answers that no longer apply are removed, and recorded
         for key in cleared:
             merged.pop(key)
+        authority_check(actor=actor, pipe=card.pipe, values=merged, fields=schema.fields)
         changes = {
             key: {"before": card.values.get(key), "after": merged.get(key)}
             for key in set(parsed) | set(cleared)
@@ -644,6 +805,7 @@ def card_move(
         pipe, source = card.pipe, card.phase
         if to_phase.pipe_id != pipe.pk:
             raise CardTransitionError(_("That phase belongs to another pipe."))
+        _refuse_public(actor)
         if actor.kind == ActorKind.USER:
             if not _access(actor, pipe).can_work:
                 raise _deny(_("You may not move cards of %(pipe)s.") % {"pipe": pipe.name})
@@ -654,6 +816,7 @@ def card_move(
                     _("Agent %(name)s may not move cards to %(phase)s.")
                     % {"name": actor.name, "phase": to_phase.name}
                 )
+            authority_check(actor=actor, pipe=pipe, values=card.values)
         if to_phase.pk == source.pk:
             raise CardTransitionError(_("The card is already in %(phase)s.") % {"phase": source.name})
         allowed = list(source.allowed_next.order_by("position", "id"))  # (one pipe: no need to sort by it)
@@ -672,13 +835,7 @@ def card_move(
                 raise CardTransitionError(
                     missing, fields={f.key: f.label for f in leaving if f.key in missing}
                 )
-        if to_phase.wip_limit and to_phase.wip_blocks:
-            in_phase = Card.objects.filter(phase=to_phase).count()
-            if in_phase >= to_phase.wip_limit:
-                raise CardTransitionError(
-                    _("%(phase)s is at its limit of %(n)d cards. Finish one there first.")
-                    % {"phase": to_phase.name, "n": to_phase.wip_limit}
-                )
+        _check_room(to_phase)
         now = timezone.now()
         card.phase = to_phase
         card.phase_entered_at = now
@@ -703,6 +860,7 @@ def card_move(
 
 
 def _check_work(actor: Actor, card: Card, what: str) -> None:
+    _refuse_public(actor)
     if actor.kind == ActorKind.USER and not _access(actor, card.pipe).can_work:
         raise _deny(_("You may not %(what)s on cards of %(pipe)s.") % {"what": what, "pipe": card.pipe.name})
     if actor.kind == ActorKind.AGENT:
@@ -792,6 +950,7 @@ def card_comment(
     text = (text or "").strip()
     with transaction.atomic():
         card = _lock(card, None)
+        _refuse_public(actor)
         if actor.kind == ActorKind.USER:
             access = _access(actor, card.pipe)
             if not (
@@ -905,6 +1064,7 @@ def card_request_changes(
     comment = (comment or "").strip()
     with transaction.atomic():
         card = _lock(card, None)
+        _refuse_public(actor)
         if actor.kind == ActorKind.USER:
             access = _access(actor, card.pipe)
             if not (access.can_work or access.can_review):

@@ -305,7 +305,7 @@ def public_form(request, org_slug: str, pipe_slug: str):
     if request.POST.get(HONEYPOT_INPUT):
         _count(submissions_key)  # a bot: pretend all is well and keep nothing
         return render(request, "portal/submitted.html", {"card": None, "public": True, "pipe": pipe})
-    response = _submit_start_form(request, pipe, actor=Actor.system(PUBLIC_ACTOR_NAME), public=True)
+    response = _submit_start_form(request, pipe, actor=Actor.anonymous(PUBLIC_ACTOR_NAME), public=True)
     if response.status_code == 302:
         _count(submissions_key)
     return response

@@ -88,6 +88,18 @@ def test_a_hand_over_reads_piece_by_piece(world, triage, ollama, openai):
             "amount 12,000.00 excede a alçada do agente de 10,000.00 → uma pessoa",
         ),
         (
+            "amount empty, authority 10,000 needs an amount → human",
+            "amount vazio: a alçada de 10,000 exige um valor → uma pessoa",
+        ),
+        (
+            "amount unreadable, authority 10,000 needs an amount → human",
+            "amount ilegível: a alçada de 10,000 exige um valor → uma pessoa",
+        ),
+        (
+            "amount in USD, authority 10,000 is in BRL → human",
+            "amount em USD, mas a alçada de 10,000 é em BRL → uma pessoa",
+        ),
+        (
             "ERP said: 503 Service Unavailable",
             "ERP said: 503 Service Unavailable",
         ),  # not the rail's: as written

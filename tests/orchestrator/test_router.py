@@ -7,7 +7,8 @@ from decimal import Decimal
 import pytest
 
 from orchestrator.models import Mechanism, PipeRailSettings, ReviewTask, Risk, RunStatus, StepRun, TraceKind
-from pipes.choices import RailStatus
+from pipes.choices import FieldType, RailStatus
+from pipes.models import Field
 from pipes.services import Actor, card_create
 from tests.modelservers import answer, error, hang, low_confidence, malformed, slow
 from tests.orchestrator.conftest import drain, make_agent, make_step
@@ -161,6 +162,46 @@ def test_it_sends_amounts_above_the_agents_authority_to_a_person(world, triage, 
     run = the_run(card)
     assert run.routing_reason == "amount 52,000 exceeds authority 10,000 → human"
     assert ollama.requests == []
+
+
+def test_it_sends_an_amount_in_another_currency_than_the_authoritys_to_a_person(
+    world, triage, ollama, openai
+):
+    Field.objects.filter(pipe=world.pipe, key="amount").update(config={"currency": "USD"})
+    card = submit(world, amount="500")  # small, but in dollars: the limit is in the organization's reais
+    drain()
+    assert the_run(card).routing_reason == "amount in USD, authority 10,000 is in BRL → human"
+    assert ollama.requests == []
+
+
+def with_budget_authority(world, **scope):
+    """An agent whose authority limit reads an optional number field, "budget"."""
+    Field.objects.create(pipe=world.pipe, key="budget", label="Budget", type=FieldType.NUMBER, position=9)
+    return make_step(world.phase("triage"), agent=make_agent(world.pipe, authority_field="budget", **scope))
+
+
+def test_it_sends_a_case_whose_amount_is_empty_to_a_person_without_asking_a_model(world, ollama, openai):
+    with_budget_authority(world)
+    card = submit(world)
+    drain()
+    assert (
+        ReviewTask.objects.get(card=card).reason == "budget empty, authority 10,000 needs an amount → human"
+    )
+    assert ollama.requests == []
+
+
+def test_it_hands_an_answer_the_write_path_refuses_for_authority_to_a_person(world, ollama, openai):
+    with_budget_authority(world, writable_fields=["category", "cost_center", "budget"])
+    ollama.push(answer("approve", GOOD, 0.95))  # it may set the budget, but leaves it empty
+    card = submit(world)
+    drain()
+    card.refresh_from_db()
+    run, task = the_run(card), ReviewTask.objects.get(card=card)
+    assert card.phase.key == "triage" and "category" not in card.values
+    assert run.status == RunStatus.WAITING_REVIEW
+    assert task.reason == "budget empty, authority 10,000 needs an amount → human"
+    assert task.proposal["decision"] == "approve" and task.proposal["values"]["category"] == "Hardware"
+    assert not card.events.filter(actor_kind="agent", kind__in=["fields_changed", "moved"]).exists()
 
 
 def test_it_lets_rules_settle_the_case_without_a_model(world, triage, ollama, openai):

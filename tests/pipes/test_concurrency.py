@@ -95,3 +95,48 @@ def test_it_serialises_moves_without_a_version_so_the_second_sees_the_first(worl
     )
     assert sum(isinstance(o, Card) for o in outcomes) == 1
     assert any("already in Approval" in str(o) for o in outcomes)
+
+
+def test_it_lets_only_one_of_two_simultaneous_moves_into_a_phase_with_one_place_left(world):
+    approval = world.phase("approval")
+    approval.wip_limit, approval.wip_blocks = 1, True
+    approval.save()
+    for round_ in range(3):  # each round the limit leaves one place, and two cards race for it
+        pair = [card_create(actor=Actor.for_user(world.member), pipe=world.pipe, values=good_start_values())]
+        pair.append(
+            card_create(actor=Actor.for_user(world.member), pipe=world.pipe, values=good_start_values())
+        )
+        for card in pair:
+            card_update_fields(actor=Actor.for_user(world.member), card=card, values={"category": "Hardware"})
+        approval.wip_limit = round_ + 1
+        approval.save()
+        outcomes = run_together(
+            *(
+                lambda card=card: card_move(
+                    actor=Actor.for_user(world.member), card=fresh(card), to_phase=approval
+                )
+                for card in pair
+            )
+        )
+        assert sum(isinstance(o, Card) for o in outcomes) == 1, outcomes
+        assert any("at its limit of" in str(o) for o in outcomes), outcomes
+        assert Card.objects.filter(phase=approval).count() == round_ + 1
+
+
+def test_it_lets_only_one_of_two_simultaneous_new_cards_into_a_first_phase_with_one_place_left(world):
+    triage = world.phase("triage")
+    triage.wip_limit, triage.wip_blocks = 1, True
+    triage.save()
+    for round_ in range(3):
+        triage.wip_limit = round_ + 1
+        triage.save()
+        outcomes = run_together(
+            *(
+                lambda: card_create(
+                    actor=Actor.for_user(world.member), pipe=world.pipe, values=good_start_values()
+                )
+                for _ in range(2)
+            )
+        )
+        assert sum(isinstance(o, Card) for o in outcomes) == 1, outcomes
+        assert Card.objects.filter(phase=triage).count() == round_ + 1

@@ -1,11 +1,17 @@
 """The one write path: every gate, for people, agents and the system."""
 
+from decimal import Decimal
+
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
+from guardian.shortcuts import assign_perm
 
-from pipes.models import Card, CardEvent, CardFile, PhaseEntry
+from pipes.choices import FieldType
+from pipes.models import Card, CardEvent, CardFile, Field, Membership, Organization, PhaseEntry
 from pipes.services import (
     Actor,
+    Authority,
+    CardAuthorityError,
     CardConflictError,
     CardError,
     CardPermissionError,
@@ -18,7 +24,7 @@ from pipes.services import (
     card_request_changes,
     card_update_fields,
 )
-from tests.personas import good_start_values
+from tests.personas import good_start_values, make_user
 
 PDF = b"%PDF-1.4\n1 0 obj <<>> endobj\ntrailer <<>>\n%%EOF\n"
 
@@ -75,6 +81,33 @@ def test_it_refuses_creation_by_an_agent_and_allows_the_system(world):
     with pytest.raises(CardPermissionError):
         new_card(world, agent(world))
     assert new_card(world, Actor.system("Public form")).created_by is None
+
+
+def test_it_refuses_an_anonymous_request_where_the_start_form_is_not_public(world):
+    with pytest.raises(CardPermissionError) as exc:
+        new_card(world, Actor.anonymous("Public form"))
+    assert "only from people with an account" in exc.value.message
+    assert not Card.objects.exists()
+
+
+def test_it_files_an_anonymous_request_through_a_public_start_form(world):
+    world.pipe.public_form = True
+    world.pipe.save()
+    card = new_card(world, Actor.anonymous("Public form"))
+    assert card.created_by is None and card.events.get().actor_label == "Public form"
+
+
+def test_it_lets_an_anonymous_requester_do_nothing_but_file(world):
+    world.pipe.public_form = True
+    world.pipe.save()
+    card = new_card(world, Actor.anonymous("Public form"))
+    with pytest.raises(CardPermissionError):
+        card_update_fields(actor=Actor.anonymous("Public form"), card=card, values={"category": "Hardware"})
+    with pytest.raises(CardPermissionError):
+        card_move(actor=Actor.anonymous("Public form"), card=card, to_phase=world.phase("rejected"))
+    with pytest.raises(CardPermissionError):
+        card_comment(actor=Actor.anonymous("Public form"), card=card, text="Any news?")
+    assert_unchanged(card)
 
 
 def test_it_names_every_missing_required_field_and_creates_nothing(world):
@@ -203,6 +236,59 @@ def test_it_keeps_an_agent_to_its_writable_fields_and_its_pipe(world):
     assert card.values["amount"]["amount"] == "4500.00"
 
 
+def worker_without_pii(world):
+    """Someone who works the pipe but may not see its personal data (no view_pii)."""
+    user = make_user("clerk")
+    Membership.objects.create(organization=world.org, user=user)
+    for perm in ("work_pipe", "view_pipe"):
+        assign_perm(perm, user, world.pipe)
+    return user
+
+
+def test_it_refuses_a_worker_writing_personal_data_they_may_not_see(world):
+    card = new_card(world)
+    with pytest.raises(CardPermissionError) as exc:
+        card_update_fields(
+            actor=Actor.for_user(worker_without_pii(world)),
+            card=card,
+            values={"requester_email": "someone.else@example.com"},
+        )
+    assert list(exc.value.errors) == ["requester_email"]
+    assert "may not see this personal data" in exc.value.message
+    assert_unchanged(card)
+
+
+def test_it_lets_a_worker_without_view_pii_write_other_fields(world):
+    card = card_update_fields(
+        actor=Actor.for_user(worker_without_pii(world)), card=new_card(world), values={"category": "Hardware"}
+    )
+    assert card.values["category"] == "Hardware"
+
+
+def test_it_refuses_a_worker_attaching_to_a_personal_data_field_they_may_not_see(world, media_root):
+    Field.objects.filter(pipe=world.pipe, key="quote").update(pii=True)
+    card = new_card(world)
+    with pytest.raises(CardPermissionError):
+        card_attach_files(
+            actor=Actor.for_user(worker_without_pii(world)),
+            card=card,
+            uploads=[SimpleUploadedFile("id.pdf", PDF, content_type="application/pdf")],
+            field_key="quote",
+        )
+    assert not CardFile.objects.exists()
+
+
+def test_it_lets_a_requester_correct_their_own_personal_data(world):
+    card = new_card(world)
+    card_request_changes(
+        actor=Actor.for_user(world.member), card=card, field_keys=["requester_email"], comment="Typo?"
+    )
+    card = card_update_fields(
+        actor=Actor.for_user(world.requester), card=card, values={"requester_email": "ana.s@example.com"}
+    )
+    assert card.values["requester_email"] == "ana.s@example.com"
+
+
 def test_it_refuses_to_clear_a_required_start_field(world):
     card = new_card(world)
     with pytest.raises(CardError) as exc:
@@ -323,6 +409,109 @@ def test_it_blocks_moves_into_a_full_phase_when_the_limit_blocks(world):
     with pytest.raises(CardTransitionError) as exc:
         card_move(actor=Actor.for_user(world.member), card=second, to_phase=approval)
     assert "limit of 1" in exc.value.message
+
+
+def test_it_refuses_a_new_card_when_the_first_phase_is_full_and_blocks(world):
+    triage = world.phase("triage")
+    new_card(world)
+    triage.wip_limit, triage.wip_blocks = 1, True
+    triage.save()
+    with pytest.raises(CardTransitionError) as exc:
+        new_card(world)
+    assert "Triage is at its limit of 1 cards" in exc.value.message
+    assert Card.objects.count() == 1
+
+
+# ------------------------------------------------------------------ an agent's authority limit
+
+
+def with_authority(world, limit="10000", **kw):
+    return agent(
+        world,
+        writable_fields=kw.pop("writable_fields", ["category"]),
+        authority=Authority(field=kw.pop("field", "amount"), limit=Decimal(limit), **kw),
+    )
+
+
+def test_it_lets_an_agent_act_within_its_authority(world):
+    card = card_update_fields(
+        actor=with_authority(world), card=new_card(world), values={"category": "Hardware"}
+    )
+    card = card_move(actor=with_authority(world), card=card, to_phase=world.phase("approval"))
+    assert card.phase.key == "approval"
+
+
+def test_it_refuses_an_agents_move_above_its_authority(world):
+    card = card_update_fields(
+        actor=Actor.for_user(world.member),
+        card=new_card(world, amount="52000"),
+        values={"category": "Hardware"},
+    )
+    with pytest.raises(CardAuthorityError) as exc:
+        card_move(actor=with_authority(world), card=card, to_phase=world.phase("approval"))
+    assert exc.value.message == (
+        "Amount: BRL 52,000.00 is above the authority of Triage agent (BRL 10,000). A person decides."
+    )
+    assert exc.value.rail_reason == "amount 52,000 exceeds authority 10,000"
+    assert_unchanged(card)
+
+
+def test_it_refuses_an_agents_write_above_its_authority(world):
+    card = new_card(world, amount="52000")
+    with pytest.raises(CardAuthorityError):
+        card_update_fields(actor=with_authority(world), card=card, values={"category": "Hardware"})
+    assert_unchanged(card)
+
+
+def test_it_refuses_an_agent_raising_the_amount_above_its_authority(world):
+    card = new_card(world)
+    with pytest.raises(CardAuthorityError):
+        card_update_fields(
+            actor=with_authority(world, writable_fields=["amount"]), card=card, values={"amount": "10000.01"}
+        )
+    assert_unchanged(card)
+
+
+def test_it_refuses_an_agent_when_the_amount_is_empty(world):
+    Field.objects.create(pipe=world.pipe, key="budget", label="Budget", type=FieldType.NUMBER, position=9)
+    card = new_card(world)
+    with pytest.raises(CardAuthorityError) as exc:
+        card_update_fields(
+            actor=with_authority(world, field="budget"), card=card, values={"category": "Hardware"}
+        )
+    assert exc.value.rail_reason == "budget empty, authority 10,000 needs an amount"
+    assert_unchanged(card)
+
+
+def test_it_refuses_an_agent_when_the_amount_cannot_be_read(world):
+    card = new_card(world)  # "item" holds text, not an amount
+    with pytest.raises(CardAuthorityError) as exc:
+        card_update_fields(
+            actor=with_authority(world, field="item"), card=card, values={"category": "Hardware"}
+        )
+    assert exc.value.rail_reason == "item unreadable, authority 10,000 needs an amount"
+    assert_unchanged(card)
+
+
+def test_it_refuses_an_agent_when_the_amount_is_in_another_currency(world):
+    card = new_card(world, amount="100")
+    with pytest.raises(CardAuthorityError) as exc:
+        card_update_fields(
+            actor=with_authority(world, currency="USD"), card=card, values={"category": "Hardware"}
+        )
+    assert exc.value.rail_reason == "amount in BRL, authority 10,000 is in USD"
+    assert "is in BRL, but the authority of Triage agent (USD 10,000) is in USD" in exc.value.message
+    assert_unchanged(card)
+
+
+def test_it_reads_the_limit_in_the_organizations_currency(world):
+    card = new_card(world, amount="100")  # BRL, the organization's currency then
+    Organization.objects.filter(pk=world.org.pk).update(currency="EUR")
+    with pytest.raises(CardAuthorityError) as exc:
+        card_update_fields(
+            actor=with_authority(world), card=Card.objects.get(pk=card.pk), values={"category": "Hardware"}
+        )
+    assert exc.value.rail_reason == "amount in BRL, authority 10,000 is in EUR"
 
 
 # ------------------------------------------------------------------ people, comments, files
