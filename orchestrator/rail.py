@@ -115,21 +115,25 @@ class Usage:
     input_tokens: int = 0
     output_tokens: int = 0
     foundation_tokens: int = 0
-    cost: Decimal = Decimal(0)
+    # in the cost currency; each call's price is converted at the operator's rate (costs.Money.to)
+    cost: costs.Money = field(default_factory=lambda: costs.Money.zero(costs.cost_currency()))
     baseline_input_tokens: int = 0
     provider: str = ""
     model: str = ""
 
-    def add(self, *, provider: str, model: str, input_tokens: int, output_tokens: int) -> None:
+    def add(self, *, provider: str, model: str, input_tokens: int, output_tokens: int) -> costs.Money:
+        """Count one model call; returns its cost as priced (in the price's own currency)."""
         self.input_tokens += input_tokens
         self.output_tokens += output_tokens
         if provider != "ollama":
             self.foundation_tokens += input_tokens + output_tokens
-        self.cost += costs.model_cost(
+        priced = costs.model_cost(
             provider=provider, model=model, input_tokens=input_tokens, output_tokens=output_tokens
         )
+        self.cost = self.cost + priced.to(self.cost.currency)
         self.baseline_input_tokens = max(self.baseline_input_tokens, input_tokens)
         self.provider, self.model = provider, model
+        return priced
 
 
 @dataclass
@@ -744,7 +748,7 @@ def _agent_route(*, run: StepRun, step: Step, card: Card, tracer: Tracer, usage:
                 raise StepPermanent(f"{provider}/{model} refused the request: {exc}") from exc
             notes.append(f"{tier} model {model} refused the request")
             continue
-        usage.add(
+        priced = usage.add(
             provider=provider, model=model, input_tokens=reply.input_tokens, output_tokens=reply.output_tokens
         )
         tracer.add(
@@ -757,6 +761,7 @@ def _agent_route(*, run: StepRun, step: Step, card: Card, tracer: Tracer, usage:
                 "input_tokens": reply.input_tokens,
                 "output_tokens": reply.output_tokens,
                 "latency_ms": reply.latency_ms,
+                "cost": costs.cost_trace(priced, usage.cost.currency),
             },
         )
         try:
@@ -854,9 +859,10 @@ def _finish(
     run.input_tokens += usage.input_tokens
     run.output_tokens += usage.output_tokens
     run.foundation_tokens += usage.foundation_tokens
-    run.cost += usage.cost
+    currency = run.currency or costs.cost_currency()
+    run.cost += usage.cost.to(currency).amount
     baseline_tokens = usage.baseline_input_tokens or costs.estimate_tokens(dict(card_values))
-    run.baseline_cost = costs.baseline_cost(input_tokens=baseline_tokens)
+    run.baseline_cost = costs.baseline_cost(input_tokens=baseline_tokens).to(currency).amount
     if usage.provider:
         run.provider, run.model = usage.provider, usage.model
     run.lease_until = None
@@ -1105,7 +1111,7 @@ def _retry_or_fail(
         input_tokens=F("input_tokens") + usage.input_tokens,
         output_tokens=F("output_tokens") + usage.output_tokens,
         foundation_tokens=F("foundation_tokens") + usage.foundation_tokens,
-        cost=F("cost") + usage.cost,
+        cost=F("cost") + usage.cost.to(run.currency or costs.cost_currency()).amount,
     )
     if not updated:
         return None

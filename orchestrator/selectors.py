@@ -291,6 +291,10 @@ class CostReport:
     mechanisms: list[CostRow] = field(default_factory=list)
     steps: list[CostRow] = field(default_factory=list)
     total: CostRow = field(default_factory=lambda: CostRow("total", "Total"))
+    # Runs recorded in another currency (the setting changed): shown apart, never added in.
+    other_currencies: list[CostRow] = field(default_factory=list)
+    rates: list[costs.FxRate] = field(default_factory=list)  # the operator's rates into `currency`
+    baseline_model: str = ""
 
     @property
     def saving_share(self) -> Decimal | None:
@@ -333,10 +337,20 @@ def pipe_cost_report(*, pipe: Pipe, period: str = "30d", now: dt.datetime | None
     else:
         period = period if period in PERIODS else "30d"
         since = now - dt.timedelta(days=PERIODS[period])
-    runs = StepRun.objects.filter(pipe=pipe, created_at__gte=since, created_at__lte=now).exclude(
+    currency = costs.cost_currency()
+    in_period = StepRun.objects.filter(pipe=pipe, created_at__gte=since, created_at__lte=now).exclude(
         status=RunStatus.SKIPPED
     )
-    report = CostReport(pipe=pipe, period=period, since=since, until=now, currency=costs.cost_currency())
+    report = CostReport(
+        pipe=pipe,
+        period=period,
+        since=since,
+        until=now,
+        currency=currency,
+        rates=costs.rates_in_use(currency),
+        baseline_model="/".join(costs.baseline_model()),
+    )
+    runs = in_period.filter(currency__in=[currency, ""])
     by_mechanism = {
         row["mechanism"]: row
         for row in runs.values("mechanism").annotate(**_AGGREGATES).order_by("mechanism")
@@ -355,6 +369,12 @@ def pipe_cost_report(*, pipe: Pipe, period: str = "30d", now: dt.datetime | None
         row = _row(data["requested_mechanism"], data["step_name"], data)
         row.note = str(Mechanism(data["requested_mechanism"]).label)
         report.steps.append(row)
-    total = runs.aggregate(**_AGGREGATES)
-    report.total = _row("total", _("Total"), total)
+    # Amounts add up only within one currency: runs recorded in another (the setting changed) are
+    # listed apart, never added in. One query gives the total of each.
+    report.total = CostRow("total", _("Total"))
+    for data in in_period.values("currency").annotate(**_AGGREGATES).order_by("currency"):
+        if data["currency"] in (currency, ""):
+            report.total = _row("total", _("Total"), data)
+        else:
+            report.other_currencies.append(_row(data["currency"], data["currency"], data))
     return report

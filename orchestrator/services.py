@@ -66,12 +66,8 @@ def review_open(*, task: ReviewTask, user: AbstractBaseUser) -> None:
 
 
 def _review_minutes(task: ReviewTask, now) -> Decimal:
-    if task.opened_at is None:
-        from django.conf import settings
-
-        return Decimal(str(getattr(settings, "TRILHO_REVIEW_DEFAULT_MINUTES", 5)))
-    minutes = Decimal((now - task.opened_at).total_seconds()) / Decimal(60)
-    return min(max(minutes, Decimal("0.5")), Decimal(120)).quantize(Decimal("0.01"))
+    # From the task's first opening, bounded; 0 if nobody opened it (costs.review_minutes).
+    return costs.review_minutes(opened_at=task.opened_at, now=now)
 
 
 def _review_fields(task: ReviewTask, step, card: Card) -> dict[str, Field]:
@@ -168,7 +164,8 @@ def _review_decide(
             decision=decision,
             finished_at=now,
             latency_ms=int((now - started).total_seconds() * 1000),
-            cost=F("cost") + costs.human_cost(minutes=minutes),
+            cost=F("cost")
+            + costs.human_cost(minutes=minutes).to(run.currency or costs.cost_currency()).amount,
         )
         run.refresh_from_db()
         Tracer(run).record(

@@ -6,6 +6,7 @@ machine needs nothing but pip. Production: DATABASE_URL, CELERY_BROKER_URL, SECR
 
 import json
 import os
+from datetime import date
 from decimal import Decimal
 from pathlib import Path
 
@@ -39,6 +40,29 @@ def envint(name: str, default: int) -> int:
 
 def envlist(name: str, default: str) -> list[str]:
     return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
+
+
+def envrates(name: str) -> dict[tuple[str, str], tuple[Decimal, date]]:
+    """Exchange rates set by the operator: comma-separated "USD:BRL=5.42@2026-12-01" (one USD is
+    5.42 BRL, the rate of that day)."""
+    rates: dict[tuple[str, str], tuple[Decimal, date]] = {}
+    for item in (part.strip() for part in os.environ.get(name, "").split(",")):
+        if not item:
+            continue
+        pair, _eq, rest = item.partition("=")
+        source, _colon, target = pair.strip().upper().partition(":")
+        number, _at, day = rest.partition("@")
+        try:
+            rate, as_of = Decimal(number.strip()), date.fromisoformat(day.strip())
+        except (ValueError, ArithmeticError):
+            rate, as_of = Decimal(0), None
+        if len(source) != 3 or len(target) != 3 or source == target or not rate > 0 or as_of is None:
+            raise ImproperlyConfigured(
+                f'{name} entries look like "USD:BRL=5.42@2026-12-01" (a positive rate and the ISO date '
+                f"it was taken), got {item!r}"
+            )
+        rates[(source, target)] = (rate, as_of)
+    return rates
 
 
 DATA_DIR = Path(os.environ.get("TRILHO_DATA_DIR", BASE_DIR / "var"))
@@ -78,6 +102,7 @@ MIDDLEWARE = [
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.locale.LocaleMiddleware",
+    "pipes.middleware.NullCharacterMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
@@ -279,22 +304,41 @@ TRILHO_AGENT_MAX_DOCUMENT_CHARS = envint("TRILHO_AGENT_MAX_DOCUMENT_CHARS", 2000
 TRILHO_DOCUMENT_MAX_PAGES = envint("TRILHO_DOCUMENT_MAX_PAGES", 50)
 TRILHO_DOCUMENT_MAX_SECONDS = envint("TRILHO_DOCUMENT_MAX_SECONDS", 10)
 TRILHO_DOCUMENT_MAX_STREAM_BYTES = envint("TRILHO_DOCUMENT_MAX_STREAM_BYTES", 1_000_000)
-TRILHO_REVIEW_DEFAULT_MINUTES = envint("TRILHO_REVIEW_DEFAULT_MINUTES", 5)
 TRILHO_HTTP_ALLOWED_PRIVATE = envbool("TRILHO_HTTP_ALLOWED_PRIVATE", False)
 # Secrets for automation HTTP steps, referenced by name: TRILHO_SECRET_ERP_TOKEN=... → "erp_token".
 TRILHO_SECRETS = {
     k[len("TRILHO_SECRET_") :].lower(): v for k, v in os.environ.items() if k.startswith("TRILHO_SECRET_")
 }
-TRILHO_COST_CURRENCY = os.environ.get("TRILHO_COST_CURRENCY", TRILHO_DEFAULT_CURRENCY)
+# Costs are recorded and reported in TRILHO_COST_CURRENCY: by default USD, the currency of the
+# models' list prices (orchestrator/costs.DEFAULT_PRICING). Local compute and a person's minute are
+# priced in it; a model price in another currency is converted at a rate from TRILHO_FX_RATES.
+TRILHO_COST_CURRENCY = os.environ.get("TRILHO_COST_CURRENCY", "USD").upper()
+TRILHO_FX_RATES = envrates("TRILHO_FX_RATES")
 try:
     TRILHO_MODEL_PRICING = {
-        k: {"input": Decimal(str(v["input"])), "output": Decimal(str(v["output"]))}
+        k: {
+            "input": Decimal(str(v["input"])),
+            "output": Decimal(str(v["output"])),
+            "currency": str(v.get("currency") or "USD").upper(),
+        }
         for k, v in json.loads(os.environ.get("TRILHO_MODEL_PRICING", "{}")).items()
-    }  # merged over orchestrator/costs.DEFAULT_PRICING
-except (ValueError, KeyError, TypeError) as exc:
+    }  # merged over orchestrator/costs.DEFAULT_PRICING (USD)
+except (ValueError, KeyError, TypeError, AttributeError) as exc:
     raise ImproperlyConfigured(
-        'TRILHO_MODEL_PRICING must be JSON like {"openai/gpt-4o": {"input": 2.5, "output": 10}}'
+        'TRILHO_MODEL_PRICING must be JSON like {"openai/gpt-4o": {"input": 2.5, "output": 10, "currency": "USD"}}'
     ) from exc
+_unconverted = sorted(
+    c
+    for c in {"USD"} | {v["currency"] for v in TRILHO_MODEL_PRICING.values()}
+    if c != TRILHO_COST_CURRENCY
+    and (c, TRILHO_COST_CURRENCY) not in TRILHO_FX_RATES
+    and (TRILHO_COST_CURRENCY, c) not in TRILHO_FX_RATES
+)
+if _unconverted:
+    raise ImproperlyConfigured(
+        f"Model prices are in {', '.join(_unconverted)} but TRILHO_COST_CURRENCY is {TRILHO_COST_CURRENCY}: "
+        f'set TRILHO_FX_RATES, e.g. "{_unconverted[0]}:{TRILHO_COST_CURRENCY}=5.42@2026-12-01" (rate and date)'
+    )
 TRILHO_LOCAL_COMPUTE_COST_PER_1M = Decimal(os.environ.get("TRILHO_LOCAL_COMPUTE_COST_PER_1M", "0.02"))
 TRILHO_BASELINE_MODEL = os.environ.get("TRILHO_BASELINE_MODEL", "openai/gpt-4o")
 if CELERY_BROKER_URL.startswith(("redis://", "rediss://")):

@@ -384,11 +384,8 @@ def inbox_decide(
 
 
 def _review_minutes(task: ReviewTask, now) -> Decimal:
-    # As the rail counts a decision's minutes (orchestrator.services): from opening, bounded.
-    if task.opened_at is None:
-        return Decimal(str(getattr(settings, "TRILHO_REVIEW_DEFAULT_MINUTES", 5)))
-    minutes = Decimal((now - task.opened_at).total_seconds()) / Decimal(60)
-    return min(max(minutes, Decimal("0.5")), Decimal(120)).quantize(Decimal("0.01"))
+    # From the task's first opening, bounded; 0 if nobody opened it (costs.review_minutes).
+    return costs.review_minutes(opened_at=task.opened_at, now=now)
 
 
 def card_has_requester(card: Card) -> bool:
@@ -444,7 +441,8 @@ def inbox_request_changes(
             decision=Decision.REQUEST_CHANGES,
             finished_at=now,
             latency_ms=int((now - started).total_seconds() * 1000),
-            cost=F("cost") + costs.human_cost(minutes=minutes),
+            cost=F("cost")
+            + costs.human_cost(minutes=minutes).to(run.currency or costs.cost_currency()).amount,
         )
         run.refresh_from_db()
         keys = sorted(set(field_keys))

@@ -24,7 +24,8 @@ def rail_settings(settings):
     }
     settings.TRILHO_LOCAL_COMPUTE_COST_PER_1M = Decimal("0.10")
     settings.TRILHO_BASELINE_MODEL = "openai/gpt-test"
-    settings.TRILHO_COST_CURRENCY = "BRL"
+    settings.TRILHO_COST_CURRENCY = "USD"  # the prices' currency: no conversion unless a test sets a rate
+    settings.TRILHO_FX_RATES = {}
     return settings
 
 

@@ -69,7 +69,7 @@ def test_it_applies_the_decision_and_moves_the_card(world, human_step, settings)
     assert card.phase.key == "done" and card.values["po_number"] == "PO-1"
     assert task.status == ReviewStatus.DECIDED and task.decided_by == world.reviewer
     assert run.status == RunStatus.DONE and run.mechanism == Mechanism.HUMAN and run.decision == "approve"
-    assert run.cost == Decimal("10.00")  # 5 minutes (task never opened) at 2.00
+    assert run.cost == 0  # the task was never opened: no minutes of a person billed
     assert run.events.last().kind == "review"
     decided = card.events.filter(kind="step").last()
     assert decided.actor_kind == "user" and decided.actor_label == "Reviewer"
