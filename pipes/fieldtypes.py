@@ -23,6 +23,7 @@ from django.utils.dateparse import parse_date, parse_datetime
 from django.utils.translation import gettext as _
 
 from .choices import FieldType
+from .parsing import FIRST_DAY, LAST_DAY, MAX_INT, day_in_range, parse_id
 
 if TYPE_CHECKING:
     from .models import Field, Pipe
@@ -72,6 +73,13 @@ class FieldKind:
         if isinstance(raw, list | tuple | dict):
             return len(raw) == 0
         return False
+
+
+def _out_of_range() -> str:
+    return _("Enter a date between %(first)s and %(last)s.") % {
+        "first": FIRST_DAY.isoformat(),
+        "last": LAST_DAY.isoformat(),
+    }
 
 
 def _rule(field: Field, name: str) -> Any:
@@ -241,6 +249,8 @@ class DateKind(FieldKind):
                     value = None
         if value is None:
             raise FieldValueError(_("Enter a real date as YYYY-MM-DD, like 2026-03-31."))
+        if not day_in_range(value):
+            raise FieldValueError(_out_of_range())
         low, high = _rule(field, "min"), _rule(field, "max")
         if low and value.isoformat() < str(low):
             raise FieldValueError(_("Enter %(min)s or later.") % {"min": low})
@@ -282,7 +292,13 @@ class DateTimeKind(FieldKind):
             raise FieldValueError(_("Enter a date and time as YYYY-MM-DD HH:MM."))
         if timezone.is_naive(value):
             value = value.replace(tzinfo=ctx.tz)  # people type times in their organization's zone
-        return value.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
+        try:
+            moment = value.astimezone(dt.UTC)
+        except OverflowError:  # 9999-12-31 23:59 west of UTC is past Python's last day
+            raise FieldValueError(_out_of_range()) from None
+        if not (day_in_range(value) and day_in_range(moment)):
+            raise FieldValueError(_out_of_range())
+        return moment.isoformat().replace("+00:00", "Z")
 
     def display(self, field, value):
         if self.is_empty(value):
@@ -407,10 +423,10 @@ class ReferenceKind(FieldKind):
         for item in items:
             if isinstance(item, bool):
                 raise FieldValueError(_("This is not a valid reference."))
-            try:
-                ids.append(int(str(item).strip()))
-            except (TypeError, ValueError):
-                raise FieldValueError(_("This is not a valid reference.")) from None
+            number = item if isinstance(item, int) else parse_id(item)
+            if number is None or not 0 < number <= MAX_INT:
+                raise FieldValueError(_("This is not a valid reference."))
+            ids.append(number)
         ids = list(dict.fromkeys(ids))
         if not (field.config or {}).get("multiple", self.type == FieldType.LABEL) and len(ids) > 1:
             raise FieldValueError(_("Choose only one."))

@@ -1,9 +1,11 @@
-"""Request middleware of pipes: access answers remembered for one request, and times shown in the
-organization's time zone (stored in UTC everywhere)."""
+"""Request middleware of pipes: access answers remembered for one request, times shown in the
+organization's time zone (stored in UTC everywhere), and no NUL character let in."""
 
 import zoneinfo
 
+from django.http import HttpResponseBadRequest
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from .models import Organization
 from .roles import access_cache
@@ -43,3 +45,37 @@ class OrganizationTimezoneMiddleware:
             return self.get_response(request)
         finally:
             timezone.deactivate()
+
+
+FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
+
+
+class NullCharacterMiddleware:
+    """Refuse (400) a request whose path, query or form carries a NUL character.
+
+    PostgreSQL keeps no NUL in text or JSON, so such a value would fail deep inside whichever
+    query took it (a 500), and no person types one. Only form bodies are read here, as Django
+    parses them anyway; a raw body (JSON) is left to its view.
+    """
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        if self._carries_nul(request):
+            return HttpResponseBadRequest(
+                _("The request contains a null character, which is not accepted."),
+                content_type="text/plain; charset=utf-8",
+            )
+        return self.get_response(request)
+
+    @staticmethod
+    def _carries_nul(request) -> bool:
+        parts = [request.path]
+        for key, values in request.GET.lists():
+            parts += [key, *values]
+        if request.method == "POST" and request.content_type in FORM_TYPES:
+            for key, values in request.POST.lists():
+                parts += [key, *values]
+            parts += [f.name or "" for _key, files in request.FILES.lists() for f in files]
+        return any("\x00" in part for part in parts)

@@ -26,7 +26,6 @@ from django.db.models.lookups import IContains
 from django.http import Http404, QueryDict
 from django.urls import reverse
 from django.utils import formats, timezone
-from django.utils.dateparse import parse_date
 from django.utils.translation import gettext as _
 
 from .choices import EventKind, FieldType, RailStatus
@@ -34,6 +33,7 @@ from .conditions import evaluate
 from .fieldtypes import is_filled
 from .masking import field_text, mask_text, title_masked, title_shown
 from .models import Card, CardEvent, CardFile, Field, Label, Phase, Pipe
+from .parsing import parse_day, parse_id
 from .roles import STAFF_PERMS, PipeAccess, pipe_access, pipe_users_with, pipes_for_user
 
 PAGE_SIZE = 25
@@ -107,19 +107,17 @@ class BoardFilters:
             return str(params.get(name, "")).lower() in ("1", "true", "on", "yes")
 
         def day(name: str) -> dt.date | None:
-            try:
-                return parse_date(str(params.get(name, "")).strip())
-            except ValueError:
-                return None
+            return parse_day(params.get(name, ""))
 
-        assignee = str(params.get("assignee", "")).strip()
-        if assignee != "me" and not assignee.isdigit():
-            assignee = ""
-        label = str(params.get("label", "")).strip()
+        def some_id(name: str) -> str:
+            number = parse_id(params.get(name, ""))
+            return str(number) if number else ""
+
+        assignee = "me" if str(params.get("assignee", "")).strip() == "me" else some_id("assignee")
         return cls(
             q=str(params.get("q", "")).strip()[:100],
             assignee=assignee,
-            label=label if label.isdigit() else "",
+            label=some_id("label"),
             late=flag("late"),
             overdue=flag("overdue"),
             created_from=day("created_from"),

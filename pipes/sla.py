@@ -27,6 +27,7 @@ from django.utils.translation import gettext as _
 
 from .csvsafe import csv_safe_writer
 from .models import Card, Phase, PhaseEntry, Pipe
+from .parsing import FIRST_DAY, LAST_DAY, day_in_range, parse_int
 
 LATE_LIST_LIMIT = 200
 
@@ -133,13 +134,21 @@ class SlaReport:
 def month_bounds(month: str | dt.date, tz: dt.tzinfo) -> tuple[dt.date, dt.datetime, dt.datetime]:
     """The first day of `month` ("YYYY-MM") and its start and end as aware datetimes in `tz`."""
     if isinstance(month, str):
+        year, _dash, number = month.strip().partition("-")
         try:
-            year, number = (int(part) for part in month.strip().split("-"))
-            first = dt.date(year, number, 1)
-        except (ValueError, TypeError):
+            first = dt.date(parse_int(year) or 0, parse_int(number) or 0, 1)
+        except (ValueError, OverflowError):  # no such month, or a year past C's integers
             raise MonthError(_("Choose a month as YYYY-MM, like 2026-03.")) from None
     else:
         first = month.replace(day=1)
+    if not day_in_range(first):  # its neighbours and its end in UTC must be days too
+        raise MonthError(
+            _("Choose a month from %(first)s to %(last)s.")
+            % {
+                "first": f"{FIRST_DAY.year:04d}-{FIRST_DAY.month:02d}",
+                "last": f"{LAST_DAY.year:04d}-{LAST_DAY.month:02d}",
+            }
+        )
     following = (first + dt.timedelta(days=32)).replace(day=1)
     start = dt.datetime.combine(first, dt.time(), tzinfo=tz)
     end = dt.datetime.combine(following, dt.time(), tzinfo=tz)

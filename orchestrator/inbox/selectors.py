@@ -20,6 +20,7 @@ from orchestrator.models import ReviewStatus, ReviewTask, Risk, TraceKind
 from pipes.choices import FieldType
 from pipes.masking import field_text, title_shown
 from pipes.models import Card, Field, Phase
+from pipes.parsing import parse_id
 from pipes.roles import PipeAccess, pipe_access, pipe_users_with, pipes_for_user
 
 from .models import Decision, InboxItem, ReviewDelegation, ReviewSignoff
@@ -66,8 +67,7 @@ class InboxFilters:
     @classmethod
     def from_query(cls, query: QueryDict) -> InboxFilters:
         view = query.get("view", "waiting")
-        pipe = query.get("pipe", "")
-        return cls(view=view if view in VIEWS else "waiting", pipe_id=int(pipe) if pipe.isdigit() else None)
+        return cls(view=view if view in VIEWS else "waiting", pipe_id=parse_id(query.get("pipe", "")))
 
     def params(self, **extra: Any) -> str:
         query = QueryDict(mutable=True)

@@ -22,6 +22,7 @@ from orchestrator.rail import run_url
 from orchestrator.services import RailError, RailPermissionError, review_open
 from pipes.forms import PortalForm, initial_from_values, org_tz
 from pipes.models import CardFile, Phase
+from pipes.parsing import parse_id
 from pipes.roles import PipeAccess, pipes_for_user
 from pipes.selectors import board_schema, card_detail
 from pipes.services import NON_FIELD, CardError
@@ -81,7 +82,7 @@ def inbox(request: HttpRequest) -> HttpResponse:
 @login_required
 @require_POST
 def bulk_approve(request: HttpRequest) -> HttpResponse:
-    ids = [int(i) for i in request.POST.getlist("tasks") if i.isdigit()]
+    ids = [i for i in map(parse_id, request.POST.getlist("tasks")) if i is not None]
     back = reverse("inbox:index") + InboxFilters.from_query(request.POST).params()
     reviewable = ReviewTask.objects.filter(
         pk__in=ids, pipe_id__in=pipes_for_user(request.user, ("review_pipe",)).values("pk")
@@ -289,9 +290,9 @@ def _request_changes(
     request: HttpRequest, task: ReviewTask, access: PipeAccess, comment: str
 ) -> HttpResponse:
     to_phase = None
-    phase_id = request.POST.get("to_phase", "")
-    if phase_id.isdigit():
-        to_phase = Phase.objects.filter(pk=int(phase_id), pipe_id=task.pipe_id).first()
+    phase_id = parse_id(request.POST.get("to_phase", ""))
+    if phase_id is not None:
+        to_phase = Phase.objects.filter(pk=phase_id, pipe_id=task.pipe_id).first()
     try:
         inbox_request_changes(
             task=task,
@@ -314,10 +315,8 @@ def _request_changes(
 @require_POST
 def task_delegate(request: HttpRequest, task_id: int) -> HttpResponse:
     task, access = task_get_for_user(user=request.user, task_id=task_id)
-    to_id = request.POST.get("to_user", "")
-    to_user = (
-        get_user_model().objects.filter(pk=int(to_id), is_active=True).first() if to_id.isdigit() else None
-    )
+    to_id = parse_id(request.POST.get("to_user", ""))
+    to_user = get_user_model().objects.filter(pk=to_id, is_active=True).first() if to_id else None
     if to_user is None:
         return _render_task(request, task, access, error=_("Choose who should review it."), status=422)
     try:

@@ -18,7 +18,6 @@ from django.shortcuts import get_object_or_404, render
 from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
-from django.utils.dateparse import parse_datetime
 from django.utils.http import urlencode
 from django.utils.translation import get_language
 from django.utils.translation import gettext as _
@@ -27,6 +26,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from .. import notifications, services
 from ..choices import FieldType
 from ..models import Card, CardFile, Label
+from ..parsing import FIRST_DAY, LAST_DAY, parse_id, parse_int, parse_moment
 from ..selectors import (
     BoardFilters,
     BoardSchema,
@@ -49,6 +49,7 @@ from ..selectors import (
 
 PORTAL_PATH = "/portal/"
 INLINE_IMAGE_TYPES = {"image/png", "image/jpeg", "image/gif", "image/webp"}
+MAX_OFFSET = 10_000_000  # far past any column; a bigger offset is read as the first page
 STATUS_FOR_ERROR = {"forbidden": 403, "conflict": 409}
 
 
@@ -138,9 +139,19 @@ def _actor(request: HttpRequest) -> services.Actor:
     return services.Actor.for_user(request.user)
 
 
+def _ids(values: list[str]) -> list[int] | None:
+    """The ids a form posted (blanks skipped), or None when one of them can't be an id."""
+    ids = [parse_id(v) for v in values if v.strip()]
+    return None if None in ids else ids
+
+
+def _since(raw: str) -> dt.datetime | None:
+    """The moment an open board last polled (its "+" may arrive as a space), or None."""
+    return parse_moment(raw.replace(" ", "+"), tz=dt.UTC) if raw else None
+
+
 def _version(request: HttpRequest) -> int | None:
-    raw = request.POST.get("expected_version", "")
-    return int(raw) if raw.isdigit() else None
+    return parse_int(request.POST.get("expected_version", ""))
 
 
 # ---------------------------------------------------------------- pages
@@ -234,7 +245,7 @@ def column_more(request: HttpRequest, pipe_id: int, phase_id: int) -> HttpRespon
     if phase is None:
         raise Http404
     filters = _filters(request)
-    offset = int(request.GET.get("offset", "0")) if request.GET.get("offset", "").isdigit() else 0
+    offset = parse_int(request.GET.get("offset", ""), high=MAX_OFFSET) or 0
     cards, next_offset = card_list_for_board(schema=schema, phase=phase, filters=filters, offset=offset)
     return render(
         request,
@@ -256,10 +267,8 @@ def column_more(request: HttpRequest, pipe_id: int, phase_id: int) -> HttpRespon
 def board_changes(request: HttpRequest, pipe_id: int) -> HttpResponse:
     """Cards changed since `since` (ISO time) and fresh column heads: what open boards poll."""
     pipe, access = pipe_get_for_user(user=request.user, pk=pipe_id)
-    since = (
-        parse_datetime(request.GET.get("since", "").replace(" ", "+")) if request.GET.get("since") else None
-    )
-    if since is None or timezone.is_naive(since):
+    since = _since(request.GET.get("since", ""))
+    if since is None:
         since = timezone.now() - dt.timedelta(seconds=10)
     until = timezone.now()
     changed = card_ids_changed_since(pipe=pipe, since=since)
@@ -470,9 +479,9 @@ def _toast(message: str, level: str = "error") -> str:
 @require_POST
 def card_assign(request: HttpRequest, pipe_id: int, card_id: int) -> HttpResponse:
     def write(card, schema):
-        ids = [int(v) for v in request.POST.getlist("assignees") if v.isdigit()]
-        users = get_user_model().objects.filter(pk__in=ids)
-        if len(users) != len(set(ids)):
+        ids = _ids(request.POST.getlist("assignees"))
+        users = get_user_model().objects.filter(pk__in=ids or [])
+        if ids is None or len(users) != len(set(ids)):
             raise services.CardError({"assignees": [_("Choose people who take part in this pipe.")]})
         services.card_assign(
             actor=_actor(request), card=card, users=users, expected_version=_version(request)
@@ -485,9 +494,9 @@ def card_assign(request: HttpRequest, pipe_id: int, card_id: int) -> HttpRespons
 @require_POST
 def card_labels(request: HttpRequest, pipe_id: int, card_id: int) -> HttpResponse:
     def write(card, schema):
-        ids = [int(v) for v in request.POST.getlist("labels") if v.isdigit()]
-        labels = list(Label.objects.filter(pk__in=ids, pipe_id=pipe_id))
-        if len(labels) != len(set(ids)):
+        ids = _ids(request.POST.getlist("labels"))
+        labels = list(Label.objects.filter(pk__in=ids or [], pipe_id=pipe_id))
+        if ids is None or len(labels) != len(set(ids)):
             raise services.CardError({"labels": [_("Choose labels of this pipe.")]})
         services.card_set_labels(
             actor=_actor(request), card=card, labels=labels, expected_version=_version(request)
@@ -503,12 +512,11 @@ def card_due(request: HttpRequest, pipe_id: int, card_id: int) -> HttpResponse:
         raw = request.POST.get("due_at", "").strip()
         due_at = None
         if raw:
-            parsed = parse_datetime(raw)
-            if parsed is None:
-                raise services.CardError({"due_at": [_("Enter a date and time as YYYY-MM-DD HH:MM.")]})
-            if timezone.is_naive(parsed):
-                parsed = parsed.replace(tzinfo=zoneinfo.ZoneInfo(schema.pipe.organization.time_zone))
-            due_at = parsed
+            due_at = parse_moment(raw, tz=zoneinfo.ZoneInfo(schema.pipe.organization.time_zone))
+            if due_at is None:
+                message = _("Enter a real date and time between %(first)s and %(last)s as YYYY-MM-DD HH:MM.")
+                bounds = {"first": FIRST_DAY.isoformat(), "last": LAST_DAY.isoformat()}
+                raise services.CardError({"due_at": [message % bounds]})
         services.card_set_due(
             actor=_actor(request), card=card, due_at=due_at, expected_version=_version(request)
         )

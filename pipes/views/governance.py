@@ -19,7 +19,6 @@ from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpRespons
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
-from django.utils.dateparse import parse_date
 from django.utils.text import slugify
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_http_methods
@@ -30,6 +29,7 @@ from ..choices import ActorKind
 from ..csvsafe import csv_safe_writer
 from ..masking import title_shown
 from ..models import Card, Membership, Organization, Pipe, PrivacyRequest
+from ..parsing import parse_day, parse_int
 from ..roles import PipeAccess, is_org_owner
 from ..selectors import pipe_get_for_user
 from ..services import CardError
@@ -207,10 +207,7 @@ def _audit_filters(request: HttpRequest, tz: dt.tzinfo, scope: AuditScope) -> Au
     sources = frozenset(s for s in request.GET.getlist("source") if s in keys)
 
     def day(name: str) -> dt.datetime | None:
-        try:
-            value = parse_date(request.GET.get(name, "").strip())
-        except ValueError:
-            return None
+        value = parse_day(request.GET.get(name, ""))
         return dt.datetime.combine(value, dt.time(), tzinfo=tz) if value else None
 
     until = day("until")
@@ -429,8 +426,7 @@ def privacy(request: HttpRequest, org_slug: str) -> HttpResponse:
 
 
 def _count_param(request: HttpRequest, name: str) -> int | None:
-    raw = request.GET.get(name, "")
-    return int(raw) if raw.isdigit() else None
+    return parse_int(request.GET.get(name, ""))
 
 
 @login_required
@@ -446,10 +442,11 @@ def retention(request: HttpRequest, pipe_id: int) -> HttpResponse:
             values, errors = {}, {}
             for name in ("retention_days", "trace_retention_days"):
                 raw = request.POST.get(name, "").strip()
+                days = parse_int(raw)
                 if not raw:
                     values[name] = None
-                elif raw.isdigit():
-                    values[name] = int(raw)
+                elif days is not None:
+                    values[name] = days
                 else:
                     errors[name] = [_("Enter a whole number of days, or leave it empty.")]
             if not errors:

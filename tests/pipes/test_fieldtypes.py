@@ -80,6 +80,15 @@ BAD = [
     (field(FieldType.ATTACHMENT), ["x"], "not a valid reference"),
     (field(FieldType.ASSIGNEE), [1, 2], "only one"),
     (field(FieldType.CONNECTION), [True], "not a valid reference"),
+    # Past the edges of Python's dates, or of the database's integers (issue #12): a reason, not a 500.
+    (field(FieldType.DATE), "9999-12-31", "between 0002-01-01 and 9998-12-31"),
+    (field(FieldType.DATE), "0001-01-01", "between 0002-01-01 and 9998-12-31"),
+    (field(FieldType.DATETIME), "9999-12-31 23:59", "between 0002-01-01 and 9998-12-31"),
+    (field(FieldType.DATETIME), "2026-02-30 10:00", "date and time"),
+    (field(FieldType.DUE_DATE), "9999-12-31", "between 0002-01-01 and 9998-12-31"),
+    (field(FieldType.ASSIGNEE), "9" * 20, "not a valid reference"),
+    (field(FieldType.LABEL), ["²"], "not a valid reference"),
+    (field(FieldType.CONNECTION), [2**63], "not a valid reference"),
 ]
 
 
