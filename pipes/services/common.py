@@ -1,0 +1,313 @@
+"""What every write shares: the pipe's fields loaded once, the row lock and version check, the timeline event,
+the phase entry, value parsing and validation, and stored uploads."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from django.core.files.uploadedfile import UploadedFile
+from django.db import transaction
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
+from django.utils.translation import gettext as _
+
+from .. import hooks
+from ..choices import ActorKind, FieldType
+from ..conditions import evaluate
+from ..fieldtypes import FieldValueError, ParseContext, display_value, is_filled, parse_value
+from ..files import inspect_upload
+from ..models import Card, CardEvent, CardFile, Field, Label, Phase, PhaseEntry, Pipe
+from ..roles import STAFF_PERMS, pipe_users_with
+from ..timeline import event_build
+from .actors import Actor, _access, _check_agent_pipe, _deny, _is_own_request, _refuse_public
+from .errors import CardConflictError, CardPermissionError, CardTransitionError
+
+# ---------------------------------------------------------------- helpers
+
+
+class _PipeSchema:
+    """The fields of a pipe, loaded once per call."""
+
+    def __init__(self, pipe: Pipe):
+        self.pipe = pipe
+        self.fields: dict[str, Field] = {f.key: f for f in pipe.fields.select_related("phase").all()}
+        self.ctx = ParseContext(pipe=pipe)
+
+    def labels(self, keys: Iterable[str]) -> dict[str, str]:
+        return {k: self.fields[k].label for k in keys if k in self.fields}
+
+    def visible(self, f: Field, values: Mapping[str, Any]) -> bool:
+        return evaluate(f.condition, values)
+
+    def start_fields(self) -> list[Field]:
+        return [f for f in self.fields.values() if f.phase_id is None]
+
+    def phase_fields(self, phase: Phase) -> list[Field]:
+        return [f for f in self.fields.values() if f.phase_id == phase.pk]
+
+
+def _lock(card: Card, expected_version: int | None) -> Card:
+    """The card re-read under a row lock; raises CardConflictError when its version moved on.
+
+    The pipe and phase come along: from `card` when it holds them already (the same rows: a card
+    never changes pipe, and its phase is reused only while the locked row still names it), else
+    from the database."""
+    # Lock and read the card row alone, in one query: a join would lock the pipe and phase rows too
+    # and serialise every move into a phase. Under READ COMMITTED, FOR UPDATE returns the row as the
+    # previous lock holder committed it.
+    locked = Card.objects.select_for_update().get(pk=card.pk)
+    if expected_version is not None and locked.version != expected_version:
+        raise CardConflictError(
+            _("Someone else changed this card a moment ago. Reload it to see their change, then try again.")
+        )
+    pipe = card.pipe if _holds(card, "pipe") and _holds(card.pipe, "organization") else None
+    phase = card.phase if _holds(card, "phase") and card.phase_id == locked.phase_id else None
+    if phase is None:  # one query for what is missing
+        phase = Phase.objects.select_related("pipe__organization").get(pk=locked.phase_id)
+        pipe = pipe or phase.pipe
+    elif pipe is None:
+        pipe = Pipe.objects.select_related("organization").get(pk=locked.pipe_id)
+    locked.pipe, locked.phase = pipe, phase
+    return locked
+
+
+def _holds(instance, relation: str) -> bool:
+    """Whether `instance` has its `relation` loaded already (reading it then costs no query)."""
+    return type(instance)._meta.get_field(relation).is_cached(instance)
+
+
+def _touch(card: Card, *extra: str) -> None:
+    card.version += 1
+    card.updated_at = timezone.now()
+    card.save(update_fields=["version", "updated_at", "event_count", "last_event_hash", *extra])
+
+
+def _event(
+    card: Card, actor: Actor, kind: str, payload: Any, *, reason: str = "", field_keys=()
+) -> CardEvent:
+    return event_build(
+        card=card,
+        kind=kind,
+        actor_kind=actor.kind,
+        actor_user_id=actor.user_id,
+        actor_label=actor.label,
+        reason=reason,
+        payload=payload,
+        field_keys=field_keys,
+    )
+
+
+def _announce_change(card: Card, kind: str, field_keys: Iterable[str] = ()) -> None:
+    card_id, keys = card.pk, list(field_keys)
+    transaction.on_commit(
+        lambda: hooks.card_changed.send(sender=Card, card_id=card_id, kind=kind, field_keys=keys)
+    )
+
+
+def _enter_phase(card: Card, phase: Phase) -> PhaseEntry:
+    now = timezone.now()
+    PhaseEntry.objects.filter(card=card, left_at__isnull=True).update(left_at=now)
+    entry = PhaseEntry.objects.create(card=card, phase=phase, entered_at=now)
+    transaction.on_commit(lambda: hooks.phase_entered.send(sender=PhaseEntry, entry_id=entry.pk))
+    return entry
+
+
+def _check_room(phase: Phase) -> None:
+    """Refuse a card entering `phase` when its blocking WIP limit is reached.
+
+    Locks the phase row before counting, so two cards entering at once cannot both count the same
+    cards and both pass: the second waits for the first to commit and then counts it. Only phases with
+    a blocking limit are locked (entries into others never wait on each other). Call it inside the
+    transaction that moves or creates the card."""
+    if not (phase.wip_limit and phase.wip_blocks):
+        return
+    locked = Phase.objects.select_for_update().only("wip_limit", "wip_blocks").get(pk=phase.pk)
+    if not (locked.wip_limit and locked.wip_blocks):
+        return
+    if Card.objects.filter(phase_id=phase.pk).count() >= locked.wip_limit:
+        raise CardTransitionError(
+            _("%(phase)s is at its limit of %(n)d cards. Finish one there first.")
+            % {"phase": phase.name, "n": locked.wip_limit}
+        )
+
+
+def _check_references(schema: _PipeSchema, f: Field, value: list[int], card: Card | None) -> None:
+    """Referenced users, labels, cards and files must exist where the field says."""
+    if f.type == FieldType.ASSIGNEE:
+        users = set(
+            pipe_users_with(schema.pipe, STAFF_PERMS).filter(pk__in=value).values_list("pk", flat=True)
+        )
+        if set(value) - users:
+            raise FieldValueError(_("Choose people who take part in this pipe."))
+    elif f.type == FieldType.LABEL:
+        if Label.objects.filter(pipe=schema.pipe, pk__in=value).count() != len(value):
+            raise FieldValueError(_("Choose labels of this pipe."))
+    elif f.type == FieldType.CONNECTION:
+        slug = (f.config or {}).get("pipe")
+        cards = Card.objects.filter(pk__in=value, pipe__organization_id=schema.pipe.organization_id)
+        if slug:
+            cards = cards.filter(pipe__slug=slug)
+        if cards.count() != len(value):
+            raise FieldValueError(_("Choose cards of the connected pipe."))
+    elif f.type == FieldType.ATTACHMENT:
+        files = (
+            CardFile.objects.filter(pk__in=value, card=card, field_key=f.key)
+            if card
+            else CardFile.objects.none()
+        )
+        if files.count() != len(value):
+            raise FieldValueError(_("Attach files to this card through the upload."))
+
+
+def _parse_values(
+    schema: _PipeSchema, raw: Mapping[str, Any], card: Card | None, errors: dict[str, list[str]]
+) -> dict[str, Any]:
+    parsed: dict[str, Any] = {}
+    for key, raw_value in raw.items():
+        f = schema.fields.get(key)
+        if f is None:
+            errors[key] = [_("There is no field “%(key)s” in this pipe.") % {"key": key}]
+            continue
+        try:
+            value = parse_value(f, raw_value, schema.ctx)
+            if value is not None and f.type in (
+                FieldType.ASSIGNEE,
+                FieldType.LABEL,
+                FieldType.CONNECTION,
+                FieldType.ATTACHMENT,
+            ):
+                _check_references(schema, f, value, card)
+        except FieldValueError as exc:
+            errors[key] = [str(exc)]
+            continue
+        parsed[key] = value
+    return parsed
+
+
+def _required_missing(fields: Iterable[Field], values: Mapping[str, Any]) -> dict[str, list[str]]:
+    """Required fields among `fields` that their conditions show and `values` leaves empty."""
+    return {
+        f.key: [_("This field is required.")]
+        for f in fields
+        if f.required and evaluate(f.condition, values) and not is_filled(f, values.get(f.key))
+    }
+
+
+def _hidden_now(schema: _PipeSchema, values: Mapping[str, Any]) -> list[str]:
+    """Keys of fields holding a value although their condition now hides them."""
+    return [
+        k for k, f in schema.fields.items() if k in values and f.condition and not schema.visible(f, values)
+    ]
+
+
+def _title_for(schema: _PipeSchema, values: Mapping[str, Any], fallback: str) -> str:
+    key = schema.pipe.title_field
+    if key and key in schema.fields and values.get(key) not in (None, ""):
+        return display_value(schema.fields[key], values[key])[:255]
+    return fallback[:255]
+
+
+def _sync_due(schema: _PipeSchema, card: Card) -> None:
+    for f in schema.fields.values():
+        if f.type == FieldType.DUE_DATE:
+            value = card.values.get(f.key)
+            card.due_at = parse_datetime(value) if value else None
+            return
+
+
+def _store_files(
+    *,
+    card: Card,
+    schema: _PipeSchema,
+    actor: Actor,
+    uploads: Mapping[str, Sequence[UploadedFile]],
+    errors: dict[str, list[str]],
+) -> dict[str, list[CardFile]]:
+    """Check every upload first; save them only when all pass."""
+    checked = []
+    for key, files in uploads.items():
+        f = schema.fields.get(key)
+        if f is None or f.type != FieldType.ATTACHMENT:
+            errors[key] = [_("There is no attachment field “%(key)s” in this pipe.") % {"key": key}]
+            continue
+        if len(files) > 1 and not (f.config or {}).get("multiple"):
+            errors[key] = [_("Attach only one file here.")]
+            continue
+        max_files = int((f.config or {}).get("max_files", 10))
+        if len(files) > max_files:
+            errors[key] = [_("Attach at most %(n)d files here.") % {"n": max_files}]
+            continue
+        for upload in files:
+            try:
+                checked.append((key, upload, inspect_upload(upload, config=f.config)))
+            except FieldValueError as exc:
+                errors.setdefault(key, []).append(str(exc))
+    if errors:
+        return {}
+    stored: dict[str, list[CardFile]] = {}
+    for key, upload, info in checked:
+        card_file = CardFile(
+            card=card,
+            field_key=key,
+            name=info.name,
+            size=info.size,
+            content_type=info.content_type,
+            sha256=info.sha256,
+            uploaded_by=actor.user,
+        )
+        card_file.file.save(info.name, upload, save=False)
+        card_file.save()
+        stored.setdefault(key, []).append(card_file)
+    return stored
+
+
+def _check_update(actor: Actor, card: Card, schema: _PipeSchema, keys: Iterable[str]) -> None:
+    keys = list(keys)
+    _refuse_public(actor)
+    if actor.kind == ActorKind.USER:
+        access = _access(actor, card.pipe)
+        editable: set[str] = set()  # what a requester may fill on their own card (their data: PII too)
+        if _is_own_request(actor, card) and access.can_request:
+            editable = {f.key for f in schema.phase_fields(card.phase) if f.requester_editable}
+            editable |= set(card.requested_fields or [])
+        if access.can_work:
+            # A value one may not see is not one's to overwrite (its masked form is all one was shown).
+            hidden = [
+                k
+                for k in keys
+                if k in schema.fields
+                and schema.fields[k].pii
+                and not access.can_view_pii
+                and k not in editable
+            ]
+            if hidden:
+                raise CardPermissionError(
+                    {k: [_("You may not see this personal data, so you may not change it.")] for k in hidden},
+                    fields=schema.labels(hidden),
+                )
+            return
+        if _is_own_request(actor, card) and access.can_request:
+            refused = [k for k in keys if k not in editable]
+            if not refused:
+                return
+            raise CardPermissionError(
+                {k: [_("You may not change this field now.")] for k in refused}, fields=schema.labels(refused)
+            )
+        raise _deny(_("You may not change cards of %(pipe)s.") % {"pipe": card.pipe.name})
+    if actor.kind == ActorKind.AGENT:
+        _check_agent_pipe(actor, card.pipe)
+        refused = [k for k in keys if k not in actor.writable_fields]
+        if refused:
+            raise CardPermissionError(
+                {k: [_("Agent %(name)s may not write this field.") % {"name": actor.name}] for k in refused},
+                fields=schema.labels(refused),
+            )
+
+
+def _check_work(actor: Actor, card: Card, what: str) -> None:
+    _refuse_public(actor)
+    if actor.kind == ActorKind.USER and not _access(actor, card.pipe).can_work:
+        raise _deny(_("You may not %(what)s on cards of %(pipe)s.") % {"what": what, "pipe": card.pipe.name})
+    if actor.kind == ActorKind.AGENT:
+        _check_agent_pipe(actor, card.pipe)
