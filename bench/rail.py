@@ -229,7 +229,7 @@ def main() -> int:
 
     from orchestrator.celery import app
     from orchestrator.models import RunStatus, StepRun
-    from pipes.definitions import definition_load, pipe_import
+    from pipes.design import definition_load, pipe_import
     from pipes.models import Organization, PhaseEntry
     from pipes.services import Actor, card_create
 

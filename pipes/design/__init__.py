@@ -1,5 +1,28 @@
-"""Process design: the one service every design change goes through (see services.py)."""
+"""Process design: the one service every design change goes through (services.py), and process definitions
+as files: the format's vocabulary and extensions (format.py), the checker (checker.py), YAML import/export
+and the bundled templates (importexport.py, templates/*.yaml).
 
+The package re-exports the public names so callers import from `pipes.design`."""
+
+from .checker import CONFIG_KEYS, definition_check
+from .format import (
+    FIELD_KEYS,
+    PHASE_KEYS,
+    PIPE_KEYS,
+    VALIDATION_KEYS,
+    DefinitionError,
+    extensions,
+    register_extension,
+    unregister_extension,
+)
+from .importexport import (
+    definition_dump,
+    definition_load,
+    pipe_export,
+    pipe_import,
+    process_template_load,
+    process_templates,
+)
 from .services import (
     SYSTEM,
     DesignError,
@@ -19,6 +42,22 @@ from .services import (
 )
 
 __all__ = [
+    "CONFIG_KEYS",
+    "FIELD_KEYS",
+    "PHASE_KEYS",
+    "PIPE_KEYS",
+    "VALIDATION_KEYS",
+    "DefinitionError",
+    "definition_check",
+    "definition_dump",
+    "definition_load",
+    "extensions",
+    "pipe_export",
+    "pipe_import",
+    "process_template_load",
+    "process_templates",
+    "register_extension",
+    "unregister_extension",
     "SYSTEM",
     "DesignError",
     "DesignPermissionError",

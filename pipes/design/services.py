@@ -40,7 +40,6 @@ from django.forms.models import model_to_dict
 from django.utils.translation import gettext as _
 
 from ..choices import OrgRole
-from ..definitions import DefinitionError, definition_check, pipe_export, pipe_import
 from ..models import Field, Label, Membership, Organization, Phase, Pipe
 from ..roles import (
     ROLE_PERMS,
@@ -50,6 +49,9 @@ from ..roles import (
     pipe_users_with,
     pipes_for_user,
 )
+from .checker import definition_check
+from .format import DefinitionError
+from .importexport import pipe_export, pipe_import
 
 # The system (a management command, a data migration): trusted, no person to check.
 SYSTEM = None

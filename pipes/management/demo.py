@@ -32,8 +32,7 @@ from django.utils import timezone
 from guardian.models import GroupObjectPermission, UserObjectPermission
 
 from pipes.choices import OrgRole, PipeRole
-from pipes.definitions import process_template_load
-from pipes.design import SYSTEM, design_grant, design_import
+from pipes.design import SYSTEM, design_grant, design_import, process_template_load
 from pipes.models import Card, CardFile, Label, Membership, Organization, Phase, Pipe
 from pipes.services import (
     Actor,

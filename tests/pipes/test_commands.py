@@ -9,7 +9,7 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.db import connection
 
-from pipes.definitions import definition_dump, pipe_export, process_templates
+from pipes.design import definition_dump, pipe_export, process_templates
 from pipes.models import CardEvent, Organization, Pipe
 from pipes.services import Actor, card_comment, card_create, card_move, card_update_fields
 from tests.personas import good_start_values

@@ -8,7 +8,7 @@ import pytest
 from django.conf import settings
 
 from pipes.choices import FieldType
-from pipes.definitions import (
+from pipes.design import (
     CONFIG_KEYS,
     FIELD_KEYS,
     PHASE_KEYS,

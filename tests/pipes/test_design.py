@@ -9,7 +9,6 @@ from django.urls import reverse
 from agents.models import AllowedHost
 from orchestrator.models import Mechanism, Step
 from pipes.choices import FieldType, OrgRole, PipeRole
-from pipes.definitions import pipe_export
 from pipes.design import (
     SYSTEM,
     DesignError,
@@ -18,6 +17,7 @@ from pipes.design import (
     design_grant,
     design_import,
     design_save,
+    pipe_export,
 )
 from pipes.models import Field, Membership, Phase, Pipe
 from pipes.roles import pipe_access

@@ -5,7 +5,7 @@ from pathlib import Path
 from django.core.management.base import BaseCommand, CommandError
 from django.utils.translation import gettext as _
 
-from pipes.definitions import definition_dump, pipe_export
+from pipes.design import definition_dump, pipe_export
 from pipes.models import Pipe
 
 

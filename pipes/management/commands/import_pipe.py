@@ -5,8 +5,7 @@ from pathlib import Path
 from django.core.management.base import BaseCommand, CommandError
 from django.utils.translation import gettext as _
 
-from pipes.definitions import DefinitionError, definition_load
-from pipes.design import SYSTEM, design_import
+from pipes.design import SYSTEM, DefinitionError, definition_load, design_import
 from pipes.models import Organization
 
 
@@ -15,7 +14,7 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument(
-            "file", help="the YAML definition, e.g. pipes/process_templates/accounts_payable.yaml"
+            "file", help="the YAML definition, e.g. pipes/design/templates/accounts_payable.yaml"
         )
         parser.add_argument("--org", required=True, help="slug of the organization that receives the pipe")
 
