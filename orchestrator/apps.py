@@ -7,13 +7,14 @@ class OrchestratorConfig(AppConfig):
     verbose_name = _("Rail")
 
     def ready(self) -> None:
-        # dispatch subscribes to pipes' hooks; privacy to erasure and registers the trace pruner
-        from . import definitions, dispatch, privacy  # noqa: F401
+        # dispatch subscribes to pipes' hooks; privacy to erasure and registers the trace pruner; tasks
+        # registers the rail's Celery tasks under the names dispatch sends them by
+        from .rail import definitions, dispatch, privacy, tasks  # noqa: F401
 
         definitions.register()
         from pipes.selectors import register_step_reason_display
 
-        from .reasons import reason_display
+        from .rail.reasons import reason_display
 
         register_step_reason_display(reason_display)
 

@@ -9,4 +9,6 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "orchestrator.settings")
 
 app = Celery("trilho")
 app.config_from_object("django.conf:settings", namespace="CELERY")
+# Each installed app's `tasks` module (orchestrator.inbox.tasks), and the rail's (orchestrator.rail.tasks).
 app.autodiscover_tasks()
+app.autodiscover_tasks(["orchestrator.rail"])

@@ -128,7 +128,6 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "django.template.context_processors.i18n",
-                "orchestrator.inbox.context.inbox_badge",
             ],
         },
     },

@@ -12,7 +12,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("i18n/", include("django.conf.urls.i18n")),
     path("governance/", include("pipes.governance_urls")),
-    path("rail/", include("orchestrator.rail_urls")),
+    path("rail/", include("orchestrator.rail.urls")),
     path("inbox/", include("orchestrator.inbox.urls")),
     path("", include("pipes.urls")),
 ]

@@ -85,7 +85,7 @@ SEE_BOARD = roles(
 WORK_BOARD = roles(
     FORBIDDEN, anonymous=LOGIN, stranger=NOT_FOUND, outsider=NOT_FOUND, member=OK, admin=OK, owner=OK
 )
-# The rail's records: people who work or administer the pipe (orchestrator.selectors._check).
+# The rail's records: people who work or administer the pipe (orchestrator.rail.selectors._check).
 RAIL = WORK_BOARD
 # Governance pages of a pipe: its admins and the organization's owners.
 GOVERN_PIPE = roles(FORBIDDEN, anonymous=LOGIN, stranger=NOT_FOUND, outsider=NOT_FOUND, admin=OK, owner=OK)

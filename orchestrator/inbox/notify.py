@@ -19,7 +19,7 @@ from django.utils import translation
 from django.utils.translation import gettext as _
 
 from orchestrator.models import ReviewTask
-from orchestrator.rail import run_url
+from orchestrator.rail.trace import run_url
 from pipes.choices import EventKind
 from pipes.models import Card, Notification
 from pipes.portal_mail import PORTAL_REASON

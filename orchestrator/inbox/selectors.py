@@ -35,7 +35,7 @@ DUE_SOON = dt.timedelta(hours=4)
 
 def review_fields(*, task: ReviewTask, card: Card) -> dict[str, Field]:
     """Fields a reviewer sets with the decision, in form order: the agent's writable fields, else the
-    fields of the card's phase (the same rule as orchestrator.services._review_decide); never attachments."""
+    fields of the card's phase (the same rule as orchestrator.rail.services._review_decide); never attachments."""
     step = task.run.step
     if step is not None and step.agent is not None and step.agent.writable_fields:
         keys = set(step.agent.writable_fields)

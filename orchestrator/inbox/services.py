@@ -4,7 +4,7 @@ for changes, delegate, approve in bulk, escalate overdue tasks.
 Card changes go through pipes.services. inbox_decide is the only public way to decide a review: it
 holds the rules every caller must pass (four-eyes: two distinct people approve, whoever drafted the
 decision; a requester never decides their own case), then hands the final decision to the rail's
-private orchestrator.services._review_decide, which applies it and continues the card. What
+private orchestrator.rail.services._review_decide, which applies it and continues the card. What
 the rail has no notion of — the first of two approvals, edits of the agent's draft, delegations,
 escalations, a request for changes — is recorded here, on the task, the run's trace and the card's
 timeline, in the same transaction as the change it describes.
@@ -26,10 +26,10 @@ from django.db.models import F
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from orchestrator import costs
-from orchestrator.models import Mechanism, ReviewStatus, ReviewTask, RunStatus, Step, StepRun, TraceKind
-from orchestrator.rail import Tracer, timeline_payload
-from orchestrator.services import RailError, RailPermissionError, _review_decide
+from orchestrator.models import Mechanism, ReviewStatus, ReviewTask, Risk, RunStatus, Step, StepRun, TraceKind
+from orchestrator.rail import costs
+from orchestrator.rail.services import RailError, RailPermissionError, _review_decide
+from orchestrator.rail.trace import Tracer, timeline_payload
 from pipes.choices import RailStatus
 from pipes.fieldtypes import FieldValueError, ParseContext, parse_value
 from pipes.models import Card, Field, Notification, Phase
@@ -255,7 +255,7 @@ def _record_edits(
         actor=Actor.for_user(user),
         card=task.card,
         payload={"run_id": task.run_id, "step": task.run.step_name, "task": task.pk, "edits": changes},
-        reason=f"Edited the agent's draft: {labels}",  # English in the record; orchestrator.reasons translates
+        reason=f"Edited the agent's draft: {labels}",  # English in the record; orchestrator.rail.reasons translates
     )
 
 
@@ -350,7 +350,7 @@ def inbox_decide(
                 )
                 if task.run.step
                 else {"run_id": task.run_id},
-                # English in the record; orchestrator.reasons translates it for the reader
+                # English in the record; orchestrator.rail.reasons translates it for the reader
                 reason=f"Approved ({approvals} of {item.approvals_required}): a second reviewer must confirm"
                 + (f": {comment[:300]}" if comment else ""),
             )
@@ -465,7 +465,7 @@ def inbox_request_changes(
             payload=timeline_payload(run, step, comment=comment, requested_fields=keys)
             if step
             else {"run_id": run.pk, "requested_fields": keys},
-            # English in the record; orchestrator.reasons translates it for the reader
+            # English in the record; orchestrator.rail.reasons translates it for the reader
             reason="Asked the requester to correct: " + ", ".join(_field_labels(card.pipe_id, keys)),
         )
         card_set_rail_status(
@@ -534,7 +534,7 @@ def inbox_delegate(
                 "task": task.pk,
                 "delegated_to": to_user.pk,
             },
-            # English in the record; orchestrator.reasons translates it for the reader
+            # English in the record; orchestrator.rail.reasons translates it for the reader
             reason=f"Delegated the review to {person(to_user)}" + (f": {note}" if note else ""),
         )
         task.assignee = to_user
@@ -567,7 +567,7 @@ def inbox_bulk_approve(*, task_ids: Iterable[int], user: AbstractBaseUser, comme
     if len(tasks) != len(ids) or len(steps) != 1 or None in steps:
         raise RailError(_("Choose tasks of one and the same step to approve them together."))
     step = tasks[0].run.step
-    if step.risk != "low":
+    if step.risk != Risk.LOW:
         raise RailError(_("Only tasks of low-risk steps may be approved together."))
     if step.four_eyes:
         raise RailError(_("Four-eyes steps need two reviewers each; approve them one by one."))
@@ -639,7 +639,7 @@ def inbox_escalate_overdue(*, now=None, limit: int = 200) -> int:
                     "task": task.pk,
                     "escalated": True,
                 },
-                # English in the record; orchestrator.reasons translates it for the reader
+                # English in the record; orchestrator.rail.reasons translates it for the reader
                 reason=f"Review overdue (SLA {item.sla_hours} h): escalated to the pipe's admins",
             )
             message = _("Overdue review escalated to you: %(ref)s %(title)s — %(question)s") % {

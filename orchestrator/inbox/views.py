@@ -16,10 +16,10 @@ from django.utils.translation import ngettext
 from django.views.decorators.http import require_GET, require_POST
 
 from agents.documents import cut_notes, document_kind, document_text_stored
-from orchestrator.dispatch import dispatch_document_extraction
 from orchestrator.models import ReviewStatus, ReviewTask
-from orchestrator.rail import run_url
-from orchestrator.services import RailError, RailPermissionError, review_open
+from orchestrator.rail.dispatch import dispatch_document_extraction
+from orchestrator.rail.services import RailError, RailPermissionError, review_open
+from orchestrator.rail.trace import run_url
 from pipes.forms import PortalForm, initial_from_values, org_tz
 from pipes.models import CardFile, Phase
 from pipes.parsing import parse_id

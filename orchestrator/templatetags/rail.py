@@ -62,7 +62,7 @@ def offset_ms(moment, start) -> str:
 
 @register.filter
 def rail_reason(value: str | None) -> str:
-    """Why the rail routed a step, in the reader's language (see orchestrator.reasons)."""
-    from orchestrator.reasons import reason_display
+    """Why the rail routed a step, in the reader's language (see orchestrator.rail.reasons)."""
+    from orchestrator.rail.reasons import reason_display
 
     return reason_display(value)

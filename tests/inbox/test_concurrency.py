@@ -10,7 +10,7 @@ from django.db import connection
 from orchestrator.inbox.models import ReviewSignoff
 from orchestrator.inbox.services import inbox_decide
 from orchestrator.models import ReviewStatus, ReviewTask
-from orchestrator.services import RailError
+from orchestrator.rail.services import RailError
 from pipes.choices import PipeRole
 from pipes.models import Card
 from pipes.roles import pipe_role_grant

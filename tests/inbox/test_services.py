@@ -19,7 +19,7 @@ from orchestrator.inbox.services import (
     inbox_request_changes,
 )
 from orchestrator.models import ReviewStatus, ReviewTask, Risk, RunStatus, StepRun
-from orchestrator.services import RailError, RailPermissionError
+from orchestrator.rail.services import RailError, RailPermissionError
 from pipes.choices import PipeRole, RailStatus
 from pipes.models import Notification
 from pipes.roles import pipe_role_grant

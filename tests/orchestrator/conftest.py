@@ -92,7 +92,7 @@ def make_step(phase, **overrides) -> Step:
 def drain(rounds: int = 30) -> None:
     """Run every unprocessed phase entry in this process, as a worker would (retries without waiting)."""
     from orchestrator.models import RunStatus, StepRun
-    from orchestrator.rail import entry_run
+    from orchestrator.rail.loop import entry_run
 
     for _ in range(rounds):
         pending = list(PhaseEntry.objects.filter(processed_at__isnull=True).values_list("pk", flat=True))

@@ -9,10 +9,10 @@ from decimal import Decimal
 import pytest
 from django.urls import reverse
 
-from orchestrator import costs
 from orchestrator.inbox.services import inbox_decide
 from orchestrator.models import Mechanism, ReviewTask, StepRun, TraceKind
-from orchestrator.services import review_open
+from orchestrator.rail import costs
+from orchestrator.rail.services import review_open
 from pipes.services import Actor, card_create, card_move, card_update_fields
 from tests.modelservers import answer, low_confidence
 from tests.orchestrator.conftest import drain, make_agent, make_step

@@ -189,7 +189,7 @@ def test_it_documents_every_agent_key_step_key_and_action():
     from django.conf import settings
 
     from agents.actions import ACTION_TYPES
-    from orchestrator.definitions import AGENT_KEYS, STEP_KEYS
+    from orchestrator.rail.definitions import AGENT_KEYS, STEP_KEYS
 
     doc = (settings.BASE_DIR / "docs" / "process-format.md").read_text(encoding="utf-8")
     section = doc.split("### Agents and steps", 1)[1]

@@ -10,7 +10,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from orchestrator.models import Mechanism, ReviewTask, RunStatus, StepRun, TraceEvent, Trigger
-from orchestrator.privacy import CONTENT_KINDS
+from orchestrator.rail.privacy import CONTENT_KINDS
 from pipes import governance
 from pipes.choices import RailStatus
 from pipes.models import Card, PhaseEntry, PipePolicy
@@ -411,7 +411,7 @@ def test_an_entry_into_a_phase_without_steps_is_closed_at_once_and_one_with_step
 
 
 def test_the_sweep_runs_late_steps_whose_after_commit_hook_was_lost(world, escalation, clock):
-    from orchestrator.tasks import sweep_phase_entries
+    from orchestrator.rail.tasks import sweep_phase_entries
 
     card = submit(world)
     drain()

@@ -12,7 +12,7 @@ from agents.models import AllowedHost
 from orchestrator.inbox.services import inbox_decide
 from orchestrator.models import Mechanism, ReviewTask, RunStatus, Step, StepRun
 from pipes.choices import PipeRole, RailStatus
-from pipes.definitions import pipe_import, process_template_load
+from pipes.design import pipe_import, process_template_load
 from pipes.models import Card
 from pipes.roles import pipe_role_grant
 from pipes.services import Actor, card_create
@@ -135,7 +135,7 @@ def test_the_beat_job_marks_a_late_card_and_its_late_step_runs_on_the_worker(wor
     from django.utils import timezone
 
     from orchestrator.models import Trigger
-    from orchestrator.tasks import mark_late_cards
+    from orchestrator.rail.tasks import mark_late_cards
     from pipes.models import Notification, PhaseEntry
 
     schedule = settings.CELERY_BEAT_SCHEDULE["mark-late-cards"]

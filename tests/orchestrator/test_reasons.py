@@ -9,7 +9,7 @@ from django.urls import reverse
 from django.utils import translation
 
 from orchestrator.models import Mechanism, Risk, StepRun
-from orchestrator.reasons import reason_display
+from orchestrator.rail.reasons import reason_display
 from pipes.services import Actor, card_create
 from tests.modelservers import answer, low_confidence
 from tests.orchestrator.conftest import drain, make_agent, make_step

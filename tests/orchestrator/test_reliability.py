@@ -14,9 +14,9 @@ import pytest
 from celery.contrib.testing.worker import start_worker
 from django.utils import timezone
 
-from orchestrator.dispatch import dispatch_entry
 from orchestrator.models import Mechanism, RunStatus, StepRun
-from orchestrator.tasks import sweep_phase_entries
+from orchestrator.rail.dispatch import dispatch_entry
+from orchestrator.rail.tasks import sweep_phase_entries
 from pipes.models import PhaseEntry
 from pipes.services import Actor, card_create
 from tests.modelservers import ok

@@ -9,7 +9,7 @@ import pytest
 
 from orchestrator.inbox.services import inbox_decide
 from orchestrator.models import Mechanism, ReviewStatus, ReviewTask, RunStatus, StepRun
-from orchestrator.services import RailError, RailPermissionError
+from orchestrator.rail.services import RailError, RailPermissionError
 from pipes.choices import PipeRole, RailStatus
 from pipes.models import Card, Notification
 from pipes.roles import pipe_role_grant

@@ -1,15 +1,17 @@
 """The rail's subscription to pipes' facts: a recorded phase entry is sent to a worker.
 
-If the broker is unreachable the entry stays undispatched; the periodic sweep
-(orchestrator.tasks.sweep_phase_entries) sends it later, so no entry is lost.
+If the broker is unreachable the entry stays undispatched; the periodic sweep (`entries_sweep`,
+run by the task orchestrator.tasks.sweep_phase_entries) sends it later, so no entry is lost.
 
 A file attached to a card is sent to a worker too, to have its text extracted there
 (agents.documents), never in a web request.
 """
 
 import logging
+from datetime import timedelta
 
-from django.db.models import Exists, F, OuterRef
+from celery import current_app
+from django.db.models import Exists, F, OuterRef, Q
 from django.dispatch import receiver
 from django.utils import timezone
 
@@ -18,17 +20,21 @@ from pipes.choices import EventKind
 from pipes.hooks import card_changed, phase_entered
 from pipes.models import CardFile, PhaseEntry
 
-from .models import Step, Trigger
+from ..models import Step, StepRun, Trigger
 
 log = logging.getLogger(__name__)
+
+# The tasks this module sends, by the names they are registered under (orchestrator.rail.tasks). Sent by
+# name so that dispatch never imports the tasks, which import it; the names are what queued messages
+# and the beat schedule carry, so they never change.
+RUN_PHASE_ENTRY = "orchestrator.tasks.run_phase_entry"
+EXTRACT_DOCUMENT = "orchestrator.tasks.extract_document"
 
 
 def dispatch_entry(entry_id: int) -> bool:
     """Send the entry to a worker; False (and the entry left to the sweep) when the broker is down."""
-    from .tasks import run_phase_entry
-
     try:
-        run_phase_entry.apply_async(args=[entry_id], retry=False)
+        current_app.send_task(RUN_PHASE_ENTRY, args=[entry_id], retry=False)
     except Exception:  # noqa: BLE001 - any broker failure leaves the entry to the sweep
         log.warning("broker unavailable; phase entry %s left for the sweep", entry_id, exc_info=True)
         return False
@@ -76,12 +82,10 @@ def dispatch_document_extraction(card_file: CardFile) -> bool:
 
     With the broker down the file stays pending; the next preview of it sends it again once the
     request is stale (agents.documents.document_text_request), and an agent extracts it inline."""
-    from .tasks import extract_document
-
     if not document_text_request(card_file):
         return False
     try:
-        extract_document.apply_async(args=[card_file.pk], retry=False)
+        current_app.send_task(EXTRACT_DOCUMENT, args=[card_file.pk], retry=False)
     except Exception:  # noqa: BLE001 - any broker failure leaves the file pending
         log.warning("broker unavailable; text of file %s not extracted yet", card_file.pk, exc_info=True)
         return False
@@ -96,3 +100,44 @@ def on_files_added(sender, card_id: int, kind: str, **kwargs) -> None:
         return
     for card_file in CardFile.objects.filter(card_id=card_id, extracted_text__isnull=True):
         dispatch_document_extraction(card_file)
+
+
+# ---------------------------------------------------------------- the outbox sweep
+
+
+def entries_sweep(*, older_than_seconds: int = 30) -> int:
+    """Re-dispatch entries nobody finished: never sent (the broker was down), or sent long ago and
+    still unprocessed (a worker died holding them). Returns how many were sent."""
+    cutoff = timezone.now() - timedelta(seconds=older_than_seconds)
+    _reopen_overdue(cutoff)
+    pending = PhaseEntry.objects.filter(processed_at__isnull=True).filter(
+        Q(dispatched_at__isnull=True, entered_at__lte=cutoff) | Q(dispatched_at__lte=cutoff)
+    )
+    sent = 0
+    for entry_id in pending.order_by("entered_at").values_list("pk", flat=True)[:500]:
+        sent += dispatch_entry(entry_id)
+    return sent
+
+
+def _reopen_overdue(cutoff) -> int:
+    """Re-open stays whose card became late or expired but whose steps for that never started.
+
+    The SLA mark re-opens the stay after its commit (on_card_changed); if that process died
+    in between, the sweep finds the stay here. Cheap when no phase has such steps."""
+    reopened = 0
+    for trigger, mark in ((Trigger.LATE, "late_at"), (Trigger.EXPIRED, "expired_at")):
+        not_started = Step.objects.filter(trigger=trigger, phase_id=OuterRef("phase_id")).exclude(
+            Exists(StepRun.objects.filter(entry_id=OuterRef(OuterRef("pk")), step_id=OuterRef("pk")))
+        )
+        stays = PhaseEntry.objects.filter(
+            phase_id__in=Step.objects.filter(trigger=trigger).values("phase_id"),
+            left_at__isnull=True,
+            processed_at__isnull=False,
+            card__updated_at__lte=cutoff,
+            **{f"card__{mark}__isnull": False},
+        )
+        if trigger == Trigger.LATE:
+            stays = stays.filter(card__late_at__gte=F("entered_at"))  # late in this stay, not an earlier one
+        ids = list(stays.filter(Exists(not_started)).values_list("pk", flat=True)[:500])
+        reopened += PhaseEntry.objects.filter(pk__in=ids).update(processed_at=None, dispatched_at=None)
+    return reopened

@@ -30,9 +30,10 @@ from pipes.services import (
     card_update_fields,
 )
 
+from ..models import Mechanism, ReviewStatus, ReviewTask, RunStatus, StepRun, TraceKind
 from . import costs
-from .models import Mechanism, ReviewStatus, ReviewTask, RunStatus, StepRun, TraceKind
-from .rail import Tracer, timeline_payload
+from .dispatch import dispatch_entry
+from .trace import Tracer, timeline_payload
 
 
 class RailError(Exception):
@@ -53,8 +54,6 @@ def _actor_label(user: AbstractBaseUser) -> str:
 
 def _reopen_entry(entry_id: int) -> None:
     """Put the entry back in the outbox and send it to a worker after commit."""
-    from .dispatch import dispatch_entry
-
     PhaseEntry.objects.filter(pk=entry_id).update(processed_at=None, dispatched_at=None)
     transaction.on_commit(lambda: dispatch_entry(entry_id))
 
@@ -184,7 +183,7 @@ def _review_decide(
             actor=reviewer,
             card=card,
             payload=timeline_payload(run, step, comment=comment) if step else {"run_id": run.pk},
-            # The record is in English, as the rail's own; pages translate it (orchestrator.reasons).
+            # The record is in English, as the rail's own; pages translate it (orchestrator.rail.reasons).
             reason=f"Decided {decision}" + (f": {comment[:400]}" if comment else ""),
         )
         if moved:
@@ -219,7 +218,7 @@ def step_run_retry(*, run: StepRun, user: AbstractBaseUser) -> StepRun:
             actor=Actor.for_user(user),
             card=card,
             payload={"run_id": run.pk, "step": run.step_name, "status": "retry requested"},
-            reason=f"Retry of {run.step_name}",  # English in the record; orchestrator.reasons translates
+            reason=f"Retry of {run.step_name}",  # English in the record; orchestrator.rail.reasons translates
         )
         card_set_rail_status(
             card_id=card.pk,

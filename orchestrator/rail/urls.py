@@ -1,5 +1,5 @@
 """URLs of the rail, mounted at /rail/ by orchestrator/urls.py:
-path("rail/", include("orchestrator.rail_urls"))."""
+path("rail/", include("orchestrator.rail.urls"))."""
 
 from django.urls import path
 

@@ -13,11 +13,15 @@ erasure's transaction (a dry run rolls it back with the rest).
 
 Export: when pipes.governance exports a person, the rail adds to each of their cards what it keeps
 of it: the step runs with their whole trace (inputs, prompts, raw outputs, calls, changes) and the
-review tasks with their sign-offs and delegations.
+review tasks, with what other apps keep of each review (the inbox: its sign-offs and delegations).
+
+The rail never imports the inbox: the inbox subscribes to person_erasing for its own rows, and adds its
+parts of a review's export through `register_review_export` (orchestrator.inbox.receivers).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -35,7 +39,7 @@ from pipes.governance import (
 )
 from pipes.services import scrub_personal_data
 
-from .models import ReviewTask, StepRun, TraceEvent, TraceKind
+from ..models import ReviewTask, StepRun, TraceEvent, TraceKind
 
 CONTENT_KINDS = (
     TraceKind.INPUTS,
@@ -49,6 +53,17 @@ CONTENT_KINDS = (
     TraceKind.CHANGES,
 )
 BATCH = 2000
+
+# {review task id: {key: JSON-ready data}} for the given review task ids: another app's parts of each
+# review, added to the review in a person's export after the rail's own keys.
+ReviewExport = Callable[[list[int]], dict[int, dict[str, Any]]]
+_review_exports: list[ReviewExport] = []
+
+
+def register_review_export(export: ReviewExport) -> None:
+    """Add `export`'s parts to every review of a person's export (the inbox registers its sign-offs)."""
+    if export not in _review_exports:
+        _review_exports.append(export)
 
 
 def traces_prune(*, pipe_id: int, before: datetime, dry_run: bool = False) -> TracePruning:
@@ -74,7 +89,8 @@ def traces_prune(*, pipe_id: int, before: datetime, dry_run: bool = False) -> Tr
 register_trace_pruner(traces_prune)
 
 
-def _scrub_rows(queryset, names: tuple[str, ...], patterns) -> int:
+def scrub_rows(queryset, names: tuple[str, ...], patterns) -> int:
+    """Scrub `patterns` out of the fields `names` of every row of `queryset`; returns how many rows changed."""
     changed = 0
     for row in queryset.only("pk", *names):
         update = {}
@@ -91,22 +107,18 @@ def _scrub_rows(queryset, names: tuple[str, ...], patterns) -> int:
 
 @receiver(person_erasing)
 def on_person_erasing(sender, card_ids: list[int], identifiers: list[str], **kwargs) -> None:
-    """Scrub the erased values from the rail's copies of them: traces, run errors, reviews, sign-offs and
-    delegation notes."""
-    from .inbox.models import ReviewDelegation, ReviewSignoff
-
+    """Scrub the erased values from the rail's copies of them: traces, run errors and reviews (the inbox
+    scrubs its sign-offs and delegation notes, orchestrator.inbox.receivers)."""
     patterns = erasure_patterns(identifiers)
     if not patterns or not card_ids:
         return
-    _scrub_rows(TraceEvent.objects.filter(run__card_id__in=card_ids), ("summary", "data"), patterns)
-    _scrub_rows(StepRun.objects.filter(card_id__in=card_ids), ("routing_reason", "error"), patterns)
-    _scrub_rows(
+    scrub_rows(TraceEvent.objects.filter(run__card_id__in=card_ids), ("summary", "data"), patterns)
+    scrub_rows(StepRun.objects.filter(card_id__in=card_ids), ("routing_reason", "error"), patterns)
+    scrub_rows(
         ReviewTask.objects.filter(card_id__in=card_ids),
         ("question", "proposal", "reasoning", "reason", "comment", "values"),
         patterns,
     )
-    _scrub_rows(ReviewSignoff.objects.filter(task__card_id__in=card_ids), ("comment", "values"), patterns)
-    _scrub_rows(ReviewDelegation.objects.filter(task__card_id__in=card_ids), ("note",), patterns)
 
 
 def _iso(moment: datetime | None) -> str | None:
@@ -145,39 +157,26 @@ def _review_export(task: ReviewTask) -> dict[str, Any]:
         "values": task.values,
         "created_at": _iso(task.created_at),
         "decided_at": _iso(task.decided_at),
-        "signoffs": [
-            {
-                "decision": s.decision,
-                "comment": s.comment,
-                "values": s.values,
-                "edited_keys": s.edited_keys,
-                "at": _iso(s.created_at),
-            }
-            for s in task.signoffs.all()
-        ],
-        "delegations": [{"note": d.note, "at": _iso(d.created_at)} for d in task.delegations.all()],
     }
 
 
 @receiver(person_exporting)
 def on_person_exporting(sender, card_ids: list[int], **kwargs) -> dict[int, dict[str, Any]]:
     """The rail's records of the person's cards, for their export: step runs with traces, and reviews."""
-    from .inbox.models import ReviewDelegation, ReviewSignoff
-
     sections: dict[int, dict[str, Any]] = {pk: {"step_runs": [], "reviews": []} for pk in card_ids}
     runs = StepRun.objects.filter(card_id__in=card_ids).prefetch_related(
         Prefetch("events", TraceEvent.objects.order_by("seq"))
     )
     for run in runs.order_by("created_at", "pk"):
         sections[run.card_id]["step_runs"].append(_run_export(run))
-    tasks = (
-        ReviewTask.objects.filter(card_id__in=card_ids)
-        .select_related("run")
-        .prefetch_related(
-            Prefetch("signoffs", ReviewSignoff.objects.order_by("created_at", "pk")),
-            Prefetch("delegations", ReviewDelegation.objects.order_by("created_at", "pk")),
-        )
+    tasks = list(
+        ReviewTask.objects.filter(card_id__in=card_ids).select_related("run").order_by("created_at", "pk")
     )
-    for task in tasks.order_by("created_at", "pk"):
-        sections[task.card_id]["reviews"].append(_review_export(task))
+    reviews = {task.pk: _review_export(task) for task in tasks}
+    for export in _review_exports:
+        for task_id, parts in export(list(reviews)).items():
+            if task_id in reviews:
+                reviews[task_id].update(parts)
+    for task in tasks:
+        sections[task.card_id]["reviews"].append(reviews[task.pk])
     return sections

@@ -24,8 +24,8 @@ from pipes.masking import field_text, mask_text, title_shown
 from pipes.models import CardFile, Field, Pipe
 from pipes.roles import PipeAccess, pipe_access
 
+from ..models import Mechanism, ReviewTask, RunStatus, StepRun, TraceEvent, TraceKind
 from . import costs
-from .models import Mechanism, ReviewTask, RunStatus, StepRun, TraceEvent, TraceKind
 
 # Shown in a prompt's trace instead of the text of a personal-data file, to people without view_pii.
 HIDDEN_DOCUMENT = _lazy("(the text of a personal-data file, hidden)")

@@ -1,6 +1,6 @@
 """The rail's part of process definitions: "agents" on the pipe and "steps" on each phase.
 
-Registered with pipes.definitions.register_extension from OrchestratorConfig.ready(). The
+Registered with pipes.design.register_extension from OrchestratorConfig.ready(). The
 format is documented in docs/process-format.md ("Agents and steps"). Dumps leave defaults
 out and keep a fixed key order, so export → import → export gives the same text.
 """
@@ -16,7 +16,7 @@ from pipes.choices import FieldType
 from pipes.conditions import ConditionError, validate_condition
 from pipes.models import Phase, Pipe
 
-from .models import Mechanism, Risk, Step, Trigger
+from ..models import Mechanism, Risk, Step, Trigger
 
 AGENT_KEYS = (
     "key",
@@ -409,7 +409,7 @@ def steps_dump(phase: Phase) -> list[dict] | None:
 
 
 def register() -> None:
-    from pipes.definitions import register_extension
+    from pipes.design import register_extension
 
     register_extension(
         level="pipe", key="agents", validate=agents_validate, load=agents_load, dump=agents_dump

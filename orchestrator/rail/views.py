@@ -11,7 +11,7 @@ from django.urls import reverse
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_POST
 
-from .models import RunStatus
+from ..models import RunStatus
 from .selectors import (
     PERIODS,
     RailForbidden,

@@ -1,0 +1,335 @@
+"""The rail: run the steps of a phase entry, in order, each by the right mechanism.
+
+A worker claims a step run (one per entry and step) with a lease, executes it outside any
+transaction (actions, model calls), and applies the result in one transaction that also
+marks the run done, checked against its claim: a run whose worker died is claimed again
+when its lease expires, and its effects are applied exactly once. Every hop leaves trace
+events; every result goes through pipes.services as the agent or the system actor.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import uuid
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import IntegrityError, connection, transaction
+from django.db.models import F, Q, Value
+from django.db.models.functions import Coalesce
+from django.utils import timezone
+
+from pipes.choices import RailStatus
+from pipes.conditions import evaluate
+from pipes.models import Card, PhaseEntry
+from pipes.services import CardAuthorityError, CardError, card_set_rail_status
+
+from ..models import Mechanism, ReviewStatus, ReviewTask, RunStatus, Step, StepRun, TraceKind, Trigger
+from . import costs
+from .apply import apply_result, fail, finish_simple, retry_or_fail, wait_for_review
+from .results import EntryOutcome, Handover, LeaseLost, StepPermanent, StepTransient, Usage
+from .router import agent_route, automation_decide
+from .trace import Tracer
+
+log = logging.getLogger(__name__)
+
+WORKER_ID = f"{socket.gethostname()}:{os.getpid()}"
+
+
+def lease_seconds() -> int:
+    return int(getattr(settings, "TRILHO_RAIL_LEASE_SECONDS", 300))
+
+
+def _overdue_triggers(entry: PhaseEntry) -> list[str]:
+    """The overdue triggers that hold for the card in this stay: late (marked in this phase), expired."""
+    card, triggers = entry.card, []
+    if card.late_at is not None and card.late_at >= entry.entered_at:
+        triggers.append(Trigger.LATE)
+    if card.expired_at is not None:
+        triggers.append(Trigger.EXPIRED)
+    return triggers
+
+
+def entry_run(*, entry_id: int) -> EntryOutcome:
+    """Run the steps of a phase entry that are still to run; stop at a move, a review, a failure or a retry.
+
+    Steps triggered by the card becoming late or expired run first, once the mark holds (the SLA mark
+    re-opens the entry and dispatches it again, see dispatch.on_card_changed); a review or a failure
+    among the entry steps does not hold them back. Then the entry steps run, in order."""
+    entry = (
+        PhaseEntry.objects.select_related("card__pipe__organization", "card__phase", "phase")
+        .filter(pk=entry_id)
+        .first()
+    )
+    if entry is None or entry.processed_at is not None:
+        return EntryOutcome()
+    if entry.card.rail_status == RailStatus.WAITING_REVIEW:  # a person may have moved it away from a review
+        _cancel_stale_reviews(entry)
+    if entry.left_at is not None:
+        _entry_close(entry, skip_reason="the card left the phase before its steps ran")
+        return EntryOutcome()
+    steps = list(
+        Step.objects.filter(phase_id=entry.phase_id).select_related("agent").order_by("position", "id")
+    )
+    runs = {run.step_id: run for run in StepRun.objects.filter(entry=entry)}
+    card: Card | None = entry.card  # fresh for the first step; re-read after a step that kept the card
+    triggers = _overdue_triggers(entry)
+    overdue = [s for s in steps if s.trigger in triggers]
+    for step in overdue:
+        run, token, stop = _take(entry, step, runs.get(step.pk))
+        if stop is not None:
+            return stop
+        if token is None:
+            continue  # settled, or waiting for a review
+        result = step_execute(run=run, step=step, entry=entry, token=token, card=card)
+        card = None
+        if isinstance(result, float):
+            return EntryOutcome(retry_in=result)
+        if result != "continue":
+            if PhaseEntry.objects.filter(pk=entry.pk, left_at__isnull=False).exists():
+                return EntryOutcome()  # it moved the card: this stay is over
+            break  # waiting for a review or failed: the entry steps still go on
+    if overdue:
+        runs = {run.step_id: run for run in StepRun.objects.filter(entry=entry)}
+    steps = [s for s in steps if s.trigger == Trigger.ENTERED]
+    for index, step in enumerate(steps):
+        run, token, stop = _take(entry, step, runs.get(step.pk))
+        if stop is not None:
+            return stop
+        if token is None:
+            if run.status in (RunStatus.WAITING_REVIEW, RunStatus.FAILED):
+                _entry_close(entry)  # the phase's steps wait for a person or a retry
+                return EntryOutcome()
+            continue
+        result = step_execute(
+            run=run, step=step, entry=entry, token=token, last=index == len(steps) - 1, card=card
+        )
+        card = None
+        if result == "continue":
+            continue
+        if isinstance(result, float):
+            return EntryOutcome(retry_in=result)
+        return EntryOutcome()
+    if entry.processed_at is None:
+        _entry_close(entry)
+    if entry.card.rail_status != RailStatus.IDLE and not _holding(entry):
+        card_set_rail_status(card_id=entry.card_id, status=RailStatus.IDLE)
+    return EntryOutcome()
+
+
+def _take(
+    entry: PhaseEntry, step: Step, run: StepRun | None
+) -> tuple[StepRun, str | None, EntryOutcome | None]:
+    """The entry's run of `step`, claimed by this worker (with its token) when it is to run now.
+
+    No token and no outcome: the run is settled (done, skipped) or waits (for a review, a retry by a
+    person). An outcome: the entry stops here (a retry later, or another worker holds the run)."""
+    run, token = _start(entry, step, run)
+    if token is not None:
+        return run, token, None
+    if run.status in (RunStatus.DONE, RunStatus.SKIPPED, RunStatus.WAITING_REVIEW, RunStatus.FAILED):
+        return run, None, None
+    now = timezone.now()
+    if run.status == RunStatus.PENDING and run.next_attempt_at and run.next_attempt_at > now:
+        return run, None, EntryOutcome(retry_in=(run.next_attempt_at - now).total_seconds())
+    token = _claim(run)
+    if token is None:
+        return run, None, EntryOutcome()  # another worker holds it; it continues the entry
+    return run, token, None
+
+
+def _holding(entry: PhaseEntry) -> bool:
+    """An overdue step of this stay still waits for a review or failed: the card's badge says so."""
+    return StepRun.objects.filter(
+        entry=entry, status__in=(RunStatus.WAITING_REVIEW, RunStatus.FAILED)
+    ).exists()
+
+
+def _entry_close(entry: PhaseEntry, *, skip_reason: str = "") -> None:
+    if skip_reason:
+        StepRun.objects.filter(entry=entry, status=RunStatus.PENDING).update(
+            status=RunStatus.SKIPPED, routing_reason=skip_reason, finished_at=timezone.now()
+        )
+    PhaseEntry.objects.filter(pk=entry.pk, processed_at__isnull=True).update(processed_at=timezone.now())
+
+
+def _cancel_stale_reviews(entry: PhaseEntry) -> None:
+    """Reviews of phases the card has left (a person moved it) are cancelled."""
+    stale = ReviewTask.objects.filter(
+        card_id=entry.card_id, status=ReviewStatus.OPEN, run__entry__left_at__isnull=False
+    )
+    run_ids = list(stale.values_list("run_id", flat=True))
+    if run_ids:
+        stale.update(status=ReviewStatus.CANCELLED, decided_at=timezone.now())
+        StepRun.objects.filter(pk__in=run_ids).update(
+            status=RunStatus.SKIPPED,
+            routing_reason="the card left the phase before the review",
+            finished_at=timezone.now(),
+        )
+
+
+def _start(entry: PhaseEntry, step: Step, run: StepRun | None) -> tuple[StepRun, str | None]:
+    """The entry's run of `step`, created already claimed by this worker when it is new (with its token)."""
+    if run is not None:
+        return run, None
+    token, now = uuid.uuid4().hex, timezone.now()
+    try:
+        with _savepoint():
+            run = StepRun.objects.create(
+                entry=entry,
+                step=step,
+                card_id=entry.card_id,
+                pipe_id=entry.card.pipe_id,
+                step_name=step.name,
+                requested_mechanism=step.mechanism,
+                currency=costs.cost_currency(),
+                status=RunStatus.RUNNING,
+                claim_token=token,
+                claimed_by=WORKER_ID[:200],
+                lease_until=now + timedelta(seconds=lease_seconds()),
+                attempts=1,
+                started_at=now,
+            )
+    except IntegrityError:  # another worker created it first: it holds it
+        return StepRun.objects.get(entry=entry, step=step), None
+    run.fresh = True
+    return run, token
+
+
+def _savepoint():
+    """A savepoint inside a transaction; nothing (plain autocommit, one round trip) outside one."""
+    from contextlib import nullcontext
+
+    return transaction.atomic() if connection.in_atomic_block else nullcontext()
+
+
+def _claim(run: StepRun) -> str | None:
+    """Take the run (pending, or running with an expired lease). None when someone else holds it."""
+    token = uuid.uuid4().hex
+    now = timezone.now()
+    claimed = (
+        StepRun.objects.filter(pk=run.pk)
+        .filter(Q(status=RunStatus.PENDING) | Q(status=RunStatus.RUNNING, lease_until__lt=now))
+        .update(
+            status=RunStatus.RUNNING,
+            claim_token=token,
+            claimed_by=WORKER_ID[:200],
+            lease_until=now + timedelta(seconds=lease_seconds()),
+            attempts=F("attempts") + 1,
+            next_attempt_at=None,
+            started_at=Coalesce("started_at", Value(now)),
+        )
+    )
+    if not claimed:
+        return None
+    run.refresh_from_db()
+    return token
+
+
+# ---------------------------------------------------------------- one step
+
+
+def step_execute(
+    *, run: StepRun, step: Step, entry: PhaseEntry, token: str, last: bool = False, card: Card | None = None
+) -> str | float | None:
+    """Execute one claimed run. Returns "continue" (card stayed, run the next step), a retry delay, or None.
+
+    `last`: no step follows in this phase, so a run that keeps the card also closes the entry.
+    `card`: the card as just read, if it was (with its pipe, organization and phase)."""
+    tracer = Tracer(run, fresh=getattr(run, "fresh", False))
+    if card is None:
+        card = Card.objects.select_related("pipe__organization", "phase").get(pk=entry.card_id)
+    if run.attempts > 1:
+        tracer.add(TraceKind.RETRY, f"attempt {run.attempts} of {step.max_attempts}", {"worker": WORKER_ID})
+    if step.condition and not evaluate(step.condition, card.values):
+        tracer.add(TraceKind.ROUTING, "condition not met: step skipped", {"condition": step.condition})
+        tracer.flush()
+        finish_simple(run, token, RunStatus.SKIPPED, "condition not met: step skipped")
+        return "continue"
+    if step.mechanism not in (Mechanism.AUTOMATION, Mechanism.HUMAN):
+        # automations take milliseconds: the board shows a badge only while an agent works
+        card_set_rail_status(card_id=card.pk, status=RailStatus.RUNNING, note=f"{step.name} (agent)")
+        entry.card.rail_status = RailStatus.RUNNING
+    elif card.rail_status != RailStatus.IDLE:
+        entry.card.rail_status = card.rail_status
+    usage = Usage()
+    try:
+        if step.mechanism == Mechanism.AUTOMATION:
+            decision = automation_decide(run=run, step=step, card=card, tracer=tracer)
+        elif step.mechanism == Mechanism.HUMAN:
+            decision = Handover(reason="the step is decided by a person")
+        else:
+            decision = agent_route(run=run, step=step, card=card, tracer=tracer, usage=usage)
+        if isinstance(decision, Handover):
+            wait_for_review(
+                run=run, step=step, entry=entry, token=token, handover=decision, usage=usage, tracer=tracer
+            )
+            return None
+        try:
+            moved = apply_result(
+                run=run,
+                step=step,
+                entry=entry,
+                token=token,
+                outcome=decision,
+                usage=usage,
+                tracer=tracer,
+                close_entry=last,
+            )
+        except CardError as exc:
+            tracer.pending = [e for e in tracer.pending if e.kind != TraceKind.CHANGES]  # rolled back
+            tracer.add(
+                TraceKind.ERROR, f"the process refused the result: {exc.message}", {"errors": exc.errors}
+            )
+            if isinstance(exc, CardAuthorityError) and decision.by_agent:
+                # Above the agent's authority, unreadable or in another currency: a person decides.
+                handover = Handover(reason=f"{exc.rail_reason} → human", proposal=decision.proposal)
+                tracer.add(TraceKind.ROUTING, handover.reason)
+                wait_for_review(
+                    run=run,
+                    step=step,
+                    entry=entry,
+                    token=token,
+                    handover=handover,
+                    usage=usage,
+                    tracer=tracer,
+                )
+                return None
+            if decision.by_agent:
+                handover = Handover(reason=f"the agent's answer could not be applied ({exc.message}) → human")
+                wait_for_review(
+                    run=run,
+                    step=step,
+                    entry=entry,
+                    token=token,
+                    handover=handover,
+                    usage=usage,
+                    tracer=tracer,
+                )
+                return None
+            raise StepPermanent(exc.message) from exc
+        return None if moved else "continue"
+    except LeaseLost:
+        tracer.record(TraceKind.ERROR, "another worker took this run over; nothing applied here")
+        return None
+    except StepTransient as exc:
+        return retry_or_fail(
+            run=run, step=step, entry=entry, token=token, error=str(exc), usage=usage, tracer=tracer
+        )
+    except StepPermanent as exc:
+        fail(run=run, step=step, entry=entry, token=token, error=str(exc), usage=usage, tracer=tracer)
+        return None
+    except Exception as exc:  # noqa: BLE001 - an unexpected bug must still mark the card, not vanish
+        log.exception("step run %s crashed", run.pk)
+        fail(
+            run=run,
+            step=step,
+            entry=entry,
+            token=token,
+            error=f"{exc.__class__.__name__}: {exc}",
+            usage=usage,
+            tracer=tracer,
+        )
+        return None

@@ -1,0 +1,80 @@
+"""What one step can come to: the failures that end an attempt, the usage it spent, and the decision
+to apply or hand to a person. Shared by the loop (orchestrator.rail.loop), the router and apply."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from agents.actions import Effect
+from agents.output import AgentAnswer
+
+from . import costs
+
+
+class StepTransient(Exception):
+    """A failure a later attempt may not have (timeouts, 5xx, unreachable model, invalid answer)."""
+
+
+class StepPermanent(Exception):
+    """A failure no retry fixes (a refused request, a missing secret, a card the process rejects)."""
+
+
+class LeaseLost(Exception):
+    """Another worker took this run over; this worker must not apply anything."""
+
+
+@dataclass
+class Usage:
+    """Tokens and money a run spent so far."""
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+    foundation_tokens: int = 0
+    # in the cost currency; each call's price is converted at the operator's rate (costs.Money.to)
+    cost: costs.Money = field(default_factory=lambda: costs.Money.zero(costs.cost_currency()))
+    baseline_input_tokens: int = 0
+    provider: str = ""
+    model: str = ""
+
+    def add(self, *, provider: str, model: str, input_tokens: int, output_tokens: int) -> costs.Money:
+        """Count one model call; returns its cost as priced (in the price's own currency)."""
+        self.input_tokens += input_tokens
+        self.output_tokens += output_tokens
+        if provider != "ollama":
+            self.foundation_tokens += input_tokens + output_tokens
+        priced = costs.model_cost(
+            provider=provider, model=model, input_tokens=input_tokens, output_tokens=output_tokens
+        )
+        self.cost = self.cost + priced.to(self.cost.currency)
+        self.baseline_input_tokens = max(self.baseline_input_tokens, input_tokens)
+        self.provider, self.model = provider, model
+        return priced
+
+
+@dataclass
+class Apply:
+    """Apply a decision: values, effects and the move the decision leads to."""
+
+    mechanism: str
+    reason: str
+    decision: str = ""
+    values: dict[str, Any] = field(default_factory=dict)
+    effects: list[Effect] = field(default_factory=list)
+    by_agent: bool = False
+    proposal: AgentAnswer | None = None  # the agent's answer, handed to a person if the process refuses it
+
+
+@dataclass
+class Handover:
+    """A person decides: a review task with the agent's proposal, if any."""
+
+    reason: str
+    proposal: AgentAnswer | None = None
+
+
+@dataclass
+class EntryOutcome:
+    """What the worker should do after running an entry."""
+
+    retry_in: float | None = None

@@ -1,0 +1,66 @@
+"""Celery tasks of the rail. Thin: take an id, call the rail, retry when it asks to.
+
+Each keeps the name it was registered under when this module was orchestrator/tasks.py: queued messages
+and the beat schedule (settings.CELERY_BEAT_SCHEDULE) carry those names, and dispatch sends by them.
+"""
+
+from __future__ import annotations
+
+from celery import shared_task
+from django.utils import timezone
+
+from agents.documents import document_extract, document_text_stored
+from pipes.models import CardFile, PhaseEntry
+
+from .dispatch import EXTRACT_DOCUMENT, RUN_PHASE_ENTRY, entries_sweep
+from .loop import entry_run
+
+
+@shared_task(
+    bind=True,
+    name=RUN_PHASE_ENTRY,
+    acks_late=True,
+    reject_on_worker_lost=True,
+    max_retries=None,
+    ignore_result=True,
+)
+def run_phase_entry(self, entry_id: int) -> None:
+    """Run the steps of the phase a card entered. A transient failure comes back with a backoff."""
+    outcome = entry_run(entry_id=entry_id)
+    if outcome.retry_in is not None:
+        PhaseEntry.objects.filter(pk=entry_id).update(dispatched_at=timezone.now())
+        raise self.retry(countdown=max(outcome.retry_in, 0.05))
+
+
+# Not acks_late: a file that kills its worker must not come back to kill the next one. A lost
+# request is sent again by the next preview of the file, once it is stale.
+@shared_task(name=EXTRACT_DOCUMENT, acks_late=False, ignore_result=True)
+def extract_document(card_file_id: int) -> None:
+    """Extract and store the text of one attachment, within the document limits (agents.documents)."""
+    card_file = CardFile.objects.filter(pk=card_file_id).first()
+    if card_file is not None and document_text_stored(card_file) is None:
+        document_extract(card_file)
+
+
+@shared_task(name="orchestrator.tasks.sweep_phase_entries", ignore_result=True)
+def sweep_phase_entries(older_than_seconds: int = 30) -> int:
+    """Re-dispatch entries nobody finished (dispatch.entries_sweep). Returns how many were sent."""
+    return entries_sweep(older_than_seconds=older_than_seconds)
+
+
+@shared_task(name="orchestrator.tasks.mark_late_cards", expires=55)
+def mark_late_cards() -> str:
+    """Mark cards over their phase SLA or pipe deadline (governance), every minute."""
+    from pipes.governance import sla_mark_late
+
+    return str(sla_mark_late())
+
+
+@shared_task(name="orchestrator.tasks.apply_retention")
+def apply_retention() -> str:
+    """Anonymise finished cards and prune step traces past their pipe's retention periods, nightly."""
+    from pipes.governance import retention_apply, trace_retention_apply
+
+    cards = retention_apply().total
+    runs = sum(p.runs for p in trace_retention_apply().values())
+    return f"{cards} cards anonymised, {runs} step traces pruned"
