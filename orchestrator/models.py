@@ -277,3 +277,72 @@ class ReviewTask(models.Model):
 
     def __str__(self) -> str:
         return f"{self.question} ({self.status})"
+
+
+# ---------------------------------------------------------------- the REST API (orchestrator.api)
+
+
+class ApiTokenKind(models.TextChoices):
+    PERSONAL = "personal", _("Personal")
+    SERVICE = "service", _("Service")
+
+
+class ApiTokenScope(models.TextChoices):
+    READ = "read", _("Read")
+    WRITE = "write", _("Read and write")
+
+
+class ApiToken(models.Model):
+    """A secret that lets a program use the API as its owner, limited to some pipes and to reading or writing.
+
+    Only a SHA-256 digest of the secret is kept; the secret itself is shown once, when it is made."""
+
+    organization = models.ForeignKey(
+        "pipes.Organization", on_delete=models.CASCADE, related_name="api_tokens"
+    )
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens")
+    name = models.CharField(_("name"), max_length=120)
+    kind = models.CharField(
+        _("kind"), max_length=12, choices=ApiTokenKind.choices, default=ApiTokenKind.PERSONAL
+    )
+    scope = models.CharField(_("scope"), max_length=8, choices=ApiTokenScope.choices, default=ApiTokenScope.READ)
+    pipes = models.ManyToManyField(Pipe, related_name="api_tokens", verbose_name=_("pipes"))
+    prefix = models.CharField(max_length=16)  # the secret's first characters, to tell tokens apart
+    secret_hash = models.CharField(max_length=64, unique=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    revoked_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name = _("API token")
+        verbose_name_plural = _("API tokens")
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…)"
+
+    @property
+    def is_active(self) -> bool:
+        return self.revoked_at is None
+
+
+class IdempotencyRecord(models.Model):
+    """The first answer to a POST sent with an Idempotency-Key, replayed to repeats of that key by the same caller."""
+
+    actor_key = models.CharField(max_length=40)  # "token:12" or "user:7"
+    key = models.CharField(max_length=255)
+    fingerprint = models.CharField(max_length=64)  # SHA-256 of the method, path and body
+    status_code = models.PositiveSmallIntegerField(default=0)
+    body = models.JSONField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["actor_key", "key"], name="uniq_idempotency_key")]
+        verbose_name = _("idempotency record")
+        verbose_name_plural = _("idempotency records")
+
+    def __str__(self) -> str:
+        return f"{self.actor_key} {self.key}"

@@ -94,6 +94,7 @@ INSTALLED_APPS = [
     "agents",
     "orchestrator",
     "orchestrator.inbox",
+    "ninja",  # the API's docs page serves Swagger UI from ninja's own static files (no CDN)
 ]
 
 MIDDLEWARE = [
@@ -304,6 +305,7 @@ TRILHO_DOCUMENT_MAX_PAGES = envint("TRILHO_DOCUMENT_MAX_PAGES", 50)
 TRILHO_DOCUMENT_MAX_SECONDS = envint("TRILHO_DOCUMENT_MAX_SECONDS", 10)
 TRILHO_DOCUMENT_MAX_STREAM_BYTES = envint("TRILHO_DOCUMENT_MAX_STREAM_BYTES", 1_000_000)
 TRILHO_HTTP_ALLOWED_PRIVATE = envbool("TRILHO_HTTP_ALLOWED_PRIVATE", False)
+TRILHO_API_RATE_PER_MINUTE = envint("TRILHO_API_RATE_PER_MINUTE", 120)  # requests per token (or person)
 # Secrets for automation HTTP steps, referenced by name: TRILHO_SECRET_ERP_TOKEN=... → "erp_token".
 TRILHO_SECRETS = {
     k[len("TRILHO_SECRET_") :].lower(): v for k, v in os.environ.items() if k.startswith("TRILHO_SECRET_")

@@ -14,5 +14,7 @@ urlpatterns = [
     path("governance/", include("pipes.governance_urls")),
     path("rail/", include("orchestrator.rail.urls")),
     path("inbox/", include("orchestrator.inbox.urls")),
+    path("api/v1/", include("orchestrator.api.urls")),
+    path("api-tokens/", include("orchestrator.api.token_urls")),
     path("", include("pipes.urls")),
 ]

@@ -1,0 +1,131 @@
+"""Idempotency-Key on POST: a repeat of a request returns the first answer and changes nothing.
+
+The key is claimed by inserting an IdempotencyRecord (unique per caller and key) in the same
+transaction as the write itself, so:
+
+- a repeat after the first answer finds the record and gets the stored status and body back
+  (with `Idempotent-Replayed: true`);
+- a repeat *while* the first is running waits on the unique index until the first commits, then
+  finds its record: two simultaneous posts of one key create one card;
+- a repeat with a different body (another fingerprint) is refused with 422;
+- a refused first attempt (a 4xx) or a crash stores nothing: the key stays free, so the client
+  may fix the request and send it again under the same key.
+
+Records are kept for settings-free 24 hours (IDEMPOTENCY_TTL); `idempotency_records_purge` clears older ones.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import hashlib
+import json
+from collections.abc import Callable
+
+from django.db import IntegrityError, transaction
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.utils import timezone
+from django.utils.translation import gettext as _
+
+from orchestrator.models import IdempotencyRecord
+
+from .errors import error_body, response_for
+
+HEADER = "Idempotency-Key"
+MAX_KEY_LENGTH = 255
+IDEMPOTENCY_TTL = dt.timedelta(hours=24)
+
+
+def _fingerprint(request: HttpRequest) -> str:
+    """What makes two requests "the same": method, path and body (form fields and file contents too)."""
+    digest = hashlib.sha256(f"{request.method} {request.path}\n".encode())
+    if request.content_type == "multipart/form-data":
+        for key in sorted(request.POST):
+            digest.update(json.dumps([key, request.POST.getlist(key)]).encode())
+        for key in sorted(request.FILES):
+            for upload in request.FILES.getlist(key):
+                content = hashlib.sha256()
+                for chunk in upload.chunks():
+                    content.update(chunk)
+                upload.seek(0)
+                digest.update(json.dumps([key, upload.name, upload.size, content.hexdigest()]).encode())
+    else:
+        try:
+            body = json.dumps(json.loads(request.body or b"null"), sort_keys=True)
+        except ValueError:
+            body = request.body.decode("utf-8", "replace")
+        digest.update(body.encode())
+    return digest.hexdigest()
+
+
+def _replay(record: IdempotencyRecord, fingerprint: str) -> HttpResponse:
+    if record.fingerprint != fingerprint:
+        body = error_body(
+            [(HEADER, _("This Idempotency-Key was already used for a different request; use a new key."))],
+            code="idempotency_mismatch",
+        )
+        return JsonResponse(body, status=422)
+    response = JsonResponse(record.body, status=record.status_code, safe=False)
+    response["Idempotent-Replayed"] = "true"
+    return response
+
+
+def run_once(request: HttpRequest, call: Callable[[], HttpResponse]) -> HttpResponse:
+    """Answer `request` with `call()`, once per Idempotency-Key of its caller (see the module docstring)."""
+    key = request.headers.get(HEADER, "")
+    if not key:
+        return call()
+    if len(key) > MAX_KEY_LENGTH or not key.isprintable() or not key.strip():
+        body = error_body(
+            [(HEADER, _("Use a key of 1 to 255 printable characters, e.g. a UUID."))], code="invalid"
+        )
+        return JsonResponse(body, status=400)
+    actor_key = request.auth.key
+    fingerprint = _fingerprint(request)
+    with transaction.atomic():
+        try:
+            with transaction.atomic():
+                record = IdempotencyRecord.objects.create(
+                    actor_key=actor_key, key=key, fingerprint=fingerprint
+                )
+        except IntegrityError:
+            # Someone (this caller, in another request) holds the key: its answer is committed now.
+            record = IdempotencyRecord.objects.get(actor_key=actor_key, key=key)
+            return _replay(record, fingerprint)
+        response = call()
+        if response.status_code >= 300:
+            transaction.set_rollback(True)  # a refusal is not remembered: the key stays free
+            return response
+        record.status_code = response.status_code
+        record.body = json.loads(response.content) if response.content else None
+        record.save(update_fields=["status_code", "body"])
+    return response
+
+
+def idempotent(view: Callable) -> Callable:
+    """Decorate a POST endpoint that returns a JsonResponse: repeats by key get the first answer.
+
+    Errors the endpoint raises are turned into their JSON answer here (response_for), inside the key's
+    transaction, so a refused write leaves the key unclaimed."""
+
+    @functools.wraps(view)
+    def wrapper(request: HttpRequest, *args, **kwargs):
+        def call() -> HttpResponse:
+            try:
+                return view(request, *args, **kwargs)
+            except Exception as exc:
+                response = response_for(exc)
+                if response is None:
+                    raise
+                return response
+
+        return run_once(request, call)
+
+    return wrapper
+
+
+def idempotency_records_purge(*, now: dt.datetime | None = None) -> int:
+    """Delete records older than IDEMPOTENCY_TTL; returns how many."""
+    cutoff = (now or timezone.now()) - IDEMPOTENCY_TTL
+    deleted, _by_model = IdempotencyRecord.objects.filter(created_at__lt=cutoff).delete()
+    return deleted
