@@ -1,8 +1,8 @@
-"""URLs of the process model's pages: the board (board_urls) and the portal (portal_urls)."""
+"""URLs of the process model's pages: the board (pipes.board.urls) and the portal (pipes.portal.urls)."""
 
 from django.urls import include, path
 
 urlpatterns = [
-    path("", include("pipes.board_urls")),
+    path("", include("pipes.board.urls")),
     path("portal/", include("pipes.portal_urls")),
 ]

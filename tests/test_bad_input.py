@@ -21,9 +21,9 @@ from django.utils.http import urlencode
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from pipes.board.selectors import BoardFilters
 from pipes.choices import FieldType
 from pipes.models import Field
-from pipes.selectors import BoardFilters
 from pipes.services import Actor, card_create
 from tests.personas import PASSWORD, good_start_values
 from tests.test_permission_matrix import OK, TABLE, matrix, project_urls  # noqa: F401 (the matrix fixture)

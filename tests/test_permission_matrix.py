@@ -162,7 +162,7 @@ TABLE: dict[str, Row] = {
     "set_language": Row(
         _none, {"GET": EVERYONE, "POST": EVERYONE}, data=lambda m: {"language": "pt-br", "next": "/"}
     ),
-    # ------------------------------------------------ board (pipes/board_urls.py)
+    # ------------------------------------------------ board (pipes/board/urls.py)
     "home": Row(_none, {"GET": SIGNED_IN, "POST": WRONG_VERB}),
     "board": Row(_pipe, {"GET": {**SEE_BOARD, "requester": PORTAL}, "POST": WRONG_VERB}),
     "board_changes": Row(

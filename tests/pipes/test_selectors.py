@@ -11,20 +11,18 @@ from django.http import Http404
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from pipes.masking import field_text, mask_text
-from pipes.models import Card, Label, Phase
-from pipes.roles import pipe_access
-from pipes.selectors import (
+from pipes.board.selectors import (
     BoardFilters,
     board_columns,
     board_counts,
-    board_schema,
-    card_get_for_user,
     card_list_for_board,
     cards_changed_since,
     home_pipes,
-    pipe_get_for_user,
 )
+from pipes.masking import field_text, mask_text
+from pipes.models import Card, Label, Phase
+from pipes.roles import pipe_access
+from pipes.selectors import board_schema, card_get_for_user, pipe_get_for_user
 from pipes.services import Actor, card_assign, card_create, card_set_rail_status, card_update_fields
 from tests.personas import good_start_values
 

@@ -28,22 +28,24 @@ from ..choices import FieldType
 from ..models import Card, CardFile, Label
 from ..parsing import FIRST_DAY, LAST_DAY, parse_id, parse_int, parse_moment
 from ..selectors import (
-    BoardFilters,
     BoardSchema,
-    Column,
-    ColumnCounts,
-    board_columns,
-    board_counts,
     board_people,
     board_schema,
     card_detail,
     card_get_for_user,
+    pipe_get_for_user,
+)
+from .selectors import (
+    BoardFilters,
+    Column,
+    ColumnCounts,
+    board_columns,
+    board_counts,
     card_ids_changed_since,
     card_list_for_board,
     card_tiles,
     cards_changed_since,
     home_pipes,
-    pipe_get_for_user,
     tile_from_card,
 )
 
