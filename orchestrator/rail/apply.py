@@ -34,7 +34,7 @@ from pipes.services import (
 
 from ..models import Mechanism, ReviewTask, RunStatus, Step, StepRun, TraceKind
 from . import costs
-from .results import Apply, Handover, LeaseLost, Usage
+from .results import STOP, Apply, Handover, LeaseLost, StepResult, Usage, retry_after
 from .trace import Tracer, run_url, timeline_payload
 
 
@@ -305,10 +305,11 @@ def wait_for_review(
 
 def retry_or_fail(
     *, run: StepRun, step: Step, entry: PhaseEntry, token: str, error: str, usage: Usage, tracer: Tracer
-) -> float | None:
+) -> StepResult:
+    """Put the run back to be retried after a backoff, or fail it when its attempts are spent."""
     if run.attempts >= step.max_attempts:
         fail(run=run, step=step, entry=entry, token=token, error=error, usage=usage, tracer=tracer)
-        return None
+        return STOP
     delay = retry_delay(run.attempts)
     updated = StepRun.objects.filter(pk=run.pk, claim_token=token, status=RunStatus.RUNNING).update(
         status=RunStatus.PENDING,
@@ -322,7 +323,7 @@ def retry_or_fail(
         cost=F("cost") + usage.cost.to(run.currency or costs.cost_currency()).amount,
     )
     if not updated:
-        return None
+        return STOP
     tracer.record(
         TraceKind.RETRY,
         f"attempt {run.attempts} failed: {error[:200]}; retrying in {delay:g} s",
@@ -330,7 +331,7 @@ def retry_or_fail(
     )
     card_set_rail_status(card_id=run.card_id, status=RailStatus.RUNNING, note=f"{step.name}: retrying")
     entry.card.rail_status = RailStatus.RUNNING
-    return delay
+    return retry_after(delay)
 
 
 def fail(

@@ -29,7 +29,18 @@ from pipes.services import CardAuthorityError, CardError, card_set_rail_status
 from ..models import Mechanism, ReviewStatus, ReviewTask, RunStatus, Step, StepRun, TraceKind, Trigger
 from . import costs
 from .apply import apply_result, fail, finish_simple, retry_or_fail, wait_for_review
-from .results import EntryOutcome, Handover, LeaseLost, StepPermanent, StepTransient, Usage
+from .results import (
+    NEXT_STEP,
+    STOP,
+    Claim,
+    EntryOutcome,
+    Handover,
+    LeaseLost,
+    StepPermanent,
+    StepResult,
+    StepTransient,
+    Usage,
+)
 from .router import agent_route, automation_decide
 from .trace import Tracer
 
@@ -78,16 +89,16 @@ def entry_run(*, entry_id: int) -> EntryOutcome:
     triggers = _overdue_triggers(entry)
     overdue = [s for s in steps if s.trigger in triggers]
     for step in overdue:
-        run, token, stop = _take(entry, step, runs.get(step.pk))
+        run, claim, stop = _take(entry, step, runs.get(step.pk))
         if stop is not None:
             return stop
-        if token is None:
+        if claim is None:
             continue  # settled, or waiting for a review
-        result = step_execute(run=run, step=step, entry=entry, token=token, card=card)
+        result = step_execute(run=run, step=step, entry=entry, claim=claim, card=card)
         card = None
-        if isinstance(result, float):
-            return EntryOutcome(retry_in=result)
-        if result != "continue":
+        if result.retry_in is not None:
+            return EntryOutcome(retry_in=result.retry_in)
+        if not result.goes_on:
             if PhaseEntry.objects.filter(pk=entry.pk, left_at__isnull=False).exists():
                 return EntryOutcome()  # it moved the card: this stay is over
             break  # waiting for a review or failed: the entry steps still go on
@@ -95,23 +106,21 @@ def entry_run(*, entry_id: int) -> EntryOutcome:
         runs = {run.step_id: run for run in StepRun.objects.filter(entry=entry)}
     steps = [s for s in steps if s.trigger == Trigger.ENTERED]
     for index, step in enumerate(steps):
-        run, token, stop = _take(entry, step, runs.get(step.pk))
+        run, claim, stop = _take(entry, step, runs.get(step.pk))
         if stop is not None:
             return stop
-        if token is None:
+        if claim is None:
             if run.status in (RunStatus.WAITING_REVIEW, RunStatus.FAILED):
                 _entry_close(entry)  # the phase's steps wait for a person or a retry
                 return EntryOutcome()
             continue
         result = step_execute(
-            run=run, step=step, entry=entry, token=token, last=index == len(steps) - 1, card=card
+            run=run, step=step, entry=entry, claim=claim, last=index == len(steps) - 1, card=card
         )
         card = None
-        if result == "continue":
+        if result.goes_on:
             continue
-        if isinstance(result, float):
-            return EntryOutcome(retry_in=result)
-        return EntryOutcome()
+        return EntryOutcome(retry_in=result.retry_in)
     if entry.processed_at is None:
         _entry_close(entry)
     if entry.card.rail_status != RailStatus.IDLE and not _holding(entry):
@@ -121,14 +130,14 @@ def entry_run(*, entry_id: int) -> EntryOutcome:
 
 def _take(
     entry: PhaseEntry, step: Step, run: StepRun | None
-) -> tuple[StepRun, str | None, EntryOutcome | None]:
-    """The entry's run of `step`, claimed by this worker (with its token) when it is to run now.
+) -> tuple[StepRun, Claim | None, EntryOutcome | None]:
+    """The entry's run of `step`, claimed by this worker (its claim) when it is to run now.
 
-    No token and no outcome: the run is settled (done, skipped) or waits (for a review, a retry by a
+    No claim and no outcome: the run is settled (done, skipped) or waits (for a review, a retry by a
     person). An outcome: the entry stops here (a retry later, or another worker holds the run)."""
     run, token = _start(entry, step, run)
     if token is not None:
-        return run, token, None
+        return run, Claim(token, fresh=True), None
     if run.status in (RunStatus.DONE, RunStatus.SKIPPED, RunStatus.WAITING_REVIEW, RunStatus.FAILED):
         return run, None, None
     now = timezone.now()
@@ -137,7 +146,7 @@ def _take(
     token = _claim(run)
     if token is None:
         return run, None, EntryOutcome()  # another worker holds it; it continues the entry
-    return run, token, None
+    return run, Claim(token), None
 
 
 def _holding(entry: PhaseEntry) -> bool:
@@ -194,7 +203,6 @@ def _start(entry: PhaseEntry, step: Step, run: StepRun | None) -> tuple[StepRun,
             )
     except IntegrityError:  # another worker created it first: it holds it
         return StepRun.objects.get(entry=entry, step=step), None
-    run.fresh = True
     return run, token
 
 
@@ -232,13 +240,14 @@ def _claim(run: StepRun) -> str | None:
 
 
 def step_execute(
-    *, run: StepRun, step: Step, entry: PhaseEntry, token: str, last: bool = False, card: Card | None = None
-) -> str | float | None:
-    """Execute one claimed run. Returns "continue" (card stayed, run the next step), a retry delay, or None.
+    *, run: StepRun, step: Step, entry: PhaseEntry, claim: Claim, last: bool = False, card: Card | None = None
+) -> StepResult:
+    """Execute one claimed run: the next step runs, a retry is due, or the entry stops here (StepResult).
 
     `last`: no step follows in this phase, so a run that keeps the card also closes the entry.
     `card`: the card as just read, if it was (with its pipe, organization and phase)."""
-    tracer = Tracer(run, fresh=getattr(run, "fresh", False))
+    token = claim.token
+    tracer = Tracer(run, fresh=claim.fresh)
     if card is None:
         card = Card.objects.select_related("pipe__organization", "phase").get(pk=entry.card_id)
     if run.attempts > 1:
@@ -247,7 +256,7 @@ def step_execute(
         tracer.add(TraceKind.ROUTING, "condition not met: step skipped", {"condition": step.condition})
         tracer.flush()
         finish_simple(run, token, RunStatus.SKIPPED, "condition not met: step skipped")
-        return "continue"
+        return NEXT_STEP
     if step.mechanism not in (Mechanism.AUTOMATION, Mechanism.HUMAN):
         # automations take milliseconds: the board shows a badge only while an agent works
         card_set_rail_status(card_id=card.pk, status=RailStatus.RUNNING, note=f"{step.name} (agent)")
@@ -266,7 +275,7 @@ def step_execute(
             wait_for_review(
                 run=run, step=step, entry=entry, token=token, handover=decision, usage=usage, tracer=tracer
             )
-            return None
+            return STOP
         try:
             moved = apply_result(
                 run=run,
@@ -296,7 +305,7 @@ def step_execute(
                     usage=usage,
                     tracer=tracer,
                 )
-                return None
+                return STOP
             if decision.by_agent:
                 handover = Handover(reason=f"the agent's answer could not be applied ({exc.message}) → human")
                 wait_for_review(
@@ -308,19 +317,19 @@ def step_execute(
                     usage=usage,
                     tracer=tracer,
                 )
-                return None
+                return STOP
             raise StepPermanent(exc.message) from exc
-        return None if moved else "continue"
+        return STOP if moved else NEXT_STEP
     except LeaseLost:
         tracer.record(TraceKind.ERROR, "another worker took this run over; nothing applied here")
-        return None
+        return STOP
     except StepTransient as exc:
         return retry_or_fail(
             run=run, step=step, entry=entry, token=token, error=str(exc), usage=usage, tracer=tracer
         )
     except StepPermanent as exc:
         fail(run=run, step=step, entry=entry, token=token, error=str(exc), usage=usage, tracer=tracer)
-        return None
+        return STOP
     except Exception as exc:  # noqa: BLE001 - an unexpected bug must still mark the card, not vanish
         log.exception("step run %s crashed", run.pk)
         fail(
@@ -332,4 +341,4 @@ def step_execute(
             usage=usage,
             tracer=tracer,
         )
-        return None
+        return STOP

@@ -78,3 +78,32 @@ class EntryOutcome:
     """What the worker should do after running an entry."""
 
     retry_in: float | None = None
+
+
+@dataclass(frozen=True)
+class StepResult:
+    """How one step ended, for the loop (orchestrator.rail.loop).
+
+    `goes_on`: the card stayed in the phase and the next step runs. `retry_in`: the step failed
+    transiently and runs again after that many seconds. Neither: the entry stops here (the card moved,
+    a person decides, the step failed, or another worker took the run over)."""
+
+    goes_on: bool = False
+    retry_in: float | None = None
+
+
+NEXT_STEP = StepResult(goes_on=True)
+STOP = StepResult()
+
+
+def retry_after(seconds: float) -> StepResult:
+    return StepResult(retry_in=seconds)
+
+
+@dataclass(frozen=True)
+class Claim:
+    """This worker's hold on a run: `token` is what its writes are checked against; `fresh` says this
+    worker created the run just now, so its trace is empty (numbered from 0 without a query)."""
+
+    token: str
+    fresh: bool = False
