@@ -4,5 +4,5 @@ from django.urls import include, path
 
 urlpatterns = [
     path("", include("pipes.board.urls")),
-    path("portal/", include("pipes.portal_urls")),
+    path("portal/", include("pipes.portal.urls")),
 ]

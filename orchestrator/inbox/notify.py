@@ -2,7 +2,7 @@
 
 Called after commit (transaction.on_commit) by the services, with ids: a mail server that is down never
 undoes a decision. Requesters of cards filed through the portal already get the portal's own emails
-(status changes and requested corrections, pipes.portal_mail); the inbox emails the other requesters.
+(status changes and requested corrections, pipes.portal.mail); the inbox emails the other requesters.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from orchestrator.models import ReviewTask
 from orchestrator.rail.trace import run_url
 from pipes.choices import EventKind
 from pipes.models import Card, Notification
-from pipes.portal_mail import PORTAL_REASON
+from pipes.portal.mail import PORTAL_REASON
 from pipes.roles import pipe_users_with
 
 log = logging.getLogger(__name__)

@@ -1,4 +1,4 @@
-"""Portal start forms (pipes.forms) through the real start-form URL: one input per field type, each type's
+"""Portal start forms (pipes.portal.forms) through the real start-form URL: one input per field type, each type's
 error at its field, values and uploads kept when the form comes back, and conversion to card_create's values."""
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from django.test.html import Element, parse_html
 
 from pipes.choices import FieldType
 from pipes.conditions import evaluate
-from pipes.forms import PortalForm, condition_keys
 from pipes.models import Card, Field, Label, Pipe
+from pipes.portal.forms import PortalForm, condition_keys
 from pipes.services import Actor, card_create
 from tests.personas import PASSWORD, build_purchase_pipe, good_start_values
 

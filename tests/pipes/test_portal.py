@@ -15,8 +15,8 @@ from django.test import Client
 
 from pipes.choices import EventKind, FieldType
 from pipes.models import Card, CardEvent, Field, Phase, Pipe
-from pipes.portal_mail import PORTAL_REASON
-from pipes.portal_staging import ROOT, Staging, staging_sweep
+from pipes.portal.mail import PORTAL_REASON
+from pipes.portal.staging import ROOT, Staging, staging_sweep
 from pipes.services import (
     Actor,
     CardAlreadySubmittedError,
@@ -533,7 +533,7 @@ def test_it_answers_404_for_an_unknown_or_short_tracking_token(client, world):
 
 
 def test_it_emails_the_requester_when_the_status_they_see_changes(world, django_capture_on_commit_callbacks):
-    import pipes.portal_mail  # noqa: F401  connected here until PipesConfig.ready imports it
+    import pipes.portal.mail  # noqa: F401  connected here until PipesConfig.ready imports it
 
     card = file_request(world)
     card_update_fields(actor=Actor.system(), card=card, values={"category": "Hardware"})
@@ -548,7 +548,7 @@ def test_it_emails_the_requester_when_the_status_they_see_changes(world, django_
 def test_it_stays_quiet_when_a_move_does_not_change_what_the_requester_sees(
     world, django_capture_on_commit_callbacks
 ):
-    import pipes.portal_mail  # noqa: F401
+    import pipes.portal.mail  # noqa: F401
 
     world.pipe.phases.filter(key="approval").update(requester_status="Received")
     card = file_request(world)
@@ -559,7 +559,7 @@ def test_it_stays_quiet_when_a_move_does_not_change_what_the_requester_sees(
 
 
 def test_it_does_not_email_about_cards_made_outside_the_portal(world, django_capture_on_commit_callbacks):
-    import pipes.portal_mail  # noqa: F401
+    import pipes.portal.mail  # noqa: F401
 
     card = file_request(world, user=world.member, reason="")  # e.g. made on the board
     card_update_fields(actor=Actor.system(), card=card, values={"category": "Hardware"})
@@ -571,7 +571,7 @@ def test_it_does_not_email_about_cards_made_outside_the_portal(world, django_cap
 def test_it_asks_the_requester_to_correct_fields_the_team_named(
     client, world, django_capture_on_commit_callbacks
 ):
-    import pipes.portal_mail  # noqa: F401
+    import pipes.portal.mail  # noqa: F401
 
     card = file_request(world, item="Laptop")
     card_update_fields(actor=Actor.system(), card=card, values={"category": "Hardware"})

@@ -19,11 +19,11 @@ from django.http import Http404
 from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
 
-from .choices import EventKind, FieldType
-from .conditions import evaluate
-from .fieldtypes import display_value, is_filled
-from .models import Card, CardEvent, CardFile, Field, Label, Phase, Pipe
-from .roles import pipe_access, pipes_for_user
+from ..choices import EventKind, FieldType
+from ..conditions import evaluate
+from ..fieldtypes import display_value, is_filled
+from ..models import Card, CardEvent, CardFile, Field, Label, Phase, Pipe
+from ..roles import pipe_access, pipes_for_user
 
 # ---------------------------------------------------------------- forms on the portal home
 

@@ -21,10 +21,23 @@ from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from ..choices import FieldType
-from ..forms import EMAIL_KEY, HONEYPOT_INPUT, STAGING_INPUT, PortalForm, initial_from_values, org_tz
 from ..models import Card, Field, Pipe
-from ..portal_mail import PORTAL_REASON, send_submission_email, tracking_url
-from ..portal_selectors import (
+from ..security import client_address
+from ..services import (
+    Actor,
+    CardAlreadySubmittedError,
+    CardConflictError,
+    CardError,
+    CardPermissionError,
+    card_attach_files,
+    card_check_start,
+    card_comment,
+    card_create,
+    card_update_fields,
+)
+from .forms import EMAIL_KEY, HONEYPOT_INPUT, STAGING_INPUT, PortalForm, initial_from_values, org_tz
+from .mail import PORTAL_REASON, send_submission_email, tracking_url
+from .selectors import (
     card_by_tracking_token,
     pipe_turnaround_hours,
     portal_groups,
@@ -48,20 +61,7 @@ from ..portal_selectors import (
     start_fields,
     turnaround_text,
 )
-from ..portal_staging import Staging, staging_sweep
-from ..security import client_address
-from ..services import (
-    Actor,
-    CardAlreadySubmittedError,
-    CardConflictError,
-    CardError,
-    CardPermissionError,
-    card_attach_files,
-    card_check_start,
-    card_comment,
-    card_create,
-    card_update_fields,
-)
+from .staging import Staging, staging_sweep
 
 PUBLIC_ACTOR_NAME = "Public form"
 RATE_WINDOW_SECONDS = 600

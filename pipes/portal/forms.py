@@ -20,14 +20,14 @@ from django.utils.dateparse import parse_datetime
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
-from .choices import FieldType
-from .conditions import evaluate
-from .fieldtypes import FieldValueError, ParseContext, parse_value
-from .files import DEFAULT_ALLOWED, inspect_upload
-from .models import Card, Field, Label, Pipe
-from .portal_staging import StagedFile, Staging
-from .roles import STAFF_PERMS, pipe_access, pipe_users_with
-from .services import NON_FIELD
+from ..choices import FieldType
+from ..conditions import evaluate
+from ..fieldtypes import FieldValueError, ParseContext, parse_value
+from ..files import DEFAULT_ALLOWED, inspect_upload
+from ..models import Card, Field, Label, Pipe
+from ..roles import STAFF_PERMS, pipe_access, pipe_users_with
+from ..services import NON_FIELD
+from .staging import StagedFile, Staging
 
 INPUT_PREFIX = "f-"
 SHOWN_INPUT = "_shown"  # keys of conditional fields on screen, so the HTMX endpoint swaps only what changed

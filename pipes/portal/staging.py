@@ -20,7 +20,7 @@ from django.core.cache import cache
 from django.core.files.storage import default_storage
 from django.core.files.uploadedfile import UploadedFile
 
-from .files import InspectedFile
+from ..files import InspectedFile
 
 log = logging.getLogger(__name__)
 

@@ -18,11 +18,11 @@ from django.urls import reverse
 from django.utils import translation
 from django.utils.translation import gettext as _
 
-from . import hooks
-from .choices import EventKind
-from .fieldtypes import is_filled
-from .models import Card
-from .portal_selectors import requester_editable_fields, requester_status
+from .. import hooks
+from ..choices import EventKind
+from ..fieldtypes import is_filled
+from ..models import Card
+from .selectors import requester_editable_fields, requester_status
 
 log = logging.getLogger(__name__)
 
