@@ -9,7 +9,7 @@ entries (about 3.8 per card), written with COPY through psycopg:
   that one month (the pathological month: every figure aggregates nearly the whole pipe).
 
 A seeded database is reused on the next run unless --reseed is given (or its shape changed).
-Then it times pipes.sla.sla_report for each scenario: the busiest month of the realistic pipe,
+Then it times pipes.governance.sla_report.sla_report for each scenario: the busiest month of the realistic pipe,
 and the peak pipe's month; the first (cold) run and the median of --runs warm runs, with the
 figures it computed.
 
@@ -268,8 +268,9 @@ def _scenarios(args) -> list[tuple[str, str, str, str, int]]:
 def measure(key: str, pipe, *, runs: int) -> None:
     from django.db import connection
 
+    from pipes.durations import duration_text
+    from pipes.governance.sla_report import sla_report
     from pipes.models import Card, PhaseEntry
-    from pipes.sla import duration_text, sla_report
 
     cards = Card.objects.filter(pipe=pipe).count()
     entries = PhaseEntry.objects.filter(card__pipe=pipe).count()

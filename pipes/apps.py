@@ -12,7 +12,7 @@ class PipesConfig(AppConfig):
         from django.db.models.signals import m2m_changed, post_delete, post_save, pre_save
         from guardian.models import GroupObjectPermission, UserObjectPermission
 
-        from . import audit
+        from .governance import audit
         from .models import Card, Field, Label, Membership, Organization, Phase, Pipe
         from .portal import mail  # noqa: F401  connects requester emails to hooks
         from .roles import forget_access

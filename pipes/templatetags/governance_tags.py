@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django import template
 
-from ..sla import duration_text
+from ..durations import duration_text
 
 register = template.Library()
 

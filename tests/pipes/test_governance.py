@@ -13,8 +13,9 @@ from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.utils import timezone
 
-from pipes import audit, governance, services
+from pipes import governance, services
 from pipes.choices import EventKind
+from pipes.governance import audit
 from pipes.models import Card, Phase, PipePolicy, PrivacyRequest
 from pipes.timeline import verify_timelines
 from tests.personas import PASSWORD, good_start_values

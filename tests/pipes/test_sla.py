@@ -13,8 +13,8 @@ from django.core.management import call_command
 
 from pipes import hooks, services
 from pipes.governance import sla_mark_late, sla_preview
+from pipes.governance.sla_report import sla_report
 from pipes.models import Card, CardEvent, Notification
-from pipes.sla import sla_report
 from pipes.timeline import verify_timelines
 from tests.personas import good_start_values
 

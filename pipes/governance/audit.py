@@ -32,9 +32,9 @@ from django.utils.dateparse import parse_datetime
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
-from .choices import ActorKind, EventKind
-from .masking import field_text, mask_text
-from .models import Card, CardEvent, Field, Label, Organization, Phase, Pipe
+from ..choices import ActorKind, EventKind
+from ..masking import field_text, mask_text
+from ..models import Card, CardEvent, Field, Label, Organization, Phase, Pipe
 
 CHUNK = 500
 

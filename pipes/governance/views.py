@@ -23,17 +23,35 @@ from django.utils.text import slugify
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_http_methods
 
-from .. import governance
-from ..audit import AuditFilters, AuditScope, audit_entries, audit_page, sources_for
 from ..choices import ActorKind
 from ..csvsafe import csv_safe_writer
+from ..durations import duration_text
 from ..masking import title_shown
 from ..models import Card, Membership, Organization, Pipe, PrivacyRequest
 from ..parsing import parse_day, parse_int
 from ..roles import PipeAccess, is_org_owner
 from ..selectors import pipe_get_for_user
 from ..services import CardError
-from ..sla import MonthError, SlaReport, duration_text, sla_report, write_late_csv, write_summary_csv
+from .audit import AuditFilters, AuditScope, audit_entries, audit_page, sources_for
+from .privacy import (
+    privacy_requests,
+    subject_digest,
+    subject_erase,
+    subject_export,
+    subject_fields,
+    subject_pipes,
+)
+from .retention import (
+    TracePruning,
+    pipe_policy,
+    pipe_policy_update,
+    retention_apply,
+    retention_due,
+    retention_runs,
+    trace_retention_apply,
+)
+from .selectors import governed_pipes, owned_organizations
+from .sla_report import MonthError, SlaReport, sla_report, write_late_csv, write_summary_csv
 
 AUDIT_PAGE_SIZE = 50
 LATE_EXPORT_LIMIT = 1_000_000
@@ -86,8 +104,8 @@ def _csv_download(name: str) -> HttpResponse:
 @login_required
 @require_GET
 def index(request: HttpRequest) -> HttpResponse:
-    pipes = list(governance.governed_pipes(user=request.user))
-    owned = list(governance.owned_organizations(user=request.user))
+    pipes = list(governed_pipes(user=request.user))
+    owned = list(owned_organizations(user=request.user))
     orgs: dict[int, dict] = {}
     for pipe in pipes:
         entry = orgs.setdefault(pipe.organization_id, {"org": pipe.organization, "pipes": [], "owner": False})
@@ -347,12 +365,12 @@ def privacy(request: HttpRequest, org_slug: str) -> HttpResponse:
     """Find a person, export what Trilho holds about them, or erase it. POST only, so the person's
     email never lands in a URL, a browser history or an access log."""
     org = _org_for_member(request, org_slug)
-    pipes = list(governance.subject_pipes(user=request.user, organization=org))
+    pipes = list(subject_pipes(user=request.user, organization=org))
     if not pipes:
         raise PermissionDenied(
             _("Only admins of a pipe of %(org)s handle data-subject requests.") % {"org": org.name}
         )
-    fields = governance.subject_fields(pipes=pipes)
+    fields = subject_fields(pipes=pipes)
     field_choices = sorted({(f.key, f.label) for f in fields}, key=lambda kv: kv[1].lower())
     identifier = request.POST.get("identifier", "").strip()[:254]
     field_key = request.POST.get("field", "")
@@ -365,7 +383,7 @@ def privacy(request: HttpRequest, org_slug: str) -> HttpResponse:
         "field_choices": field_choices,
         "identifier": identifier,
         "field_key": field_key,
-        "requests": governance.privacy_requests(organization=org, pipes=pipes),
+        "requests": privacy_requests(organization=org, pipes=pipes),
     }
     status = 200
     if action and not identifier:
@@ -373,7 +391,7 @@ def privacy(request: HttpRequest, org_slug: str) -> HttpResponse:
         return _render(request, org, "governance/privacy.html", context, status=422)
 
     if action == "export":
-        data, record = governance.subject_export(
+        data, record = subject_export(
             user=request.user, organization=org, identifier=identifier, field_key=field_key
         )
         response = HttpResponse(
@@ -393,7 +411,7 @@ def privacy(request: HttpRequest, org_slug: str) -> HttpResponse:
             action = "preview"
         else:
             try:
-                report = governance.subject_erase(
+                report = subject_erase(
                     user=request.user, organization=org, identifier=identifier, field_key=field_key
                 )
             except CardError as exc:
@@ -402,15 +420,15 @@ def privacy(request: HttpRequest, org_slug: str) -> HttpResponse:
             context.update(
                 erased=report,
                 identifier="",
-                requests=governance.privacy_requests(organization=org, pipes=pipes),
+                requests=privacy_requests(organization=org, pipes=pipes),
             )
             return _render(request, org, "governance/privacy.html", context)
 
     if action == "preview":
-        preview = governance.subject_erase(
+        preview = subject_erase(
             user=request.user, organization=org, identifier=identifier, field_key=field_key, dry_run=True
         )
-        digest = governance.subject_digest(identifier)
+        digest = subject_digest(identifier)
         context.update(
             preview=preview,
             earlier=PrivacyRequest.objects.filter(organization=org, subject_digest=digest).select_related(
@@ -433,7 +451,7 @@ def _count_param(request: HttpRequest, name: str) -> int | None:
 @require_http_methods(["GET", "POST"])
 def retention(request: HttpRequest, pipe_id: int) -> HttpResponse:
     pipe, _access = _pipe_for_admin(request, pipe_id)
-    policy = governance.pipe_policy(pipe=pipe)
+    policy = pipe_policy(pipe=pipe)
     context: dict = {"pipe": pipe, "policy": policy, "errors": {}}
     status = 200
     if request.method == "POST":
@@ -451,7 +469,7 @@ def retention(request: HttpRequest, pipe_id: int) -> HttpResponse:
                     errors[name] = [_("Enter a whole number of days, or leave it empty.")]
             if not errors:
                 try:
-                    governance.pipe_policy_update(user=request.user, pipe=pipe, **values)
+                    pipe_policy_update(user=request.user, pipe=pipe, **values)
                 except CardError as exc:
                     errors = exc.errors
             if not errors:
@@ -459,19 +477,19 @@ def retention(request: HttpRequest, pipe_id: int) -> HttpResponse:
             context.update(errors=errors, posted=request.POST)
             status = 422
         elif action == "apply":
-            run = governance.retention_apply(pipe=pipe)
+            run = retention_apply(pipe=pipe)
             return redirect(reverse("governance:retention", args=[pipe.pk]) + f"?anonymised={run.total}")
         elif action == "prune":
-            pruned = governance.trace_retention_apply(pipe=pipe).get(pipe.pk, governance.TracePruning())
+            pruned = trace_retention_apply(pipe=pipe).get(pipe.pk, TracePruning())
             return redirect(reverse("governance:retention", args=[pipe.pk]) + f"?pruned={pruned.runs}")
-    due = governance.retention_due(pipe=pipe)
+    due = retention_due(pipe=pipe)
     context.update(
         due_count=due.count(),
         due_cards=list(due[:20]),
         saved=request.GET.get("saved") == "1",
         anonymised=_count_param(request, "anonymised"),
         pruned=_count_param(request, "pruned"),
-        runs=governance.retention_runs(pipe=pipe),
-        traces_due=governance.trace_retention_apply(pipe=pipe, dry_run=True).get(pipe.pk),
+        runs=retention_runs(pipe=pipe),
+        traces_due=trace_retention_apply(pipe=pipe, dry_run=True).get(pipe.pk),
     )
     return _render(request, pipe.organization, "governance/retention.html", context, status=status)

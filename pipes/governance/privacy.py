@@ -1,20 +1,10 @@
-"""Governance services: SLA marks, data-subject export and erasure, and retention anonymisation.
+"""Data-subject requests (LGPD/GDPR): `subject_export` / `subject_erase` answer one for one person, found by
+email or another identifying field in the pipes the admin administers; `subject_erase` with dry_run=True
+rehearses the erasure in a rolled-back transaction, so the preview is exactly what the erasure would do.
 
-- `sla_mark_late` marks cards over their phase's SLA ("late") or their pipe's deadline ("expired"),
-  records it on each card's timeline, notifies assignees and pipe admins, and announces it
-  (hooks.card_changed kind "late"/"expired") so the rail can run steps. The rail's beat runs it
-  every minute; `sla_preview` tells what a run would do without doing it.
-- `subject_export` / `subject_erase` answer a data-subject request (LGPD/GDPR) for one person,
-  found by email or another identifying field in the pipes the admin administers; `subject_erase`
-  with dry_run=True rehearses the erasure in a rolled-back transaction, so the preview is exactly
-  what the erasure would do.
-- `retention_due` / `retention_apply` anonymise finished cards older than a pipe's retention;
-  `trace_retention_apply` prunes step traces past theirs through the pruner the rail registers.
-
-Card writes go through pipes.services; this module adds what is not a card: the audit-log
-redaction, the privacy-request record and the notifications. The rail extends erasure through
-the `person_erasing` signal (redact step traces), the `person_exporting` signal (add its records of
-the person's cards to their export) and `register_trace_pruner` (trace retention).
+Card writes go through pipes.services; this module adds what is not a card: the audit-log redaction and
+the privacy-request record. The rail extends erasure through the `person_erasing` signal (redact step
+traces) and export through the `person_exporting` signal (add its records of the person's cards).
 """
 
 from __future__ import annotations
@@ -22,29 +12,25 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import logging
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.contrib.contenttypes.models import ContentType
-from django.core.mail import send_mass_mail
 from django.db import transaction
-from django.db.models import F, Q, QuerySet
+from django.db.models import Q, QuerySet
 from django.dispatch import Signal
-from django.urls import reverse
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from . import services
-from .choices import FieldType, OrgRole
-from .masking import title_shown
-from .models import (
+from .. import services
+from ..choices import FieldType
+from ..models import (
     Card,
     CardErasure,
     CardEvent,
@@ -52,19 +38,13 @@ from .models import (
     Membership,
     Notification,
     Organization,
-    Phase,
     Pipe,
-    PipePolicy,
     PrivacyRequest,
 )
-from .roles import pipe_access, pipe_users_with, pipes_for_user
-from .timeline import verify_timelines
-
-log = logging.getLogger(__name__)
+from ..roles import pipes_for_user
+from ..timeline import verify_timelines
 
 ERASED = services.ERASED
-SLA_ACTOR_NAME = "SLA monitor"
-RETENTION_ACTOR_NAME = "Retention policy"
 
 # Sent inside the erasure's transaction with card_ids (list[int]) and identifiers (list[str], the values
 # scrubbed). The rail connects to it to redact its step traces of those cards. A dry run sends it too
@@ -77,194 +57,6 @@ person_erasing = Signal()
 # export. The rail connects to it with its step runs (traces included) and review tasks, so the
 # export holds every place the person's data is kept though pipes knows nothing of the rail.
 person_exporting = Signal()
-
-# ---------------------------------------------------------------- SLA marks
-
-
-@dataclass
-class SlaPlan:
-    """What an SLA run would do: (card id, since, phase id) to mark, card ids to clear."""
-
-    late: list[tuple[int, datetime, int]] = field(default_factory=list)
-    expired: list[tuple[int, datetime]] = field(default_factory=list)
-    clear_late: list[int] = field(default_factory=list)
-    clear_expired: list[int] = field(default_factory=list)
-
-
-@dataclass
-class SlaResult:
-    """What an SLA run did (ids of cards)."""
-
-    late: list[int] = field(default_factory=list)
-    expired: list[int] = field(default_factory=list)
-    cleared_late: list[int] = field(default_factory=list)
-    cleared_expired: list[int] = field(default_factory=list)
-    notifications: int = 0
-
-    def __str__(self) -> str:
-        return (
-            f"{len(self.late)} late, {len(self.expired)} expired, "
-            f"{len(self.cleared_late) + len(self.cleared_expired)} cleared, {self.notifications} notified"
-        )
-
-
-def sla_preview(*, now: datetime | None = None, pipe: Pipe | None = None, limit: int = 1000) -> SlaPlan:
-    """The cards a run at `now` would mark late or expired, or clear (dry run: changes nothing).
-
-    Late: unfinished cards whose time in their phase passed the phase's SLA and that carry no mark
-    set in that phase (a card marked in an earlier phase is recomputed). Expired: unfinished cards
-    older than their pipe's deadline. Marks that no longer hold (the card moved on or finished, the
-    SLA or deadline was lengthened or removed) are cleared."""
-    now = now or timezone.now()
-    plan = SlaPlan()
-    phases = Phase.objects.filter(sla_hours__isnull=False, is_final=False)
-    pipes = Pipe.objects.filter(expiration_days__isnull=False)
-    if pipe is not None:
-        phases, pipes = phases.filter(pipe=pipe), pipes.filter(pk=pipe.pk)
-    unfinished = Card.objects.filter(finished_at__isnull=True)
-    not_marked_here = Q(late_at__isnull=True) | Q(late_at__lt=F("phase_entered_at"))
-    late_ids: set[int] = set()
-    for phase in phases:
-        cutoff = now - timedelta(hours=phase.sla_hours)
-        over = unfinished.filter(phase=phase, phase_entered_at__lt=cutoff)
-        for pk, entered in over.filter(not_marked_here).values_list("pk", "phase_entered_at")[: limit + 1]:
-            plan.late.append((pk, entered + timedelta(hours=phase.sla_hours), phase.pk))
-        late_ids.update(over.values_list("pk", flat=True)[: limit * 10])
-        plan.clear_late += list(
-            Card.objects.filter(
-                phase=phase,
-                late_at__isnull=False,
-                late_at__gte=F("phase_entered_at"),
-                phase_entered_at__gte=cutoff,
-            ).values_list("pk", flat=True)[:limit]
-        )
-    stale = Card.objects.filter(late_at__isnull=False).filter(
-        Q(late_at__lt=F("phase_entered_at")) | Q(phase__sla_hours__isnull=True) | Q(phase__is_final=True)
-    )
-    if pipe is not None:
-        stale = stale.filter(pipe=pipe)
-    plan.clear_late += [pk for pk in stale.values_list("pk", flat=True)[:limit] if pk not in late_ids]
-
-    for p in pipes:
-        cutoff = now - timedelta(days=p.expiration_days)
-        cards = unfinished.filter(pipe=p, expired_at__isnull=True, created_at__lt=cutoff)
-        plan.expired += [
-            (pk, created + timedelta(days=p.expiration_days))
-            for pk, created in cards.values_list("pk", "created_at")[: limit + 1]
-        ]
-        plan.clear_expired += list(
-            unfinished.filter(pipe=p, expired_at__isnull=False, created_at__gte=cutoff).values_list(
-                "pk", flat=True
-            )[:limit]
-        )
-    no_deadline = unfinished.filter(expired_at__isnull=False, pipe__expiration_days__isnull=True)
-    if pipe is not None:
-        no_deadline = no_deadline.filter(pipe=pipe)
-    plan.clear_expired += list(no_deadline.values_list("pk", flat=True)[:limit])
-    plan.late, plan.expired = plan.late[:limit], plan.expired[:limit]
-    return plan
-
-
-def sla_mark_late(*, now: datetime | None = None, pipe: Pipe | None = None, limit: int = 1000) -> SlaResult:
-    """Mark cards late or expired (and clear marks that no longer hold); idempotent, safe to overlap.
-
-    Each mark goes through services.card_mark_overdue (timeline event, announcement), then the
-    card's assignees and the pipe's admins are told in the app and by email. `limit` bounds the
-    work of one run; the next run picks up the rest."""
-    now = now or timezone.now()
-    plan = sla_preview(now=now, pipe=pipe, limit=limit)
-    result = SlaResult()
-    actor = services.Actor.system(SLA_ACTOR_NAME)
-    phases = {p.pk: p for p in Phase.objects.filter(pk__in={ph for _c, _s, ph in plan.late})}
-    for card_id, since, phase_id in plan.late:
-        phase = phases[phase_id]
-        payload = {"phase": phase.key, "sla_hours": phase.sla_hours, "due": since.isoformat()}
-        if services.card_mark_overdue(
-            card_id=card_id, kind="late", since=since, phase_id=phase_id, payload=payload, actor=actor
-        ):
-            result.late.append(card_id)
-    for card_id, since in plan.expired:
-        card = Card.objects.select_related("pipe").only("pipe__expiration_days").get(pk=card_id)
-        payload = {"expiration_days": card.pipe.expiration_days, "due": since.isoformat()}
-        if services.card_mark_overdue(
-            card_id=card_id, kind="expired", since=since, payload=payload, actor=actor
-        ):
-            result.expired.append(card_id)
-    result.cleared_late = plan.clear_late
-    result.cleared_expired = plan.clear_expired
-    services.cards_clear_overdue(card_ids=plan.clear_late, kind="late")
-    services.cards_clear_overdue(card_ids=plan.clear_expired, kind="expired")
-    result.notifications = _notify_overdue(late=result.late, expired=result.expired)
-    return result
-
-
-def _card_path(card: Card) -> str:
-    return reverse("card_detail", args=[card.pipe_id, card.pk])
-
-
-def _notify_overdue(*, late: list[int], expired: list[int]) -> int:
-    """Tell each card's assignees and its pipe's admins, in the app and by email (after commit)."""
-    marks = [(pk, "late") for pk in late] + [(pk, "expired") for pk in expired]
-    if not marks:
-        return 0
-    cards = {
-        c.pk: c
-        for c in Card.objects.filter(pk__in={pk for pk, _k in marks})
-        .select_related("pipe", "phase")
-        .prefetch_related("assignees")
-    }
-    admins: dict[int, list] = {}
-    pii_readers: dict[int, set[int]] = {}
-    pipe_fields: dict[int, list[Field]] = {}
-    notes, mails = [], []
-    for card_id, kind in marks:
-        card = cards[card_id]
-        pipe = card.pipe
-        if pipe.pk not in admins:
-            admins[pipe.pk] = list(pipe_users_with(pipe, "administer_pipe"))
-            pii_readers[pipe.pk] = set(pipe_users_with(pipe, "view_pii").values_list("pk", flat=True))
-            pipe_fields[pipe.pk] = list(pipe.fields.all())
-        people = {u.pk: u for u in [*card.assignees.all(), *admins[pipe.pk]] if u.is_active}
-        for user in people.values():
-            title = title_shown(
-                pipe=pipe, can_view_pii=user.pk in pii_readers[pipe.pk], fields=pipe_fields[pipe.pk]
-            )(card.title)
-            if kind == "late":
-                message = _("%(ref)s %(title)s is late: it passed the %(hours)s h SLA of %(phase)s.") % {
-                    "ref": card.reference,
-                    "title": title,
-                    "hours": card.phase.sla_hours,
-                    "phase": card.phase.name,
-                }
-            else:
-                message = _(
-                    "%(ref)s %(title)s expired: it is open past the %(days)s-day deadline of %(pipe)s."
-                ) % {
-                    "ref": card.reference,
-                    "title": title,
-                    "days": pipe.expiration_days,
-                    "pipe": pipe.name,
-                }
-            path = _card_path(card)
-            notes.append(Notification(user=user, card=card, message=message[:500], url=path))
-            if user.email:
-                body = _("%(message)s\n\nOpen the card: %(link)s\n") % {
-                    "message": message,
-                    "link": settings.SITE_URL.rstrip("/") + path,
-                }
-                mails.append((message[:200], body, None, [user.email]))
-    Notification.objects.bulk_create(notes)
-    if mails:
-        transaction.on_commit(lambda: _send(mails))
-    return len(notes)
-
-
-def _send(mails: list[tuple]) -> None:
-    try:
-        send_mass_mail(mails, fail_silently=False)
-    except Exception:  # noqa: BLE001 - a mail outage must not undo the marks; the in-app notes stand
-        log.warning("could not send %d SLA emails", len(mails), exc_info=True)
-
 
 # ---------------------------------------------------------------- data subjects: finding a person
 
@@ -668,174 +460,3 @@ def privacy_requests(
         : limit * 5
     ]
     return [r for r in recent if not r.pipe_ids or pipe_ids & set(r.pipe_ids)][:limit]
-
-
-# ---------------------------------------------------------------- retention
-
-
-def pipe_policy(*, pipe: Pipe) -> PipePolicy:
-    """The pipe's governance policy (an empty one when none was saved)."""
-    try:
-        return pipe.policy
-    except PipePolicy.DoesNotExist:
-        return PipePolicy(pipe=pipe)
-
-
-def pipe_policy_update(
-    *, user: AbstractBaseUser, pipe: Pipe, retention_days: int | None, trace_retention_days: int | None
-) -> PipePolicy:
-    """Set how long finished cards and step traces of `pipe` are kept (pipe admins only)."""
-    if not pipe_access(user=user, pipe=pipe).can_administer:
-        raise services.CardPermissionError(
-            _("Only admins of %(pipe)s may change its retention.") % {"pipe": pipe.name}
-        )
-    errors = {}
-    for key, value in (("retention_days", retention_days), ("trace_retention_days", trace_retention_days)):
-        if value is not None and not 1 <= value <= 36500:
-            errors[key] = [_("Enter a number of days from 1 to 36500, or leave it empty.")]
-    if errors:
-        raise services.CardError(errors)
-    policy, _created = PipePolicy.objects.update_or_create(
-        pipe=pipe,
-        defaults={
-            "retention_days": retention_days,
-            "trace_retention_days": trace_retention_days,
-            "updated_at": timezone.now(),
-            "updated_by": user,
-        },
-    )
-    return policy
-
-
-def retention_due(*, pipe: Pipe, now: datetime | None = None) -> QuerySet[Card]:
-    """Finished cards of `pipe` older than its retention period and not anonymised yet (dry-run preview)."""
-    policy = pipe_policy(pipe=pipe)
-    if not policy.retention_days:
-        return Card.objects.none()
-    cutoff = (now or timezone.now()) - timedelta(days=policy.retention_days)
-    anonymised = CardErasure.objects.filter(request__kind=PrivacyRequest.Kind.RETENTION).values("card_id")
-    return (
-        Card.objects.filter(pipe=pipe, finished_at__isnull=False, finished_at__lt=cutoff)
-        .exclude(pk__in=anonymised)
-        .select_related("pipe", "phase")
-        .order_by("finished_at", "pk")
-    )
-
-
-@dataclass
-class RetentionRun:
-    """Cards a retention run anonymised (or would, when dry_run), per pipe."""
-
-    dry_run: bool
-    by_pipe: dict[int, list[int]] = field(default_factory=dict)
-
-    @property
-    def total(self) -> int:
-        return sum(len(ids) for ids in self.by_pipe.values())
-
-
-def retention_apply(
-    *, now: datetime | None = None, pipe: Pipe | None = None, dry_run: bool = False, limit: int = 500
-) -> RetentionRun:
-    """Anonymise finished cards past their pipe's retention (each pipe's PII fields, files and the
-    timeline payloads that held them are erased, as for a data subject). `limit` cards per pipe and run."""
-    now = now or timezone.now()
-    run = RetentionRun(dry_run=dry_run)
-    policies = PipePolicy.objects.filter(retention_days__isnull=False).select_related("pipe__organization")
-    if pipe is not None:
-        policies = policies.filter(pipe=pipe)
-    actor = services.Actor.system(RETENTION_ACTOR_NAME)
-    for policy in policies:
-        cards = list(retention_due(pipe=policy.pipe, now=now)[:limit])
-        run.by_pipe[policy.pipe_id] = [c.pk for c in cards]
-        if dry_run or not cards:
-            continue
-        with transaction.atomic():
-            request = PrivacyRequest.objects.create(
-                organization=policy.pipe.organization,
-                kind=PrivacyRequest.Kind.RETENTION,
-                pipe_ids=[policy.pipe_id],
-                card_ids=[c.pk for c in cards],
-                note=_("Finished more than %(days)d days ago") % {"days": policy.retention_days},
-            )
-            reason = _("Retention: finished more than %(days)d days ago") % {"days": policy.retention_days}
-            erased = _erase_cards(actor=actor, cards=cards, identifiers=[], request=request, reason=reason)
-            request.counts = ErasureReport(dry_run=False, cards=erased).totals
-            request.save(update_fields=["counts"])
-    return run
-
-
-def retention_runs(*, pipe: Pipe, limit: int = 10) -> list[PrivacyRequest]:
-    """The latest retention runs that anonymised cards of `pipe` (newest first)."""
-    runs = PrivacyRequest.objects.filter(
-        kind=PrivacyRequest.Kind.RETENTION, organization_id=pipe.organization_id
-    )
-    return [r for r in runs[: limit * 10] if pipe.pk in (r.pipe_ids or [])][:limit]
-
-
-def trace_retention_cutoffs(*, now: datetime | None = None) -> dict[int, datetime]:
-    """For the rail's trace pruning: pipe id → prune traces of step runs older than this moment."""
-    now = now or timezone.now()
-    return {
-        pipe_id: now - timedelta(days=days)
-        for pipe_id, days in PipePolicy.objects.filter(trace_retention_days__isnull=False).values_list(
-            "pipe_id", "trace_retention_days"
-        )
-    }
-
-
-@dataclass
-class TracePruning:
-    """Step runs whose traces (prompts, raw outputs, calls) a pruning deleted, or would (dry run)."""
-
-    runs: int = 0
-    events: int = 0
-
-    def __add__(self, other: TracePruning) -> TracePruning:
-        return TracePruning(runs=self.runs + other.runs, events=self.events + other.events)
-
-
-_trace_pruners: list[Callable[..., TracePruning]] = []
-
-
-def register_trace_pruner(prune: Callable[..., TracePruning]) -> None:
-    """The rail registers how it prunes traces: prune(pipe_id=, before=, dry_run=) -> TracePruning.
-
-    pipes owns the policy (how many days, per pipe) and knows nothing of the traces themselves."""
-    if prune not in _trace_pruners:
-        _trace_pruners.append(prune)
-
-
-def trace_retention_apply(
-    *, now: datetime | None = None, pipe: Pipe | None = None, dry_run: bool = False
-) -> dict[int, TracePruning]:
-    """Prune the step traces older than each pipe's trace retention; pipe id → what was (or would be) pruned."""
-    cutoffs = trace_retention_cutoffs(now=now)
-    if pipe is not None:
-        cutoffs = {pipe.pk: cutoffs[pipe.pk]} if pipe.pk in cutoffs else {}
-    result = {}
-    for pipe_id, before in cutoffs.items():
-        pruned = TracePruning()
-        for prune in _trace_pruners:
-            pruned = pruned + prune(pipe_id=pipe_id, before=before, dry_run=dry_run)
-        result[pipe_id] = pruned
-    return result
-
-
-# ---------------------------------------------------------------- who may govern
-
-
-def governed_pipes(*, user: AbstractBaseUser) -> QuerySet[Pipe]:
-    """Pipes whose governance pages `user` may open: those they administer (owners: all of their orgs)."""
-    return (
-        pipes_for_user(user, ("administer_pipe",))
-        .select_related("organization")
-        .prefetch_related("phases")
-        .order_by("organization__name", "name")
-    )
-
-
-def owned_organizations(*, user: AbstractBaseUser) -> QuerySet[Organization]:
-    if user.is_superuser:
-        return Organization.objects.all()
-    return Organization.objects.filter(memberships__user=user, memberships__role=OrgRole.OWNER).distinct()

@@ -25,9 +25,9 @@ from django.db import connection, transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from .csvsafe import csv_safe_writer
-from .models import Card, Phase, PhaseEntry, Pipe
-from .parsing import FIRST_DAY, LAST_DAY, day_in_range, parse_int
+from ..csvsafe import csv_safe_writer
+from ..models import Card, Phase, PhaseEntry, Pipe
+from ..parsing import FIRST_DAY, LAST_DAY, day_in_range, parse_int
 
 LATE_LIST_LIMIT = 200
 
@@ -520,20 +520,6 @@ def _compute_python(report: SlaReport, late_limit: int) -> None:
 def hours(seconds: float | None) -> str:
     """Seconds as hours with one decimal, for CSV."""
     return "" if seconds is None else f"{seconds / 3600:.1f}"
-
-
-def duration_text(seconds: float | None) -> str:
-    """A short human duration: 45 min, 3 h 20 min, 2 d 4 h."""
-    if seconds is None:
-        return "—"
-    minutes = int(round(seconds / 60))
-    if minutes < 60:
-        return _("%(m)d min") % {"m": minutes}
-    h, m = divmod(minutes, 60)
-    if h < 24:
-        return _("%(h)d h %(m)02d min") % {"h": h, "m": m} if m else _("%(h)d h") % {"h": h}
-    d, h = divmod(h, 24)
-    return _("%(d)d d %(h)d h") % {"d": d, "h": h} if h else _("%(d)d d") % {"d": d}
 
 
 def write_summary_csv(report: SlaReport, out) -> None:
