@@ -8,7 +8,7 @@ mistyping their password never locks out the colleagues behind the same office N
 from django.contrib.auth import views as auth_views
 from django.utils.translation import gettext as _
 
-from ..security import Throttle, client_address
+from .security import Throttle, client_address
 
 WINDOW_SECONDS = 15 * 60
 FAILURES_PER_ACCOUNT = Throttle("login-account", limit=5, window=WINDOW_SECONDS)
