@@ -12,6 +12,7 @@ the next test sees.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import SimpleNamespace
@@ -26,6 +27,7 @@ from django.test import override_settings
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 from django.views import static
 
+from orchestrator.api.tokens import token_create
 from orchestrator.inbox.models import InboxItem
 from orchestrator.models import ReviewTask, Risk, RunStatus, StepRun
 from pipes.choices import FieldType
@@ -43,8 +45,9 @@ PORTAL = "portal"  # the board sends requesters to the portal instead of showing
 FORBIDDEN = "403"
 NOT_FOUND = "404"
 NOT_ALLOWED = "405"
+UNAUTHORIZED = "401"  # the API answers anonymous calls with 401 (no sign-in page to send a program to)
 
-REFUSED = {LOGIN, PORTAL, FORBIDDEN, NOT_FOUND, NOT_ALLOWED}
+REFUSED = {LOGIN, PORTAL, FORBIDDEN, NOT_FOUND, NOT_ALLOWED, UNAUTHORIZED}
 INPUT_REFUSED = {400, 409, 422}  # the view let the caller in, then refused what they sent
 
 ROLES = (
@@ -103,6 +106,15 @@ WRONG_VERB = roles(NOT_ALLOWED, anonymous=LOGIN)
 WRONG_VERB_PUBLIC = roles(NOT_ALLOWED)
 
 
+def api(profile: dict[str, str]) -> dict[str, str]:
+    """The same rule through the REST API: anonymous callers get 401 instead of the sign-in page."""
+    return {**profile, "anonymous": UNAUTHORIZED}
+
+
+# Who may file a card through the API: the write path's rule (requesters and workers), 404 outside.
+API_FILE = api(roles(OK, stranger=NOT_FOUND, outsider=NOT_FOUND, viewer=FORBIDDEN, reviewer=FORBIDDEN))
+
+
 # ---------------------------------------------------------------- the table
 
 
@@ -117,6 +129,7 @@ class Row:
     # The POST body is a real write: allowed, it changes data. This keeps the "refused, so
     # nothing changed" check of the other roles from passing only because the body was inert.
     writes: bool = False
+    json: bool = False  # the POST body goes as JSON (the REST API), not as a form
 
 
 def _pipe(m):
@@ -323,6 +336,93 @@ TABLE: dict[str, Row] = {
     "inbox:file_preview": Row(
         lambda m: {**_task(m), "file_id": m.file.pk}, {"GET": REVIEW, "POST": WRONG_VERB}
     ),
+    # ------------------------------------------------ REST API (orchestrator/api, namespace "api")
+    # The same getters as the pages, so the same profiles; anonymous calls get 401. Tokens narrow
+    # these further (their pipes, read or write): tests/api covers them.
+    # The schema and its docs page are public and read-only: ninja serves them to any verb.
+    "api:openapi-json": Row(_none, {"GET": EVERYONE, "POST": EVERYONE}),
+    "api:openapi-view": Row(_none, {"GET": EVERYONE, "POST": EVERYONE}),
+    "api:api-root": Row(_none, {"GET": roles(NOT_FOUND), "POST": roles(NOT_FOUND)}),
+    "api:organizations": Row(_none, {"GET": api(SIGNED_IN), "POST": WRONG_VERB_PUBLIC}),
+    "api:pipes": Row(_none, {"GET": api(SIGNED_IN), "POST": WRONG_VERB_PUBLIC}),
+    "api:pipe": Row(_pipe, {"GET": api(SEE_BOARD), "POST": WRONG_VERB_PUBLIC}),
+    "api:pipe_sla": Row(_pipe, {"GET": api(GOVERN_PIPE), "POST": WRONG_VERB_PUBLIC}),
+    "api:reviews": Row(_none, {"GET": api(SIGNED_IN), "POST": WRONG_VERB_PUBLIC}),
+    "api:review": Row(_task, {"GET": api(REVIEW), "POST": WRONG_VERB_PUBLIC}),
+    "api:review_decide": Row(
+        _task,
+        {"GET": WRONG_VERB_PUBLIC, "POST": api(REVIEW)},
+        data=lambda m: {"decision": "approve", "values": {"po_number": "PO-1"}, "comment": "Fine."},
+        writes=True,
+        json=True,
+    ),
+    "api:run": Row(lambda m: {"run_id": m.failed_run.pk}, {"GET": api(RAIL), "POST": WRONG_VERB_PUBLIC}),
+    "api:card_runs": Row(_card, {"GET": api(RAIL), "POST": WRONG_VERB_PUBLIC}),
+    # One route, two operations (list and open a card): each name gets the same row.
+    **{
+        name: Row(
+            _pipe,
+            {"GET": api(SEE_BOARD), "POST": API_FILE},
+            data=lambda m: {"values": good_start_values(item="API request")},
+            writes=True,
+            json=True,
+        )
+        for name in ("api:cards", "api:cards_create")
+    },
+    "api:card": Row(_card, {"GET": api(SEE_BOARD), "POST": WRONG_VERB_PUBLIC}),
+    "api:card_fields": Row(
+        _card,
+        {"GET": WRONG_VERB_PUBLIC, "POST": api(WORK_BOARD)},
+        data=lambda m: {"values": {"item": "Laptop for Ana, 16 GB"}},
+        writes=True,
+        json=True,
+    ),
+    "api:card_move": Row(
+        _card,
+        {"GET": WRONG_VERB_PUBLIC, "POST": api(WORK_BOARD)},
+        data=lambda m: {"to_phase": "triage"},
+        writes=True,
+        json=True,
+    ),
+    "api:card_assign": Row(
+        _card,
+        {"GET": WRONG_VERB_PUBLIC, "POST": api(WORK_BOARD)},
+        data=lambda m: {"assignees": [m.member.pk]},
+        writes=True,
+        json=True,
+    ),
+    "api:card_labels": Row(
+        _card,
+        {"GET": WRONG_VERB_PUBLIC, "POST": api(WORK_BOARD)},
+        data=lambda m: {"labels": [m.label.pk]},
+        writes=True,
+        json=True,
+    ),
+    "api:card_comments": Row(
+        _card,
+        {"GET": WRONG_VERB_PUBLIC, "POST": api({**WORK_BOARD, "reviewer": OK})},
+        data=lambda m: {"text": "Checked the quote."},
+        writes=True,
+        json=True,
+    ),
+    "api:card_files": Row(
+        _card,
+        {"GET": WRONG_VERB_PUBLIC, "POST": api(WORK_BOARD)},
+        data=lambda m: {"files": SimpleUploadedFile("more.txt", b"another quote", content_type="text/plain")},
+        writes=True,
+    ),
+    # ------------------------------------------------ API tokens page (namespace "api_tokens")
+    # Everyone manages their own tokens (a stranger has no pipe to name: the form says so, 422).
+    "api_tokens:index": Row(
+        _none,
+        {"GET": SIGNED_IN, "HX-POST": SIGNED_IN},
+        data=lambda m: {"name": "Matrix", "scope": "read", "kind": "personal", "pipes": [m.pipe.pk]},
+    ),
+    # A token is its owner's (the member's here) and its organization owners' to revoke.
+    "api_tokens:revoke": Row(
+        lambda m: {"token_id": m.api_token.pk},
+        {"GET": WRONG_VERB, "POST": roles(NOT_FOUND, anonymous=LOGIN, member=OK, owner=OK)},
+    ),
 }
 
 
@@ -449,6 +549,14 @@ def matrix(django_db_setup, django_db_blocker, tmp_path_factory):
             label=world.pipe.labels.get(),
             triage=world.phase("triage"),
             approval=world.phase("approval"),
+            api_token=token_create(
+                user=world.member,
+                organization=world.org,
+                name="m",
+                kind="personal",
+                scope="read",
+                pipes=[world.pipe],
+            ).token,
         )
         cache.clear()
         yield m
@@ -491,7 +599,7 @@ def outcome(response, method: str) -> str:
         return OK
     if 200 <= code < 300 or (method.endswith("POST") and code in INPUT_REFUSED):
         return OK
-    if code in (403, 404, 405):
+    if code in (401, 403, 404, 405):
         return str(code)
     return f"status {code}"
 
@@ -516,7 +624,9 @@ def test_permission_matrix(client, matrix, name, role, method):
     headers = {"HTTP_HX_REQUEST": "true"} if method.startswith("HX-") else {}
     before = state()
 
-    if method.endswith("POST"):
+    if method.endswith("POST") and row.json:
+        response = client.post(url, json.dumps(row.data(matrix)), content_type="application/json", **headers)
+    elif method.endswith("POST"):
         response = client.post(url, row.data(matrix), **headers)
     else:
         response = client.get(url, **headers)

@@ -11,6 +11,7 @@ from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils.translation import gettext as _
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods, require_POST
 
@@ -73,8 +74,9 @@ def tokens(request: HttpRequest) -> HttpResponse:
         "scope": request.POST.get("scope", ApiTokenScope.READ),
         "pipes": {p.pk for p in pipes},
     }
-    if organization is None:
-        raise PermissionDenied
+    if organization is None:  # a member of no organization: nothing to make a token for
+        errors = {"pipes": [_("Choose at least one pipe: a token reaches only the pipes it names.")]}
+        return _render(request, _context(request, posted=posted, errors=errors), status=422)
     try:
         new = token_create(
             user=request.user,

@@ -19,11 +19,11 @@ from orchestrator.inbox.selectors import InboxFilters, inbox_rows, task_get_for_
 from orchestrator.inbox.services import inbox_decide
 from orchestrator.models import ReviewTask, StepRun
 from orchestrator.rail.selectors import RailForbidden, pipe_get_for_costs, run_get_for_user, run_shown
+from pipes.governance.sla_report import MonthError, sla_report
 from pipes.masking import title_shown
 from pipes.models import Membership, Organization
 from pipes.roles import STAFF_PERMS, organizations_for_user, pipe_access, pipes_for_user
 from pipes.selectors import board_schema
-from pipes.sla import MonthError, sla_report
 
 from .cards import _json, _values_in, errors
 from .errors import ApiInputError

@@ -35,7 +35,7 @@ LAST_USED_EVERY = dt.timedelta(minutes=1)  # last_used_at is written at most thi
 
 
 class TokenError(Exception):
-    """A token could not be made or revoked. `errors` maps form fields (or "__all__") to reasons."""
+    """A token could not be made or revoked. `errors` maps form fields (or "general") to reasons."""
 
     def __init__(self, errors: dict[str, list[str]]):
         self.errors = errors
@@ -138,7 +138,7 @@ def token_get_for_user(*, user: AbstractBaseUser, pk: int) -> ApiToken:
 def token_revoke(*, user: AbstractBaseUser, token: ApiToken) -> ApiToken:
     """Revoke `token` (its owner, or an owner of its organization); revoking twice changes nothing."""
     if token.owner_id != user.pk and not is_org_owner(user, token.organization_id):
-        raise TokenError({"__all__": [_("Only the token's owner or an organization owner may revoke it.")]})
+        raise TokenError({"general": [_("Only the token's owner or an organization owner may revoke it.")]})
     if token.revoked_at is None:
         ApiToken.objects.filter(pk=token.pk, revoked_at__isnull=True).update(
             revoked_at=timezone.now(), revoked_by=user
