@@ -1,19 +1,26 @@
-"""Notifications to people: in-app rows and an email, for now when someone @mentions them in a comment."""
+"""Notifications to people: in-app rows and an email, when someone @mentions them in a comment and when a
+card they work on or administer goes late or expires (SLA marks). The portal's emails to requesters are in
+pipes.portal.mail, the reviewer inbox's in orchestrator.inbox.notify."""
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Iterable, Sequence
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.mail import send_mass_mail
+from django.db import transaction
+from django.urls import reverse
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from .masking import title_shown
-from .models import Card, Notification
-from .roles import pipe_access
+from .models import Card, Field, Notification
+from .roles import pipe_access, pipe_users_with
+
+log = logging.getLogger(__name__)
 
 MENTION = re.compile(r"(?<![\w@.])@([\w.\-+]{1,150})")
 
@@ -82,3 +89,72 @@ def notifications_mark_read(*, user: AbstractBaseUser, card: Card) -> int:
     return Notification.objects.filter(user=user, card=card, read_at__isnull=True).update(
         read_at=timezone.now()
     )
+
+
+def _card_path(card: Card) -> str:
+    return reverse("card_detail", args=[card.pipe_id, card.pk])
+
+
+def notify_overdue(*, late: list[int], expired: list[int]) -> int:
+    """Tell each card's assignees and its pipe's admins that it is late or expired, in the app and by email
+    (after commit). Returns how many in-app notifications it wrote (pipes.governance.sla_mark_late calls it)."""
+    marks = [(pk, "late") for pk in late] + [(pk, "expired") for pk in expired]
+    if not marks:
+        return 0
+    cards = {
+        c.pk: c
+        for c in Card.objects.filter(pk__in={pk for pk, _k in marks})
+        .select_related("pipe", "phase")
+        .prefetch_related("assignees")
+    }
+    admins: dict[int, list] = {}
+    pii_readers: dict[int, set[int]] = {}
+    pipe_fields: dict[int, list[Field]] = {}
+    notes, mails = [], []
+    for card_id, kind in marks:
+        card = cards[card_id]
+        pipe = card.pipe
+        if pipe.pk not in admins:
+            admins[pipe.pk] = list(pipe_users_with(pipe, "administer_pipe"))
+            pii_readers[pipe.pk] = set(pipe_users_with(pipe, "view_pii").values_list("pk", flat=True))
+            pipe_fields[pipe.pk] = list(pipe.fields.all())
+        people = {u.pk: u for u in [*card.assignees.all(), *admins[pipe.pk]] if u.is_active}
+        for user in people.values():
+            title = title_shown(
+                pipe=pipe, can_view_pii=user.pk in pii_readers[pipe.pk], fields=pipe_fields[pipe.pk]
+            )(card.title)
+            if kind == "late":
+                message = _("%(ref)s %(title)s is late: it passed the %(hours)s h SLA of %(phase)s.") % {
+                    "ref": card.reference,
+                    "title": title,
+                    "hours": card.phase.sla_hours,
+                    "phase": card.phase.name,
+                }
+            else:
+                message = _(
+                    "%(ref)s %(title)s expired: it is open past the %(days)s-day deadline of %(pipe)s."
+                ) % {
+                    "ref": card.reference,
+                    "title": title,
+                    "days": pipe.expiration_days,
+                    "pipe": pipe.name,
+                }
+            path = _card_path(card)
+            notes.append(Notification(user=user, card=card, message=message[:500], url=path))
+            if user.email:
+                body = _("%(message)s\n\nOpen the card: %(link)s\n") % {
+                    "message": message,
+                    "link": settings.SITE_URL.rstrip("/") + path,
+                }
+                mails.append((message[:200], body, None, [user.email]))
+    Notification.objects.bulk_create(notes)
+    if mails:
+        transaction.on_commit(lambda: _send_overdue(mails))
+    return len(notes)
+
+
+def _send_overdue(mails: list[tuple]) -> None:
+    try:
+        send_mass_mail(mails, fail_silently=False)
+    except Exception:  # noqa: BLE001 - a mail outage must not undo the marks; the in-app notes stand
+        log.warning("could not send %d SLA emails", len(mails), exc_info=True)

@@ -6,33 +6,17 @@ rail's beat runs it every minute; `sla_preview` tells what a run would do withou
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from django.conf import settings
-from django.core.mail import send_mass_mail
-from django.db import transaction
 from django.db.models import F, Q
-from django.urls import reverse
 from django.utils import timezone
-from django.utils.translation import gettext as _
 
 from .. import services
-from ..masking import title_shown
-from ..models import (
-    Card,
-    Field,
-    Notification,
-    Phase,
-    Pipe,
-)
-from ..roles import pipe_users_with
-
-log = logging.getLogger(__name__)
+from ..models import Card, Phase, Pipe
+from ..notifications import notify_overdue
 
 SLA_ACTOR_NAME = "SLA monitor"
-# ---------------------------------------------------------------- SLA marks
 
 
 @dataclass
@@ -148,73 +132,5 @@ def sla_mark_late(*, now: datetime | None = None, pipe: Pipe | None = None, limi
     result.cleared_expired = plan.clear_expired
     services.cards_clear_overdue(card_ids=plan.clear_late, kind="late")
     services.cards_clear_overdue(card_ids=plan.clear_expired, kind="expired")
-    result.notifications = _notify_overdue(late=result.late, expired=result.expired)
+    result.notifications = notify_overdue(late=result.late, expired=result.expired)
     return result
-
-
-def _card_path(card: Card) -> str:
-    return reverse("card_detail", args=[card.pipe_id, card.pk])
-
-
-def _notify_overdue(*, late: list[int], expired: list[int]) -> int:
-    """Tell each card's assignees and its pipe's admins, in the app and by email (after commit)."""
-    marks = [(pk, "late") for pk in late] + [(pk, "expired") for pk in expired]
-    if not marks:
-        return 0
-    cards = {
-        c.pk: c
-        for c in Card.objects.filter(pk__in={pk for pk, _k in marks})
-        .select_related("pipe", "phase")
-        .prefetch_related("assignees")
-    }
-    admins: dict[int, list] = {}
-    pii_readers: dict[int, set[int]] = {}
-    pipe_fields: dict[int, list[Field]] = {}
-    notes, mails = [], []
-    for card_id, kind in marks:
-        card = cards[card_id]
-        pipe = card.pipe
-        if pipe.pk not in admins:
-            admins[pipe.pk] = list(pipe_users_with(pipe, "administer_pipe"))
-            pii_readers[pipe.pk] = set(pipe_users_with(pipe, "view_pii").values_list("pk", flat=True))
-            pipe_fields[pipe.pk] = list(pipe.fields.all())
-        people = {u.pk: u for u in [*card.assignees.all(), *admins[pipe.pk]] if u.is_active}
-        for user in people.values():
-            title = title_shown(
-                pipe=pipe, can_view_pii=user.pk in pii_readers[pipe.pk], fields=pipe_fields[pipe.pk]
-            )(card.title)
-            if kind == "late":
-                message = _("%(ref)s %(title)s is late: it passed the %(hours)s h SLA of %(phase)s.") % {
-                    "ref": card.reference,
-                    "title": title,
-                    "hours": card.phase.sla_hours,
-                    "phase": card.phase.name,
-                }
-            else:
-                message = _(
-                    "%(ref)s %(title)s expired: it is open past the %(days)s-day deadline of %(pipe)s."
-                ) % {
-                    "ref": card.reference,
-                    "title": title,
-                    "days": pipe.expiration_days,
-                    "pipe": pipe.name,
-                }
-            path = _card_path(card)
-            notes.append(Notification(user=user, card=card, message=message[:500], url=path))
-            if user.email:
-                body = _("%(message)s\n\nOpen the card: %(link)s\n") % {
-                    "message": message,
-                    "link": settings.SITE_URL.rstrip("/") + path,
-                }
-                mails.append((message[:200], body, None, [user.email]))
-    Notification.objects.bulk_create(notes)
-    if mails:
-        transaction.on_commit(lambda: _send(mails))
-    return len(notes)
-
-
-def _send(mails: list[tuple]) -> None:
-    try:
-        send_mass_mail(mails, fail_silently=False)
-    except Exception:  # noqa: BLE001 - a mail outage must not undo the marks; the in-app notes stand
-        log.warning("could not send %d SLA emails", len(mails), exc_info=True)

@@ -24,7 +24,7 @@ from .common import (
 )
 from .errors import CardError
 
-# ---------------------------------------------------------------- comments and files
+# ---------------------------------------------------------------- attaching files
 
 
 def card_attach_files(
