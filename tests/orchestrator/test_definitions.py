@@ -9,7 +9,7 @@ import pytest
 
 from agents.models import Agent
 from orchestrator.models import Mechanism, Step
-from pipes.definitions import (
+from pipes.design import (
     DefinitionError,
     definition_check,
     definition_dump,
