@@ -54,7 +54,7 @@ def _context(request: HttpRequest, **extra) -> dict:
 def _render(request: HttpRequest, context: dict, *, status: int = 200) -> HttpResponse:
     template = "api/tokens.html#tokens-body" if request.htmx else "api/tokens.html"
     response = render(request, template, context, status=status)
-    response["Cache-Control"] = "no-store"  # a new token's secret must not stay in any cache
+    response["Cache-Control"] = "no-store, private"  # a new token's secret must not stay in any cache
     return response
 
 
