@@ -20,9 +20,9 @@ from orchestrator.models import ReviewStatus, ReviewTask
 from orchestrator.rail.dispatch import dispatch_document_extraction
 from orchestrator.rail.services import RailError, RailPermissionError, review_open
 from orchestrator.rail.trace import run_url
-from pipes.portal.forms import PortalForm, initial_from_values, org_tz
 from pipes.models import CardFile, Phase
 from pipes.parsing import parse_id
+from pipes.portal.forms import PortalForm, initial_from_values, org_tz
 from pipes.roles import PipeAccess, pipes_for_user
 from pipes.selectors import board_schema, card_detail
 from pipes.services import NON_FIELD, CardError
