@@ -307,7 +307,11 @@ def step_execute(
                 )
                 return STOP
             if decision.by_agent:
-                handover = Handover(reason=f"the agent's answer could not be applied ({exc.message}) → human")
+                # The refused answer stays the reviewer's draft: they correct it rather than start over.
+                handover = Handover(
+                    reason=f"the agent's answer could not be applied ({exc.message}) → human",
+                    proposal=decision.proposal,
+                )
                 wait_for_review(
                     run=run,
                     step=step,

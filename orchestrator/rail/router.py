@@ -25,6 +25,7 @@ from pipes.services import CardAuthorityError, authority_check
 from ..models import Mechanism, PipeRailSettings, Risk, Step, StepRun, TraceKind
 from . import costs
 from .apply import agent_actor
+from .reasons import Part, Reason
 from .results import Apply, Handover, StepPermanent, StepTransient, Usage
 from .trace import RunLedger, Tracer
 
@@ -86,7 +87,10 @@ def automation_decide(*, run: StepRun, step: Step, card: Card, tracer: Tracer) -
         raise StepPermanent(str(exc)) from exc
     kinds = ", ".join(dict.fromkeys(str(a.get("type")) for a in step.actions or [])) or "no actions"
     return Apply(
-        mechanism=Mechanism.AUTOMATION, reason=f"automation: {kinds}", decision="done", effects=result.effects
+        mechanism=Mechanism.AUTOMATION,
+        reason=Reason.of("automation", kinds=kinds),
+        decision="done",
+        effects=result.effects,
     )
 
 
@@ -106,7 +110,12 @@ def budget_left(pipe_id: int) -> tuple[bool, int | None]:
     return (spent or 0) < budget, budget
 
 
-def _authority_early(*, agent, card: Card, fields: Mapping[str, Field]) -> str | None:
+def authority_reason(exc: CardAuthorityError) -> Reason:
+    """Why the write path refused the agent's authority, as the rail's reason: a person decides."""
+    return Reason(parts=(Part(exc.rail_code, exc.rail_params),), then=Part("human"))
+
+
+def _authority_early(*, agent, card: Card, fields: Mapping[str, Field]) -> Reason | None:
     """Why the agent's authority already rules it out (before a model is asked), or None.
 
     Only when the agent cannot write its authority field: otherwise its answer sets the amount, and the
@@ -117,19 +126,25 @@ def _authority_early(*, agent, card: Card, fields: Mapping[str, Field]) -> str |
     try:
         authority_check(actor=actor, pipe=card.pipe, values=card.values, fields=fields)
     except CardAuthorityError as exc:
-        return f"{exc.rail_reason} → human"
+        return authority_reason(exc)
     return None
 
 
-FOUR_EYES = "four eyes: two people approve"
-
-
-def _four_eyes(tracer: Tracer, notes: list[str], draft: AgentAnswer) -> Handover:
+def _four_eyes(tracer: Tracer, notes: list[Part], draft: AgentAnswer) -> Handover:
     """Hand a four-eyes step's drafted decision to people: it takes effect only once two distinct reviewers
     approve it (orchestrator.inbox.services.inbox_decide), whoever drafted it."""
-    reason = "; ".join([*notes, FOUR_EYES]) + " → human"
-    tracer.add(TraceKind.ROUTING, reason, {"proposal": draft.as_proposal()})
+    reason = Reason(parts=(*notes, Part("four_eyes")), then=Part("human"))
+    _route(tracer, reason, {"proposal": draft.as_proposal()})
     return Handover(reason=reason, proposal=draft)
+
+
+def _route(tracer: Tracer, reason: Reason, data: dict | None = None) -> None:
+    """The routing choice in the trace: its English sentence, and the reason as data."""
+    tracer.add(TraceKind.ROUTING, reason.record(), {**(data or {}), "reason": reason.as_data()})
+
+
+def _to_human(notes: list[Part], *last: Part) -> Reason:
+    return Reason(parts=(*notes, *last), then=Part("human"))
 
 
 def agent_route(*, run: StepRun, step: Step, card: Card, tracer: Tracer, usage: Usage) -> Apply | Handover:
@@ -141,17 +156,23 @@ def agent_route(*, run: StepRun, step: Step, card: Card, tracer: Tracer, usage: 
         for i, rule in enumerate(step.rules or []):
             if evaluate(rule.get("when"), card.values):
                 decision = str(rule.get("decision") or "done")
-                why = rule.get("reason") or f"rule {i + 1} matched"
+                why = (
+                    Part("rule_says", {"text": str(rule["reason"])})
+                    if rule.get("reason")
+                    else Part("rule_matched", {"n": i + 1})
+                )
                 if step.four_eyes:  # a rule drafts the decision; two people still approve it
                     draft = AgentAnswer(
                         decision=decision,
                         values=dict(rule.get("values") or {}),
                         confidence=Decimal(1),
-                        reasoning=str(why),
+                        reasoning=why.record(),
                     )
-                    return _four_eyes(tracer, [str(why), f"{decision} proposed without a model"], draft)
-                reason = f"{why} → {decision} without a model"
-                tracer.add(TraceKind.ROUTING, reason, {"rule": rule})
+                    return _four_eyes(
+                        tracer, [why, Part("proposed_without_model", {"decision": decision})], draft
+                    )
+                reason = Reason(parts=(why,), then=Part("without_model", {"decision": decision}))
+                _route(tracer, reason, {"rule": rule})
                 return Apply(
                     mechanism=Mechanism.AUTOMATION,
                     reason=reason,
@@ -159,16 +180,17 @@ def agent_route(*, run: StepRun, step: Step, card: Card, tracer: Tracer, usage: 
                     values=dict(rule.get("values") or {}),
                 )
         if step.risk == Risk.HIGH:
-            tracer.add(TraceKind.ROUTING, "risk high → human")
-            return Handover(reason="risk high → human")
+            reason = _to_human([], Part("risk_high"))
+            _route(tracer, reason)
+            return Handover(reason=reason)
     if agent is None:
-        reason = "the step has no agent → human"
-        tracer.add(TraceKind.ROUTING, reason)
+        reason = _to_human([], Part("no_agent"))
+        _route(tracer, reason)
         return Handover(reason=reason)
-    reason = _authority_early(agent=agent, card=card, fields=fields)
-    if reason:
-        tracer.add(TraceKind.ROUTING, reason)
-        return Handover(reason=reason)
+    early = _authority_early(agent=agent, card=card, fields=fields)
+    if early is not None:
+        _route(tracer, early)
+        return Handover(reason=early)
 
     tiers = {
         Mechanism.AUTO: ["local", "foundation"],
@@ -191,18 +213,18 @@ def agent_route(*, run: StepRun, step: Step, card: Card, tracer: Tracer, usage: 
     tracer.add(TraceKind.PROMPT, f"{len(system) + len(user)} characters", {"system": system, "user": user})
     ctx = ParseContext(pipe=card.pipe)
     threshold = agent.confidence_threshold
-    notes: list[str] = []
+    notes: list[Part] = []
     proposal: AgentAnswer | None = None
     for position, tier in enumerate(tiers):
         chosen = agent.model_for(tier)
         if chosen is None:
-            notes.append(f"no {tier} model configured")
+            notes.append(Part("no_model_configured", {"tier": tier}))
             continue
         provider, model = chosen
         if tier == "foundation":
             available, budget = budget_left(card.pipe_id)
             if not available:
-                notes.append(f"monthly token budget {budget:,} spent")
+                notes.append(Part("budget_spent", {"budget": budget}))
                 continue
         tracer.flush()  # inputs and prompt are on record before the model is asked
         try:
@@ -222,7 +244,7 @@ def agent_route(*, run: StepRun, step: Step, card: Card, tracer: Tracer, usage: 
             )
             if explicit:
                 raise StepTransient(f"{provider}/{model} unavailable: {exc}") from exc
-            notes.append(f"{tier} model {model} unreachable")
+            notes.append(Part("model_unreachable", {"tier": tier, "model": model}))
             continue
         except ModelRefused as exc:
             tracer.add(
@@ -232,7 +254,7 @@ def agent_route(*, run: StepRun, step: Step, card: Card, tracer: Tracer, usage: 
             )
             if explicit:
                 raise StepPermanent(f"{provider}/{model} refused the request: {exc}") from exc
-            notes.append(f"{tier} model {model} refused the request")
+            notes.append(Part("model_refused", {"tier": tier, "model": model}))
             continue
         priced = usage.add(
             provider=provider, model=model, input_tokens=reply.input_tokens, output_tokens=reply.output_tokens
@@ -258,31 +280,44 @@ def agent_route(*, run: StepRun, step: Step, card: Card, tracer: Tracer, usage: 
             )
             if explicit:
                 raise StepTransient(f"invalid answer from {model}: {exc.errors[0]}") from exc
-            notes.append(f"{tier} answer invalid")
+            notes.append(Part("answer_invalid", {"tier": tier, "model": model}))
             continue
-        proposal = answer
+        # The draft a person gets is the most confident valid answer, not merely the last one.
+        if proposal is None or answer.confidence > proposal.confidence:
+            proposal = answer
         if answer.decision == "escalate":
-            reason = "; ".join([*notes, f"{tier} model {model} escalated"]) + " → human"
-            tracer.add(TraceKind.ROUTING, reason)
+            reason = _to_human(notes, Part("model_escalated", {"tier": tier, "model": model}))
+            _route(tracer, reason)
             return Handover(reason=reason, proposal=answer)
         # The agent's authority limit is the write path's to hold: an answer it refuses comes back to a
         # person as a review (step_execute), with the answer as the draft.
         if answer.confidence < threshold:
-            note = f"{tier} confidence {answer.confidence} below {threshold}"
+            note = Part(
+                "low_confidence",
+                {
+                    "tier": tier,
+                    "model": model,
+                    "confidence": str(answer.confidence),
+                    "threshold": str(threshold),
+                },
+            )
             if position + 1 < len(tiers):
                 notes.append(note)
                 continue
-            reason = "; ".join([*notes, note]) + " → human"
-            tracer.add(TraceKind.ROUTING, reason, {"proposal": answer.as_proposal()})
-            return Handover(reason=reason, proposal=answer)
+            reason = _to_human(notes, note)
+            _route(tracer, reason, {"proposal": proposal.as_proposal()})
+            return Handover(reason=reason, proposal=proposal)
+        said = {
+            "tier": tier,
+            "model": model,
+            "decision": answer.decision,
+            "confidence": str(answer.confidence),
+        }
         if step.four_eyes:  # however confident the model, two people approve before it takes effect
-            said = f"{tier} model {model} proposed {answer.decision} with confidence {answer.confidence}"
-            return _four_eyes(tracer, [*notes, said], answer)
+            return _four_eyes(tracer, [*notes, Part("model_proposed", said)], answer)
         used = Mechanism.LOCAL_MODEL if tier == "local" else Mechanism.FOUNDATION_MODEL
-        reason = "; ".join(
-            [*notes, f"{tier} model {model} decided {answer.decision} with confidence {answer.confidence}"]
-        )
-        tracer.add(TraceKind.ROUTING, reason)
+        reason = Reason(parts=(*notes, Part("model_decided", said)))
+        _route(tracer, reason)
         return Apply(
             mechanism=used,
             reason=reason,
@@ -291,11 +326,30 @@ def agent_route(*, run: StepRun, step: Step, card: Card, tracer: Tracer, usage: 
             by_agent=True,
             proposal=answer,
         )
-    if explicit and proposal is None and not any("budget" in n for n in notes):
+    return _exhausted(
+        agent=agent, tiers=tiers, explicit=explicit, notes=notes, proposal=proposal, tracer=tracer
+    )
+
+
+def _exhausted(
+    *,
+    agent,
+    tiers: list[str],
+    explicit: bool,
+    notes: list[Part],
+    proposal: AgentAnswer | None,
+    tracer: Tracer,
+) -> Handover:
+    """Every tier was tried and none settled the case: a person decides, with the best answer as the draft.
+
+    A step that names its model fails when that model is not configured (its design is wrong), but not
+    when the budget is spent (a person decides until next month)."""
+    reason = Reason(parts=tuple(notes))
+    if explicit and proposal is None and not reason.has("budget_spent"):
         raise StepPermanent(f"agent {agent.name} has no {tiers[0]} model configured")
-    if proposal is None and not any("invalid" in n for n in notes):
-        reason = "no model reachable (" + "; ".join(notes) + ") → human"
+    if proposal is None and not reason.has("answer_invalid"):
+        reason = Reason(parts=reason.parts, then=Part("no_model"))  # no model could be asked at all
     else:
-        reason = "; ".join(notes) + " → human"
-    tracer.add(TraceKind.ROUTING, reason)
+        reason = reason.to_human()
+    _route(tracer, reason)
     return Handover(reason=reason, proposal=proposal)
