@@ -328,6 +328,7 @@ def inbox_decide(
                 # The assignee gave the first approval: the second is open to the pipe's other reviewers.
                 ReviewTask.objects.filter(pk=task.pk).update(assignee=None)
                 task.assignee = None
+            minutes = _bill_first_reviewer(task)
             if edited and task.proposal:
                 _record_edits(task=task, user=user, edited=edited, values=values)
             _trace(
@@ -340,6 +341,7 @@ def inbox_decide(
                     "comment": comment,
                     "values": values,
                     "stage": approvals,
+                    "minutes": str(minutes),
                 },
             )
             card_record_step(
@@ -378,6 +380,25 @@ def inbox_decide(
         task_id = task.pk
         transaction.on_commit(lambda: notify.decision_to_requester(task_id=task_id))
     return DecisionOutcome(task, decision, True, approvals, item.approvals_required)
+
+
+def _bill_first_reviewer(task: ReviewTask) -> Decimal:
+    """Add the first approver's minutes of a four-eyes task to its run's cost, and restart the clock.
+
+    The final decision bills the minutes from the task's opening (orchestrator.rail.services); clearing
+    `opened_at` here makes that opening the second reviewer's (review_open sets it again), so each
+    reviewer's own minutes are counted once."""
+    now = timezone.now()
+    minutes = _review_minutes(task, now)
+    run = task.run
+    if minutes:
+        StepRun.objects.filter(pk=run.pk).update(
+            cost=F("cost")
+            + costs.human_cost(minutes=minutes).to(run.currency or costs.cost_currency()).amount
+        )
+    ReviewTask.objects.filter(pk=task.pk).update(opened_at=None)
+    task.opened_at = None
+    return minutes
 
 
 # ---------------------------------------------------------------- asking the requester

@@ -257,6 +257,7 @@ def run_shown(*, run: StepRun, access: PipeAccess) -> RunShown:
 
 
 PERIODS = {"7d": 7, "30d": 30, "90d": 90}
+MEANINGFUL_BASELINE = Decimal("0.01")  # below a cent, a percentage of the baseline says nothing
 
 
 @dataclass
@@ -273,10 +274,21 @@ class CostRow:
     cost: Decimal = Decimal(0)
     baseline: Decimal = Decimal(0)
     note: str = ""
+    # Whether a foundation model alone was a real alternative: not for the runs a person settled
+    # (the process required one: high risk, authority, four eyes), nor for runs nothing settled yet.
+    compared: bool = True
 
     @property
     def saving(self) -> Decimal:
         return self.baseline - self.cost
+
+    @property
+    def is_loss(self) -> bool:
+        return self.saving < 0
+
+    @property
+    def saving_abs(self) -> Decimal:
+        return abs(self.saving)
 
 
 @dataclass
@@ -296,11 +308,26 @@ class CostReport:
     rates: list[costs.FxRate] = field(default_factory=list)  # the operator's rates into `currency`
     baseline_model: str = ""
 
+    # The runs rules, automations and models settled: the only ones compared with the baseline.
+    compared: CostRow = field(default_factory=lambda: CostRow("compared", "Compared"))
+
     @property
     def saving_share(self) -> Decimal | None:
-        if not self.total.baseline:
+        """The saving (or the extra cost) as a percentage of the baseline, where that means something:
+        None without a baseline of at least a cent, or when the cost is more than twice it (then
+        `cost_multiple` says how many times)."""
+        baseline = self.compared.baseline
+        if baseline < MEANINGFUL_BASELINE or self.cost_multiple is not None:
             return None
-        return (self.total.saving / self.total.baseline * 100).quantize(Decimal("1"))
+        return (abs(self.compared.saving) / baseline * 100).quantize(Decimal("1"))
+
+    @property
+    def cost_multiple(self) -> Decimal | None:
+        """How many times the baseline the compared runs cost, when it is more than twice."""
+        baseline = self.compared.baseline
+        if baseline < MEANINGFUL_BASELINE or self.compared.cost <= 2 * baseline:
+            return None
+        return (self.compared.cost / baseline).quantize(Decimal("0.1"))
 
 
 def _row(key: str, label: str, data: dict) -> CostRow:
@@ -359,10 +386,19 @@ def pipe_cost_report(*, pipe: Pipe, period: str = "30d", now: dt.datetime | None
         if value == Mechanism.AUTO:
             continue
         data = by_mechanism.get(value)
-        report.mechanisms.append(_row(value, str(label), data) if data else CostRow(value, str(label)))
+        row = _row(value, str(label), data) if data else CostRow(value, str(label))
+        row.compared = value != Mechanism.HUMAN
+        report.mechanisms.append(row)
     unrouted = by_mechanism.get("")
     if unrouted:  # queued, running, or failed before a mechanism settled them
-        report.mechanisms.append(_row("", _("Not settled"), unrouted))
+        row = _row("", _("Not settled"), unrouted)
+        row.compared = False
+        report.mechanisms.append(row)
+    for row in report.mechanisms:
+        if row.compared:
+            report.compared.runs += row.runs
+            report.compared.cost += row.cost
+            report.compared.baseline += row.baseline
     for data in (
         runs.values("step_name", "requested_mechanism").annotate(**_AGGREGATES).order_by("-cost", "step_name")
     ):
