@@ -18,6 +18,8 @@ from django.utils.translation import gettext as _
 
 from orchestrator.models import ReviewStatus, ReviewTask, Risk, TraceKind
 from pipes.choices import FieldType
+from pipes.conditions import evaluate
+from pipes.fieldtypes import is_filled
 from pipes.masking import field_text, title_shown
 from pipes.models import Card, Field, Phase
 from pipes.parsing import parse_id
@@ -52,6 +54,51 @@ def draft_values(*, task: ReviewTask, card: Card, fields: Mapping[str, Field]) -
     """What the review's inputs start with: the card's values, overridden by the agent's proposed values."""
     proposed = (task.proposal or {}).get("values") or {}
     return {k: proposed.get(k, card.values.get(k)) for k in fields}
+
+
+def move_needs(
+    *, task: ReviewTask, card: Card, decision: str, values: Mapping[str, Any] | None = None
+) -> list[Field]:
+    """Required fields of the card's phase that the move `decision` leads to still needs, as `values`
+    (the card's values unless given) leave them: the same rule as pipes.services.card_move (a forward
+    move needs the fields of the phase it leaves, those their conditions show). Empty when the decision
+    stays in the phase or goes back."""
+    step = task.run.step
+    target_key = step.next_phase_key(decision) if step is not None else ""
+    if not target_key or target_key == card.phase.key:
+        return []
+    target = Phase.objects.filter(pipe_id=card.pipe_id, key=target_key).only("position").first()
+    if target is None or target.position <= card.phase.position:
+        return []
+    values = card.values if values is None else values
+    leaving = Field.objects.filter(pipe_id=card.pipe_id, phase_id=card.phase_id, required=True).order_by(
+        "position", "pk"
+    )
+    return [f for f in leaving if evaluate(f.condition, values) and not is_filled(f, values.get(f.key))]
+
+
+def needed_keys(*, task: ReviewTask, card: Card, decision: str) -> set[str]:
+    """Keys of the required fields of the phase `decision` leaves, whatever their conditions say (the
+    page shows or hides conditional ones live): what the review screen asks for that decision."""
+    step = task.run.step
+    target_key = step.next_phase_key(decision) if step is not None else ""
+    if not target_key or target_key == card.phase.key:
+        return set()
+    target = Phase.objects.filter(pipe_id=card.pipe_id, key=target_key).only("position").first()
+    if target is None or target.position <= card.phase.position:
+        return set()
+    return set(
+        Field.objects.filter(pipe_id=card.pipe_id, phase_id=card.phase_id, required=True).values_list(
+            "key", flat=True
+        )
+    )
+
+
+def reason_fields(*, fields: Mapping[str, Field], keys: set[str]) -> list[Field]:
+    """Of the review's fields a rejection needs (`keys`), those that ask why: long texts that appear only
+    under a condition (e.g. "Why is it rejected?" once Decision is Rejected). The reviewer's comment
+    fills them, so the reason is typed once."""
+    return [f for f in fields.values() if f.key in keys and f.type == FieldType.LONG_TEXT and f.condition]
 
 
 # ---------------------------------------------------------------- the inbox
@@ -133,6 +180,10 @@ class InboxRow:
     bulk_ok: bool
     confidence: int | None
     title: str = ""  # the card's title, masked where its title field is PII the user may not see
+    # Approving moves the card on; these required fields (empty on the card and in the agent's draft)
+    # must be filled first: in the bulk bar, once for the selection (bulk_ok), or on the review screen.
+    bulk_needs: list[Field] = field(default_factory=list)
+    bulk_blocked: str = ""  # why a low-risk task is still left out of bulk approval
 
     @property
     def four_eyes(self) -> bool:
@@ -162,7 +213,7 @@ def inbox_rows(*, user: AbstractBaseUser, filters: InboxFilters) -> list[InboxRo
     )
     qs = (
         tasks.filter(views[filters.view])
-        .select_related("card__pipe", "pipe", "run__step", "assignee", "inbox", "decided_by")
+        .select_related("card__pipe", "pipe", "run__step__agent", "assignee", "inbox", "decided_by")
         .annotate(approvals=Coalesce(Subquery(approvals), 0))
     )
     if filters.view == "decided":
@@ -171,6 +222,7 @@ def inbox_rows(*, user: AbstractBaseUser, filters: InboxFilters) -> list[InboxRo
         qs = qs.order_by(F("inbox__due_at").asc(nulls_last=True), "created_at", "pk")
     rows = []
     titles: dict[int, Callable[[str], str]] = {}  # per pipe: the same few queries however many tasks
+    leaving_cache: dict[tuple[int, int], tuple[list[Field], set[str]]] = {}
     for task in qs[:LIST_LIMIT]:
         if task.pipe_id not in titles:
             pipe = task.card.pipe
@@ -183,6 +235,23 @@ def inbox_rows(*, user: AbstractBaseUser, filters: InboxFilters) -> list[InboxRo
         required = item.approvals_required if item else 1
         step = task.run.step
         own = task.card.created_by_id == user.pk
+        bulk_candidate = bool(
+            is_open
+            and not own
+            and not task.signed_by_me
+            and step is not None
+            and step.risk == Risk.LOW
+            and required == 1
+            and Decision.APPROVE in task.allowed_decisions
+        )
+        needs: list[Field] = []
+        blocked = ""
+        if bulk_candidate:
+            needs, settable = _approval_needs(task, leaving_cache)
+            if not settable:
+                blocked = _("Open it to approve: %(fields)s must be filled first.") % {
+                    "fields": ", ".join(f.label for f in needs)
+                }
         rows.append(
             InboxRow(
                 task=task,
@@ -194,20 +263,66 @@ def inbox_rows(*, user: AbstractBaseUser, filters: InboxFilters) -> list[InboxRo
                 approvals_required=required,
                 waiting_for_me=is_open and not own and not task.signed_by_me,
                 own_request=own,
-                bulk_ok=bool(
-                    is_open
-                    and not own
-                    and not task.signed_by_me
-                    and step is not None
-                    and step.risk == Risk.LOW
-                    and required == 1
-                    and Decision.APPROVE in task.allowed_decisions
-                ),
+                bulk_ok=bulk_candidate and not blocked,
                 confidence=_confidence_pct(task.confidence),
                 title=titles[task.pipe_id](task.card.title),
+                bulk_needs=needs if not blocked else [],
+                bulk_blocked=blocked,
             )
         )
     return rows
+
+
+def _approval_needs(
+    task: ReviewTask, cache: dict[tuple[int, int], tuple[list[Field], set[str]]]
+) -> tuple[list[Field], bool]:
+    """The required fields approving `task` still needs (the card's values with the agent's draft), and
+    whether the review may set them all (so the reviewer can fill them in the bulk bar).
+
+    The phase's required fields and the review's settable keys are read once per step and phase."""
+    step, card = task.run.step, task.card
+    key = (step.pk, card.phase_id)
+    if key not in cache:
+        target = Phase.objects.filter(pipe_id=card.pipe_id, key=step.on_approve).only("position").first()
+        phase_position = Phase.objects.filter(pk=card.phase_id).values_list("position", flat=True).first()
+        forward = target is not None and phase_position is not None and target.position > phase_position
+        leaving = (
+            list(
+                Field.objects.filter(pipe_id=card.pipe_id, phase_id=card.phase_id, required=True).order_by(
+                    "position", "pk"
+                )
+            )
+            if forward
+            else []
+        )
+        if step.agent_id and step.agent.writable_fields:
+            settable = set(step.agent.writable_fields)
+        else:
+            settable = {f.key for f in leaving}
+        cache[key] = (leaving, settable)
+    leaving, settable = cache[key]
+    if not leaving:
+        return [], True
+    values = {**card.values, **((task.proposal or {}).get("values") or {})}
+    needs = [f for f in leaving if evaluate(f.condition, values) and not is_filled(f, values.get(f.key))]
+    return needs, all(f.key in settable and f.type != FieldType.ATTACHMENT for f in needs)
+
+
+def fields_by_keys(*, pipe_id: int, keys: list[str]) -> list[Field]:
+    """The pipe's fields named by `keys`, in form order (those the bulk bar posted)."""
+    return list(Field.objects.filter(pipe_id=pipe_id, key__in=keys).order_by("position", "pk"))
+
+
+def bulk_field_groups(rows: list[InboxRow]) -> list[tuple[int, list[Field]]]:
+    """Per step, the fields its bulk-approvable tasks need, in form order: the bulk bar asks them once."""
+    groups: dict[int, dict[str, Field]] = {}
+    for row in rows:
+        if row.bulk_ok and row.bulk_needs:
+            groups.setdefault(row.task.run.step_id, {}).update({f.key: f for f in row.bulk_needs})
+    return [
+        (step_id, sorted(fields.values(), key=lambda f: (f.position, f.pk)))
+        for step_id, fields in groups.items()
+    ]
 
 
 def inbox_pipes(*, user: AbstractBaseUser) -> list:

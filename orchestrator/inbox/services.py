@@ -31,14 +31,14 @@ from orchestrator.rail import costs
 from orchestrator.rail.services import RailError, RailPermissionError, _review_decide
 from orchestrator.rail.trace import Tracer, timeline_payload
 from pipes.choices import RailStatus
-from pipes.fieldtypes import FieldValueError, ParseContext, parse_value
+from pipes.fieldtypes import FieldValueError, ParseContext, is_filled, parse_value
 from pipes.models import Card, Field, Notification, Phase
 from pipes.roles import PipeAccess, pipe_access, pipe_users_with
 from pipes.services import Actor, CardError, card_record_step, card_request_changes, card_set_rail_status
 
 from . import notify
 from .models import Decision, InboxItem, ReviewDelegation, ReviewSignoff
-from .selectors import draft_values, review_fields
+from .selectors import draft_values, move_needs, needed_keys, reason_fields, review_fields
 
 log = logging.getLogger(__name__)
 
@@ -259,6 +259,23 @@ def _record_edits(
     )
 
 
+def _rejection_values(
+    *, task: ReviewTask, card: Card, fields: Mapping[str, Field], parsed: Mapping[str, Any], comment: str
+) -> dict[str, Any]:
+    """What a rejection's move needs beyond the reviewer's edits, in one pass: the values on screen of
+    the required fields the card lacks (the agent's draft included), and the comment as the reason where
+    a field asks why (selectors.reason_fields) and is empty, so the reason is typed once."""
+    filled = {k: v for k, v in parsed.items() if is_filled(fields[k], v)}
+    needed = needed_keys(task=task, card=card, decision=Decision.REJECT)
+    extra = {k: v for k, v in filled.items() if k in needed and not is_filled(fields[k], card.values.get(k))}
+    merged = {**card.values, **filled}
+    reasons = {f.key for f in reason_fields(fields=fields, keys=needed)}
+    for f in move_needs(task=task, card=card, decision=Decision.REJECT, values=merged):
+        if f.key in reasons and comment:
+            extra[f.key] = comment
+    return extra
+
+
 def inbox_decide(
     *,
     task: ReviewTask,
@@ -317,6 +334,10 @@ def inbox_decide(
             }
             edited = [k for k in parsed if parsed[k] != draft.get(k)]
             values = parsed if decision == Decision.APPROVE else {k: parsed[k] for k in edited}
+            if decision == Decision.REJECT:
+                values.update(
+                    _rejection_values(task=task, card=card, fields=fields, parsed=parsed, comment=comment)
+                )
         approvals = (1 if first is not None else 0) + (1 if decision == Decision.APPROVE else 0)
 
         if decision == Decision.APPROVE and approvals < item.approvals_required:
@@ -575,15 +596,27 @@ class BulkResult:
     refused: list[tuple[ReviewTask, str]] = field(default_factory=list)
 
 
-def inbox_bulk_approve(*, task_ids: Iterable[int], user: AbstractBaseUser, comment: str = "") -> BulkResult:
+def inbox_bulk_approve(
+    *,
+    task_ids: Iterable[int],
+    user: AbstractBaseUser,
+    comment: str = "",
+    values: Mapping[str, Any] | None = None,
+) -> BulkResult:
     """Approve several open tasks of one low-risk, single-approval step, each in its own transaction and
-    recorded individually (as if approved one by one, with the agent's draft as proposed)."""
+    recorded individually (as if approved one by one, with the agent's draft as proposed).
+
+    `values` (raw input) are the fields the reviewer filled once for the selection: each task gets those
+    its approval still needs (required by the move, empty on the card and in the draft), never more."""
+    shared = {k: v for k, v in (values or {}).items() if v not in ("", [], None)}
     ids = sorted({int(i) for i in task_ids})
     if not ids:
         raise RailError(_("Select the tasks to approve."))
     if len(ids) > 100:
         raise RailError(_("Approve at most 100 tasks at once."))
-    tasks = list(ReviewTask.objects.filter(pk__in=ids).select_related("run__step", "card__pipe", "pipe"))
+    tasks = list(
+        ReviewTask.objects.filter(pk__in=ids).select_related("run__step", "card__pipe", "card__phase", "pipe")
+    )
     steps = {t.run.step_id for t in tasks}
     if len(tasks) != len(ids) or len(steps) != 1 or None in steps:
         raise RailError(_("Choose tasks of one and the same step to approve them together."))
@@ -597,8 +630,17 @@ def inbox_bulk_approve(*, task_ids: Iterable[int], user: AbstractBaseUser, comme
             raise RailPermissionError(_("You are not a reviewer of %(pipe)s.") % {"pipe": task.pipe.name})
     result = BulkResult()
     for task in tasks:
+        card = task.card
+        draft = {**card.values, **((task.proposal or {}).get("values") or {})}
+        needed = {f.key for f in move_needs(task=task, card=card, decision=Decision.APPROVE, values=draft)}
         try:
-            outcome = inbox_decide(task=task, user=user, decision=Decision.APPROVE, comment=comment)
+            outcome = inbox_decide(
+                task=task,
+                user=user,
+                decision=Decision.APPROVE,
+                comment=comment,
+                values={k: v for k, v in shared.items() if k in needed},
+            )
         except (RailError, CardError) as exc:
             result.refused.append((task, exc.message))
         else:

@@ -20,9 +20,10 @@ from orchestrator.models import ReviewStatus, ReviewTask
 from orchestrator.rail.dispatch import dispatch_document_extraction
 from orchestrator.rail.services import RailError, RailPermissionError, review_open
 from orchestrator.rail.trace import run_url
+from pipes.choices import FieldType
 from pipes.models import CardFile, Phase
 from pipes.parsing import parse_id
-from pipes.portal.forms import PortalForm, initial_from_values, org_tz
+from pipes.portal.forms import INPUT_PREFIX, PortalForm, initial_from_values, org_tz
 from pipes.roles import PipeAccess, pipes_for_user
 from pipes.selectors import board_schema, card_detail
 from pipes.services import NON_FIELD, CardError
@@ -32,12 +33,16 @@ from .selectors import (
     DUE_SOON,
     VIEWS,
     InboxFilters,
+    bulk_field_groups,
     delegation_candidates,
     draft_values,
+    fields_by_keys,
     inbox_counts,
     inbox_neighbours,
     inbox_pipes,
     inbox_rows,
+    needed_keys,
+    reason_fields,
     requestable_fields,
     review_context,
     send_back_phases,
@@ -68,15 +73,40 @@ def inbox(request: HttpRequest) -> HttpResponse:
         "overdue": _("Overdue"),
         "decided": _("Decided by me"),
     }
+    rows = inbox_rows(user=request.user, filters=filters)
     context = {
         "nav_active": "inbox",
         "filters": filters,
-        "rows": inbox_rows(user=request.user, filters=filters),
+        "rows": rows,
+        "bulk_groups": _bulk_forms(request, rows),
+        "bulk_left_out": sum(1 for r in rows if r.bulk_blocked),
         "counts": counts,
         "tabs": [(view, labels[view], counts[view], filters.params(view=view)) for view in VIEWS],
         "pipes": inbox_pipes(user=request.user),
     }
     return render(request, "inbox/index.html", context)
+
+
+def _reviewer_default(fields, user) -> dict:
+    """An empty Approver-like (assignee) field starts as the reviewer deciding: they are the approver."""
+    return {f.key: str(user.pk) for f in fields if f.type == FieldType.ASSIGNEE}
+
+
+def _bulk_forms(request: HttpRequest, rows) -> list[tuple[int, PortalForm]]:
+    """Per step, the inputs of the fields its selected tasks need: filled once in the bulk bar."""
+    pipes = {row.task.run.step_id: row.task.card.pipe for row in rows}
+    return [
+        (
+            step_id,
+            PortalForm(
+                pipe=pipes[step_id],
+                fields=fields,
+                user=request.user,
+                initial=_reviewer_default(fields, request.user),
+            ),
+        )
+        for step_id, fields in bulk_field_groups(rows)
+    ]
 
 
 @login_required
@@ -89,8 +119,16 @@ def bulk_approve(request: HttpRequest) -> HttpResponse:
     )
     if reviewable.count() != len(set(ids)):
         raise Http404  # a task of a pipe they do not review: its existence is private
+    first = reviewable.select_related("pipe").first()
+    values = {}
+    if first is not None:
+        posted = [k.removeprefix(INPUT_PREFIX) for k in request.POST if k.startswith(INPUT_PREFIX)]
+        fields = fields_by_keys(pipe_id=first.pipe_id, keys=posted)
+        values = PortalForm(pipe=first.pipe, fields=fields, user=request.user, data=request.POST).raw_values()
     try:
-        result = inbox_bulk_approve(task_ids=ids, user=request.user, comment=request.POST.get("comment", ""))
+        result = inbox_bulk_approve(
+            task_ids=ids, user=request.user, comment=request.POST.get("comment", ""), values=values
+        )
     except RailError as exc:
         messages.error(request, exc.message)
         return redirect(back)
@@ -132,6 +170,9 @@ def _draft_form(
         else draft_values(task=task, card=card, fields=review.fields)
     )
     initial = initial_from_values(fields, start or {}, tz=org_tz(card.pipe))
+    if review.first_approval is None:
+        empty = [f for f in fields if not initial.get(f.key)]
+        initial.update(_reviewer_default(empty, request.user))
     return PortalForm(
         pipe=card.pipe, fields=fields, user=request.user, initial=initial, base_values=card.values
     )
@@ -166,9 +207,6 @@ def _render_task(
         "nav_active": "inbox",
         "due_overdue": bool(due_at and due_at < now),
         "due_soon": bool(due_at and now <= due_at < now + DUE_SOON),
-        "proposed_keys": set(((task.proposal or {}).get("values") or {}).keys())
-        if not review.first_approval
-        else set(),
         "edited_keys": set(review.first_approval.edited_keys or [])
         if review.first_approval and task.proposal
         else set(),
@@ -201,8 +239,42 @@ def _render_task(
         "comment_error": comment_error,
         "comment": request.POST.get("comment", "") if request.method == "POST" else "",
         "mode": mode,
+        **_live_context(task, card, review),
     }
     return render(request, "inbox/task.html", context, status=status)
+
+
+def _live_context(task: ReviewTask, card, review) -> dict:
+    """What the draft's rows need to follow the page live: the fields endpoint, what a rejection asks
+    (the required fields of the phase it leaves) and which of them the comment fills (the reason)."""
+    reject_needs = (
+        needed_keys(task=task, card=card, decision=Decision.REJECT)
+        if Decision.REJECT in task.allowed_decisions
+        else set()
+    )
+    reasons = reason_fields(fields=review.fields, keys=reject_needs)
+    return {
+        "fields_url": reverse("inbox:fields", args=[task.pk]),
+        "reject_needs": reject_needs,
+        "reason_keys": {f.key for f in reasons},
+        "reason_fields": reasons,
+        "proposed_keys": set(((task.proposal or {}).get("values") or {}).keys())
+        if not review.first_approval
+        else set(),
+    }
+
+
+@login_required
+@require_POST
+def task_fields(request: HttpRequest, task_id: int) -> HttpResponse:
+    """The draft's conditional rows that appear or disappear given what is now chosen (out-of-band swaps)."""
+    task, access = task_get_for_user(user=request.user, task_id=task_id)
+    card = task.card
+    review = review_context(task=task, user=request.user, access=access, card=card)
+    form = _draft_form(request, task, access, review, bound=review.blocker is None)
+    context = {"rows": form.changed_rows(), **_live_context(task, card, review)}
+    with timezone.override(org_tz(card.pipe)):
+        return render(request, "inbox/_changed_rows.html", context)
 
 
 @login_required

@@ -54,6 +54,12 @@
         row.classList.toggle("is-disabled", other);
         row.classList.toggle("is-selected", box.checked);
       });
+      // The fields the selected step's approval needs: shown (and sent) only for that step.
+      root.querySelectorAll("[data-bulk-fields-for]").forEach(function (set) {
+        var mine = step !== null && set.getAttribute("data-bulk-fields-for") === step;
+        set.hidden = !mine;
+        set.disabled = !mine;
+      });
       if (!bar) return;
       bar.hidden = checked.length === 0;
       var template = (checked.length === 1 ? bar.getAttribute("data-one") : bar.getAttribute("data-many")) || "%(n)s";
@@ -128,17 +134,55 @@
       else btn.click();
     }
 
+    // Reject mode: the draft shows only what a rejection needs (rows marked data-reject-needs), the
+    // field that asks why is filled from the comment (data-reason-field), so it is typed once.
+    function rowFilled(row) {
+      return Array.prototype.some.call(row.querySelectorAll("input, select, textarea"), function (el) {
+        if (el.type === "hidden" || el.disabled) return false;
+        if (el.type === "checkbox" || el.type === "radio") return el.checked;
+        return el.value.trim() !== "";
+      });
+    }
+
+    function missingForReject() {
+      if (!form) return [];
+      return Array.prototype.filter.call(form.querySelectorAll(".draft-row[data-reject-needs]"), function (row) {
+        return !row.hidden && !row.hasAttribute("data-reason-field") && !rowFilled(row);
+      });
+    }
+
+    function refreshReasonNotes() {
+      if (!form) return;
+      var rejecting = form.getAttribute("data-deciding") === "reject";
+      form.querySelectorAll("[data-reason-note-for]").forEach(function (note) {
+        var row = document.getElementById("draft-" + note.getAttribute("data-reason-note-for"));
+        note.hidden = !(rejecting && row && !row.hidden && row.hasAttribute("data-reason-field"));
+      });
+    }
+
+    function setDeciding(value) {
+      if (!form) return;
+      if (value) form.setAttribute("data-deciding", value);
+      else form.removeAttribute("data-deciding");
+      refreshReasonNotes();
+    }
+
     function arm(value, message) {
       var btn = button(value);
       if (!btn) return false;
       if (armed) armed.classList.remove("is-armed");
       armed = btn;
       btn.classList.add("is-armed");
+      setDeciding(value === "reject" ? "reject" : "");
+      var missing = value === "reject" ? missingForReject() : [];
+      if (missing.length) message = form.getAttribute("data-hint-reject-fields") || message;
       if (hint && message) {
         hint.textContent = message;
         hint.hidden = false;
       }
-      if (comment) comment.focus();
+      var first = missing.length ? missing[0].querySelector("input:not([type=hidden]), select, textarea") : null;
+      if (first) first.focus();
+      else if (comment) comment.focus();
       return true;
     }
 
@@ -148,7 +192,7 @@
 
     function startReject() {
       if (!button("reject")) return;
-      if (hasComment()) submitWith(button("reject"));
+      if (hasComment() && !missingForReject().length) submitWith(button("reject"));
       else arm("reject", form.getAttribute("data-hint-reject"));
     }
 
@@ -192,7 +236,8 @@
       form.addEventListener("submit", function (event) {
         var btn = event.submitter;
         var needs = btn && (btn.value === "reject" || btn.value === "request_changes");
-        if (needs && !hasComment()) {
+        var rejectMissing = btn && btn.value === "reject" && missingForReject().length > 0;
+        if ((needs && !hasComment()) || rejectMissing) {
           event.preventDefault();
           arm(btn.value, form.getAttribute(btn.value === "reject" ? "data-hint-reject" : "data-hint-changes"));
         } else if (btn) {
@@ -204,6 +249,8 @@
           form.appendChild(keep);
         }
       });
+      // Rows swapped in by the fields endpoint (a condition now holds) follow the reject mode too.
+      document.body.addEventListener("htmx:afterSettle", refreshReasonNotes);
       var mode = root.getAttribute("data-mode");
       if (mode === "reject") arm("reject", form.getAttribute("data-hint-reject"));
       else if (mode === "changes") startChanges();
