@@ -3,6 +3,7 @@ organization's time zone (stored in UTC everywhere), and no NUL character let in
 
 import zoneinfo
 
+from django.conf import settings
 from django.http import HttpResponseBadRequest
 from django.utils import timezone
 from django.utils.translation import gettext as _
@@ -75,7 +76,20 @@ class NullCharacterMiddleware:
         for key, values in request.GET.lists():
             parts += [key, *values]
         if request.method == "POST" and request.content_type in FORM_TYPES:
+            if _small(request):
+                # Read the raw body first (Django keeps it) so a view that reads request.body
+                # after us (the API's JSON parsing) still can; a big upload is parsed as a stream.
+                request.body  # noqa: B018
             for key, values in request.POST.lists():
                 parts += [key, *values]
             parts += [f.name or "" for _key, files in request.FILES.lists() for f in files]
         return any("\x00" in part for part in parts)
+
+
+def _small(request) -> bool:
+    try:
+        length = int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        return False
+    limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+    return limit is None or length <= limit
