@@ -97,8 +97,11 @@ def http_send(
     headers: dict[str, str],
     body: Any = None,
     timeout: float = 10.0,
+    content: bytes | None = None,
 ) -> HttpResponse:
-    """Send one request to an allowed host; raises HttpRefused before sending, HttpFailed after."""
+    """Send one request to an allowed host; raises HttpRefused before sending, HttpFailed after.
+
+    `body` is sent as JSON; `content`, instead, as these exact bytes (a signed body)."""
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise HttpRefused("only http and https URLs with a host name are allowed")
@@ -114,8 +117,9 @@ def http_send(
     pinned = urlunsplit((parts.scheme, netloc, parts.path or "/", parts.query, ""))
     send_headers = {k: v for k, v in headers.items() if k.lower() != "host"}
     send_headers["Host"] = parts.netloc.rpartition("@")[2]
-    content = None
-    if body is not None:
+    if content is not None:
+        pass
+    elif body is not None:
         content = json.dumps(body, ensure_ascii=False, default=str).encode()
         send_headers.setdefault("Content-Type", "application/json")
     extensions = {"sni_hostname": hostname} if parts.scheme == "https" else {}

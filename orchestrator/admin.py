@@ -43,3 +43,6 @@ class StepRunAdmin(ReadOnlyAdmin):
 class ReviewTaskAdmin(ReadOnlyAdmin):
     list_display = ("question", "card", "status", "decision", "decided_by", "created_at")
     list_filter = ("status",)
+
+
+from .webhooks import admin as _webhooks_admin  # noqa: E402, F401 - the webhooks' admin registers itself

@@ -10,13 +10,14 @@ class OrchestratorConfig(AppConfig):
         # dispatch subscribes to pipes' hooks; privacy to erasure and registers the trace pruner; tasks
         # registers the rail's Celery tasks under the names dispatch sends them by
         from .rail import definitions, dispatch, privacy, tasks  # noqa: F401
+        from .webhooks import receivers as _webhook_receivers  # noqa: F401
 
         definitions.register()
         from pipes.selectors import register_step_reason_display
 
-        from .rail.reasons import reason_display
+        from .rail.timeline import step_event_display
 
-        register_step_reason_display(reason_display)
+        register_step_reason_display(step_event_display)
 
         from pipes.design import register_design_model
 
@@ -25,3 +26,7 @@ class OrchestratorConfig(AppConfig):
         # Steps and the rail's settings are design objects: one design service changes them.
         register_design_model(Step, pipe_path="phase__pipe")
         register_design_model(PipeRailSettings, pipe_path="pipe")
+        from .models import InboundWebhook, OutboundWebhook
+
+        register_design_model(InboundWebhook, pipe_path="pipe")  # webhooks are design objects too
+        register_design_model(OutboundWebhook, pipe_path="pipe")

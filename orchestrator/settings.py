@@ -263,6 +263,7 @@ LOGGING = {
 
 CELERY_BEAT_SCHEDULE = {
     "sweep-phase-entries": {"task": "orchestrator.tasks.sweep_phase_entries", "schedule": 30.0},
+    "sweep-webhook-deliveries": {"task": "orchestrator.webhooks.sweep", "schedule": 30.0},
     "escalate-overdue-reviews": {
         "task": "orchestrator.inbox.tasks.escalate_overdue_reviews",
         "schedule": 60.0,

@@ -16,5 +16,6 @@ urlpatterns = [
     path("inbox/", include("orchestrator.inbox.urls")),
     path("api/v1/", include("orchestrator.api.urls")),
     path("api-tokens/", include("orchestrator.api.token_urls")),
+    path("webhooks/", include("orchestrator.webhooks.urls")),
     path("", include("pipes.urls")),
 ]

@@ -13,6 +13,7 @@ the next test sees.
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import SimpleNamespace
@@ -29,7 +30,15 @@ from django.views import static
 
 from orchestrator.api.tokens import token_create
 from orchestrator.inbox.models import InboxItem
-from orchestrator.models import ReviewTask, Risk, RunStatus, StepRun
+from orchestrator.models import (
+    InboundWebhook,
+    OutboundWebhook,
+    ReviewTask,
+    Risk,
+    RunStatus,
+    StepRun,
+    WebhookDelivery,
+)
 from pipes.choices import FieldType
 from pipes.models import Card, CardEvent, CardFile, Field, PipePolicy, PrivacyRequest
 from pipes.services import Actor, card_create, card_move, card_update_fields
@@ -426,6 +435,23 @@ TABLE: dict[str, Row] = {
         lambda m: {"token_id": m.api_token.pk},
         {"GET": WRONG_VERB, "POST": roles(NOT_FOUND, anonymous=LOGIN, member=OK, owner=OK)},
     ),
+    # ------------------------------------------------ webhooks (orchestrator/webhooks, namespace "webhooks")
+    # The inbound URL is for other systems: its signature is the only key (a session is not), so a post
+    # without one is a 401 for everybody; tests/webhooks/test_inbound.py covers signed posts.
+    "webhooks:inbound": Row(
+        lambda m: {"key": m.inbound_hook.key},
+        {"GET": WRONG_VERB_PUBLIC, "POST": roles(UNAUTHORIZED)},
+    ),
+    # The delivery log, "send again" and turning a webhook on again: the pipe's admins and owners.
+    "webhooks:deliveries": Row(_pipe, {"GET": GOVERN_PIPE, "POST": WRONG_VERB}),
+    "webhooks:resend": Row(
+        lambda m: {"pipe_id": m.pipe.pk, "delivery_id": m.delivery.pk},
+        {"GET": WRONG_VERB, "POST": GOVERN_PIPE},
+    ),
+    "webhooks:enable": Row(
+        lambda m: {"pipe_id": m.pipe.pk, "webhook_id": m.outbound_hook.pk},
+        {"GET": WRONG_VERB, "POST": GOVERN_PIPE},
+    ),
 }
 
 
@@ -541,6 +567,10 @@ def matrix(django_db_setup, django_db_blocker, tmp_path_factory):
         other = card_in_approval(world, by=world.admin, item="Monitor")
         failed_run = StepRun.objects.get(card=other)
         StepRun.objects.filter(pk=failed_run.pk).update(status=RunStatus.FAILED)
+        # A webhook turned off after failures, with a failed delivery (its log page, "send again", "turn on").
+        outbound_hook = OutboundWebhook.objects.create(
+            pipe=world.pipe, name="ERP", url="https://erp.acme.example/hooks", is_active=False
+        )
         m = SimpleNamespace(
             **vars(world),
             stranger=stranger,
@@ -552,6 +582,16 @@ def matrix(django_db_setup, django_db_blocker, tmp_path_factory):
             label=world.pipe.labels.get(),
             triage=world.phase("triage"),
             approval=world.phase("approval"),
+            inbound_hook=InboundWebhook.objects.create(pipe=world.pipe, name="ERP orders"),
+            outbound_hook=outbound_hook,
+            delivery=WebhookDelivery.objects.create(
+                webhook=outbound_hook,
+                card=card,
+                event_id=uuid.uuid4(),
+                event="card.created",
+                payload={},
+                status="failed",
+            ),
             api_token=token_create(
                 user=world.member,
                 organization=world.org,

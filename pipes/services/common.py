@@ -86,7 +86,7 @@ def _touch(card: Card, *extra: str) -> None:
 def _event(
     card: Card, actor: Actor, kind: str, payload: Any, *, reason: str = "", field_keys=()
 ) -> CardEvent:
-    return event_build(
+    event = event_build(
         card=card,
         kind=kind,
         actor_kind=actor.kind,
@@ -96,6 +96,8 @@ def _event(
         payload=payload,
         field_keys=field_keys,
     )
+    hooks.card_event_recorded.send(sender=CardEvent, event=event, card=card)
+    return event
 
 
 def _announce_change(card: Card, kind: str, field_keys: Iterable[str] = ()) -> None:

@@ -21,7 +21,7 @@ from django.urls import reverse
 from guardian.models import UserObjectPermission
 
 from agents.models import Agent, AllowedHost
-from orchestrator.models import Mechanism, PipeRailSettings, Step
+from orchestrator.models import InboundWebhook, Mechanism, OutboundWebhook, PipeRailSettings, Step
 from pipes.choices import OrgRole, PipeRole
 from pipes.design import designable
 from pipes.models import Field, Label, Membership, Organization, Phase, Pipe
@@ -40,6 +40,8 @@ DESIGN_MODELS = (
     Step,
     AllowedHost,
     PipeRailSettings,
+    InboundWebhook,
+    OutboundWebhook,
 )
 
 
@@ -49,6 +51,8 @@ def tenants(world):
     make_step(world.phase("triage"), agent=make_agent(world.pipe), reviewer=world.reviewer)
     AllowedHost.objects.create(organization=world.org, host="erp.acme.example", note="ERP")
     PipeRailSettings.objects.create(pipe=world.pipe, monthly_token_budget=1000)
+    InboundWebhook.objects.create(pipe=world.pipe, name="ERP orders", mapping={"$.item": "item"})
+    OutboundWebhook.objects.create(pipe=world.pipe, name="ERP", url="https://erp.acme.example/hooks")
 
     zeta = Organization.objects.create(name="Zeta Corp", slug="zeta", currency="USD")
     zeta_pipe = build_purchase_pipe(zeta, slug="zeta-buys", code="ZB")
@@ -71,6 +75,8 @@ def tenants(world):
     )
     AllowedHost.objects.create(organization=zeta, host="zeta.example", note="Zeta ERP")
     PipeRailSettings.objects.create(pipe=zeta_pipe, monthly_token_budget=5)
+    InboundWebhook.objects.create(pipe=zeta_pipe, name="Zeta orders", mapping={"$.item": "item"})
+    OutboundWebhook.objects.create(pipe=zeta_pipe, name="Zeta ERP", url="https://zeta.example/hooks")
     world.owner.is_staff = True
     world.owner.save(update_fields=["is_staff"])
     return world, zeta, zeta_owner
