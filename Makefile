@@ -18,7 +18,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 help:
 	@echo "make run     install, migrate, load the demo, serve http://127.0.0.1:8000 with a worker"
 	@echo "make test    install and run the test suite (PYTEST_ARGS='-k board' to narrow it)"
-	@echo "make lint    ruff check, ruff format --check, manage.py check, makemigrations --check"
+	@echo "make lint    ruff check, ruff format --check, import contracts, manage.py check, makemigrations --check"
 	@echo "make worker  one embedded Celery worker with beat (what make run starts)"
 	@echo "make bench   run the benchmarks in bench/ (they print figures, never fail on timing)"
 
@@ -47,6 +47,7 @@ test: install
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 	$(PY) manage.py check
 	$(PY) manage.py makemigrations --check --dry-run
 
