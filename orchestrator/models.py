@@ -156,6 +156,11 @@ class StepRun(models.Model):
     requested_mechanism = models.CharField(max_length=20, choices=Mechanism.choices)
     mechanism = models.CharField(max_length=20, choices=Mechanism.choices, blank=True)
     routing_reason = models.CharField(max_length=500, blank=True)
+    reason_data = models.JSONField(
+        null=True,
+        blank=True,
+        help_text="The reason as codes and parameters (orchestrator.rail.reasons); empty on older runs.",
+    )
     status = models.CharField(max_length=16, choices=RunStatus.choices, default=RunStatus.PENDING)
     decision = models.CharField(max_length=40, blank=True)
     attempts = models.PositiveSmallIntegerField(default=0)
@@ -305,7 +310,9 @@ class ApiToken(models.Model):
     kind = models.CharField(
         _("kind"), max_length=12, choices=ApiTokenKind.choices, default=ApiTokenKind.PERSONAL
     )
-    scope = models.CharField(_("scope"), max_length=8, choices=ApiTokenScope.choices, default=ApiTokenScope.READ)
+    scope = models.CharField(
+        _("scope"), max_length=8, choices=ApiTokenScope.choices, default=ApiTokenScope.READ
+    )
     pipes = models.ManyToManyField(Pipe, related_name="api_tokens", verbose_name=_("pipes"))
     prefix = models.CharField(max_length=16)  # the secret's first characters, to tell tokens apart
     secret_hash = models.CharField(max_length=64, unique=True)
@@ -346,3 +353,192 @@ class IdempotencyRecord(models.Model):
 
     def __str__(self) -> str:
         return f"{self.actor_key} {self.key}"
+
+
+# ---------------------------------------------------------------- webhooks (orchestrator.webhooks)
+
+
+def _webhook_key() -> str:
+    import secrets
+
+    return secrets.token_urlsafe(24)
+
+
+def _webhook_secret() -> str:
+    import secrets
+
+    return "whsec_" + secrets.token_urlsafe(32)
+
+
+class InboundAuth(models.TextChoices):
+    SIGNATURE = "signature", _("HMAC-SHA256 signature of the body, with a timestamp")
+    TOKEN = "token", _("The secret as a bearer token")
+
+
+class InboundWebhook(models.Model):
+    """A URL another system posts JSON to: it opens a card in the pipe, or updates and moves the card
+    it opened before (found by the external id in the body)."""
+
+    pipe = models.ForeignKey(Pipe, on_delete=models.CASCADE, related_name="inbound_webhooks")
+    name = models.CharField(_("name"), max_length=120)
+    key = models.CharField(_("URL key"), max_length=40, unique=True, default=_webhook_key, editable=False)
+    auth = models.CharField(
+        _("authentication"), max_length=12, choices=InboundAuth.choices, default=InboundAuth.SIGNATURE
+    )
+    secret = models.CharField(
+        _("secret"),
+        max_length=128,
+        default=_webhook_secret,
+        editable=False,  # shown in the admin, never in the design audit trail
+        help_text=_("Shared with the sending system: the key of its signature, or its bearer token."),
+    )
+    mapping = models.JSONField(
+        _("field mapping"),
+        default=dict,
+        blank=True,
+        help_text=_(
+            'JSON path in the body → field key, e.g. {"$.order.total": "amount", "$.buyer.email": "email"}'
+        ),
+    )
+    external_id_path = models.CharField(
+        _("external id at"),
+        max_length=200,
+        blank=True,
+        help_text=_(
+            "JSON path of the other system's id, e.g. $.order.id: a second post with it updates that card."
+        ),
+    )
+    phase_path = models.CharField(
+        _("phase key at"),
+        max_length=200,
+        blank=True,
+        help_text=_("JSON path of the phase key to move the card to, e.g. $.status (optional)."),
+    )
+    is_active = models.BooleanField(_("active"), default=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["pipe", "name", "id"]
+        verbose_name = _("inbound webhook")
+        verbose_name_plural = _("inbound webhooks")
+
+    def __str__(self) -> str:
+        return self.name
+
+    def clean(self) -> None:
+        from django.core.exceptions import ValidationError
+
+        from .webhooks.paths import mapping_problems, path_problem
+
+        errors: dict[str, list[str]] = {}
+        if self.pipe_id is not None:
+            problems = mapping_problems(self.mapping, pipe=self.pipe)
+            if problems:
+                errors["mapping"] = problems
+        for name in ("external_id_path", "phase_path"):
+            value = getattr(self, name)
+            problem = path_problem(value) if value else None
+            if problem:
+                errors[name] = [problem]
+        if errors:
+            raise ValidationError(errors)
+
+
+class WebhookEvent(models.TextChoices):
+    CARD_CREATED = "card.created", _("Card created")
+    CARD_MOVED = "card.moved", _("Card moved")
+    CARD_FIELDS_UPDATED = "card.fields_updated", _("Fields updated")
+    CARD_LATE = "card.late", _("Card late (over the phase's SLA)")
+    CARD_EXPIRED = "card.expired", _("Card expired (over the pipe's deadline)")
+    CARD_FINISHED = "card.finished", _("Card finished")
+    REVIEW_DECIDED = "review.decided", _("Review decided")
+    STEP_FAILED = "step.failed", _("Step failed")
+
+
+class OutboundWebhook(models.Model):
+    """Where a pipe's events are sent: a URL on an allowed host, signed with a secret, with retries."""
+
+    pipe = models.ForeignKey(Pipe, on_delete=models.CASCADE, related_name="outbound_webhooks")
+    name = models.CharField(_("name"), max_length=120)
+    url = models.URLField(
+        _("URL"), max_length=500, help_text=_("Its host must be one of the organization's allowed hosts.")
+    )
+    secret = models.CharField(
+        _("signing secret"),
+        max_length=128,
+        default=_webhook_secret,
+        editable=False,  # shown in the admin, never in the design audit trail
+        help_text=_("The receiver checks the Trilho-Webhook-Signature header with it."),
+    )
+    events = models.JSONField(
+        _("events"),
+        default=list,
+        blank=True,
+        help_text=_('Which events to send, e.g. ["card.created", "card.moved"]; empty: all of them.'),
+    )
+    is_active = models.BooleanField(_("active"), default=True)
+    failure_count = models.PositiveIntegerField(default=0)  # failed attempts in a row, across deliveries
+    disabled_at = models.DateTimeField(null=True, blank=True)
+    disabled_reason = models.CharField(max_length=300, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["pipe", "name", "id"]
+        verbose_name = _("outbound webhook")
+        verbose_name_plural = _("outbound webhooks")
+
+    def __str__(self) -> str:
+        return self.name
+
+    def clean(self) -> None:
+        from django.core.exceptions import ValidationError
+
+        events = self.events
+        if not isinstance(events, list) or any(e not in WebhookEvent.values for e in events):
+            raise ValidationError(
+                {"events": _("A list of: %(names)s.") % {"names": ", ".join(WebhookEvent.values)}}
+            )
+
+    def wants(self, event: str) -> bool:
+        return not self.events or event in self.events
+
+
+class DeliveryStatus(models.TextChoices):
+    PENDING = "pending", _("Pending")
+    DELIVERED = "delivered", _("Delivered")
+    FAILED = "failed", _("Failed")
+
+
+class WebhookDelivery(models.Model):
+    """One event for one outbound webhook: the outbox row, written in the transaction of the fact, and
+    the log of its attempts."""
+
+    webhook = models.ForeignKey(OutboundWebhook, on_delete=models.CASCADE, related_name="deliveries")
+    card = models.ForeignKey(Card, on_delete=models.CASCADE, null=True, blank=True, related_name="+")
+    event_id = models.UUIDField()
+    event = models.CharField(max_length=40, choices=WebhookEvent.choices)
+    payload = models.JSONField()
+    status = models.CharField(max_length=12, choices=DeliveryStatus.choices, default=DeliveryStatus.PENDING)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(default=timezone.now)
+    lease_until = models.DateTimeField(null=True, blank=True)  # an attempt is under way until then
+    response_status = models.PositiveSmallIntegerField(null=True, blank=True)
+    error = models.CharField(max_length=500, blank=True)
+    log = models.JSONField(default=list, blank=True)  # each attempt: at, status, error, ms (newest last)
+    created_at = models.DateTimeField(default=timezone.now)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["webhook", "event_id"], name="uniq_delivery_event"),
+        ]
+        indexes = [
+            models.Index(fields=["status", "next_attempt_at"], name="delivery_due_idx"),
+            models.Index(fields=["webhook", "created_at"], name="delivery_hook_time_idx"),
+        ]
+        verbose_name = _("webhook delivery")
+        verbose_name_plural = _("webhook deliveries")
+
+    def __str__(self) -> str:
+        return f"{self.event} {self.event_id} ({self.status})"

@@ -171,6 +171,20 @@ class TimelineEntry:
     event: CardEvent
     text: str
     comment: str = ""
+    actor: str = ""  # who acted, as the reader should see it; the stored label when empty
+
+    @property
+    def actor_label(self) -> str:
+        return self.actor or self.event.actor_label
+
+
+@dataclass(frozen=True)
+class StepDisplay:
+    """How a step event of the rail reads (orchestrator.rail.timeline says it; pipes knows nothing of it)."""
+
+    text: str
+    actor: str = ""
+    comment: str = ""
 
 
 def _user_names(ids: Iterable[int]) -> dict[int, str]:
@@ -248,9 +262,18 @@ def card_detail(*, card: Card, schema: BoardSchema) -> CardDetail:
     for f in fields:
         if f.type == FieldType.ASSIGNEE:
             ref_ids.update(card.values.get(f.key) or [])
+    assignee_keys = {f.key for f in fields if f.type == FieldType.ASSIGNEE}
     for event in events:
         if event.kind == EventKind.ASSIGNED and isinstance(event.payload, dict):
             ref_ids.update(event.payload.get("after") or [])
+        elif event.kind == EventKind.FIELDS_CHANGED and isinstance(event.payload, dict):
+            for key, change in (event.payload.get("changes") or {}).items():
+                if (
+                    key in assignee_keys
+                    and isinstance(change, dict)
+                    and isinstance(change.get("after"), list)
+                ):
+                    ref_ids.update(change["after"])
     names = _user_names(ref_ids)
     views = {
         f.key: field_view(
@@ -304,14 +327,15 @@ def card_detail(*, card: Card, schema: BoardSchema) -> CardDetail:
     )
 
 
-def _step_reason_display(reason: str) -> str:
-    return reason
+def _step_display(event: CardEvent) -> StepDisplay:
+    return StepDisplay(text=event.reason)
 
 
-def register_step_reason_display(display: Callable[[str], str]) -> None:
-    """The rail says how its step reasons read in the active language (pipes knows nothing of them)."""
-    global _step_reason_display
-    _step_reason_display = display
+def register_step_reason_display(display: Callable[[CardEvent], StepDisplay]) -> None:
+    """The rail says how its step events read in the active language: who acted, what happened and
+    why (pipes knows nothing of them)."""
+    global _step_display
+    _step_display = display
 
 
 def _timeline_entry(
@@ -329,6 +353,9 @@ def _timeline_entry(
         if f is None:
             return key
         after = change.get("after")
+        if f.type == FieldType.ASSIGNEE and isinstance(after, list) and after:
+            people = ", ".join(names.get(i, f"#{i}") for i in after)
+            return f"{f.label}: {mask_text(people) if f.pii and not schema.can_view_pii else people}"
         if f.type in (FieldType.ATTACHMENT, FieldType.ASSIGNEE, FieldType.LABEL, FieldType.CONNECTION):
             return f.label
         text = field_text(f, after, can_view_pii=schema.can_view_pii) if after not in (None, "") else ""
@@ -376,8 +403,9 @@ def _timeline_entry(
         else:
             text = _("attached %(files)s") % {"files": ", ".join(names_list)}
     elif kind == EventKind.STEP:
-        text = _step_reason_display(event.reason) if event.reason else ""
-        text = text or str(payload.get("summary") or payload.get("step") or _("ran a step"))
+        shown = _step_display(event)
+        text = shown.text or str(payload.get("summary") or payload.get("step") or _("ran a step"))
+        return TimelineEntry(event=event, text=text, comment=shown.comment, actor=shown.actor)
     elif kind == EventKind.ERASED:
         text = _("erased personal data")
     else:

@@ -34,6 +34,7 @@ from pipes.services import (
 
 from ..models import Mechanism, ReviewTask, RunStatus, Step, StepRun, TraceKind
 from . import costs
+from .reasons import Reason
 from .results import STOP, Apply, Handover, LeaseLost, StepResult, Usage, retry_after
 from .trace import Tracer, run_url, timeline_payload
 
@@ -66,6 +67,38 @@ def agent_actor(agent, pipe_id: int) -> Actor:
         allowed_phases=agent.allowed_phases or [],
         authority=authority,
     )
+
+
+def reason_fields(reason: Reason) -> dict[str, Any]:
+    """A run's reason as stored: the English sentence of the record and the reason as data."""
+    return {"routing_reason": reason.record()[:500], "reason_data": reason.as_data()}
+
+
+def _set_reason(run: StepRun, reason: Reason) -> list[str]:
+    for name, value in reason_fields(reason).items():
+        setattr(run, name, value)
+    return ["routing_reason", "reason_data"]
+
+
+# The English names of the mechanisms on the timeline's actor ("Local model: Classify"); pages show the
+# mechanism's name in the reader's language from the step event's payload (orchestrator.rail.timeline).
+MECHANISM_ACTOR = {
+    Mechanism.AUTOMATION: "Automation",
+    Mechanism.LOCAL_MODEL: "Local model",
+    Mechanism.FOUNDATION_MODEL: "Foundation model",
+    Mechanism.HUMAN: "Person",
+}
+
+
+def failed_mechanism(run: StepRun, step: Step, usage: Usage) -> str:
+    """The mechanism that failed: the run's, the step's, or the model last asked for an `auto` step."""
+    if run.mechanism:
+        return run.mechanism
+    if step.mechanism != Mechanism.AUTO:
+        return step.mechanism
+    if usage.provider:
+        return Mechanism.LOCAL_MODEL if usage.provider == "ollama" else Mechanism.FOUNDATION_MODEL
+    return ""
 
 
 def _actor_for(step: Step, by_agent: bool, pipe_id: int) -> Actor:
@@ -169,10 +202,8 @@ def apply_result(
         now = timezone.now()
         if card.phase_id != entry.phase_id:
             locked.status = RunStatus.SKIPPED
-            locked.routing_reason = "the card left the phase while the step ran"
-            locked.save(
-                update_fields=["status", "routing_reason", *_finish(locked, usage, now, card_values={})]
-            )
+            reason_names = _set_reason(locked, Reason.of("left_while_running"))
+            locked.save(update_fields=["status", *reason_names, *_finish(locked, usage, now, card_values={})])
             tracer.flush()
             PhaseEntry.objects.filter(pk=entry.pk).update(processed_at=now)
             entry.processed_at = now
@@ -192,15 +223,15 @@ def apply_result(
         now = timezone.now()
         locked.status = RunStatus.DONE
         locked.mechanism = outcome.mechanism
-        locked.routing_reason = outcome.reason[:500]
+        reason_names = _set_reason(locked, outcome.reason)
         locked.decision = outcome.decision
         locked.error = ""
         finished = _finish(locked, usage, now, card_values=card.values)
-        locked.save(update_fields=["status", "mechanism", "routing_reason", "decision", "error", *finished])
+        locked.save(update_fields=["status", "mechanism", *reason_names, "decision", "error", *finished])
         tracer.add(TraceKind.CHANGES, _changes_summary(applied), applied)
         tracer.flush()
         card_record_step(
-            actor=actor, card=card, payload=timeline_payload(locked, step), reason=outcome.reason[:500]
+            actor=actor, card=card, payload=timeline_payload(locked, step), reason=locked.routing_reason
         )
         moved = applied["moved_to"] is not None
         if moved or close_entry:
@@ -223,9 +254,9 @@ def _changes_summary(applied: Mapping[str, Any]) -> str:
     return "; ".join(parts) or "no changes"
 
 
-def finish_simple(run: StepRun, token: str, status: str, reason: str) -> None:
+def finish_simple(run: StepRun, token: str, status: str, reason: Reason) -> None:
     StepRun.objects.filter(pk=run.pk, claim_token=token).update(
-        status=status, routing_reason=reason, finished_at=timezone.now(), lease_until=None, mechanism=""
+        status=status, **reason_fields(reason), finished_at=timezone.now(), lease_until=None, mechanism=""
     )
 
 
@@ -267,25 +298,25 @@ def wait_for_review(
             reasoning=proposal.reasoning if proposal else "",
             confidence=proposal.confidence if proposal else None,
             allowed_decisions=review_decisions(step),
-            reason=handover.reason[:500],
+            reason=handover.reason.record()[:500],
         )
         locked.status = RunStatus.WAITING_REVIEW
         locked.mechanism = Mechanism.HUMAN
-        locked.routing_reason = handover.reason[:500]
+        reason_names = _set_reason(locked, handover.reason)
         locked.error = ""
         finished = _finish(locked, usage, timezone.now(), card_values=card.values, finished=False)
-        locked.save(update_fields=["status", "mechanism", "routing_reason", "error", *finished])
+        locked.save(update_fields=["status", "mechanism", *reason_names, "error", *finished])
         tracer.add(
             TraceKind.REVIEW,
             f"review task #{task.pk}: {question}",
-            {"task": task.pk, "reason": handover.reason},
+            {"task": task.pk, "reason": locked.routing_reason, "reason_data": locked.reason_data},
         )
         tracer.flush()
         card_record_step(
             actor=Actor.system("Rail"),
             card=card,
             payload=timeline_payload(locked, step, question=question),
-            reason=handover.reason[:500],
+            reason=locked.routing_reason,
         )
         card_set_rail_status(card_id=card.pk, status=RailStatus.WAITING_REVIEW, note=question)
         entry.card.rail_status = RailStatus.WAITING_REVIEW
@@ -355,11 +386,16 @@ def fail(
             TraceKind.ERROR, f"failed after {run.attempts} attempt(s): {error[:300]}", {"error": error}
         )
         tracer.flush()
+        # The timeline names the mechanism that failed (a model step is not an automation).
+        mechanism = failed_mechanism(locked, step, usage)
+        failed = Reason.of("step_failed", error=error[:400])
         card_record_step(
-            actor=Actor.system(f"Automation: {step.name}"),
+            actor=Actor.system(f"{MECHANISM_ACTOR.get(mechanism, 'Rail')}: {step.name}"),
             card=card,
-            payload=timeline_payload(run, step, error=error[:500]),
-            reason=f"failed: {error[:400]}",
+            payload=timeline_payload(
+                run, step, error=error[:500], mechanism=mechanism, reason_data=failed.as_data()
+            ),
+            reason=failed.record(),
         )
         card_set_rail_status(card_id=card.pk, status=RailStatus.FAILED, note=f"{step.name}: {error}"[:300])
         entry.card.rail_status = RailStatus.FAILED

@@ -28,7 +28,8 @@ from pipes.services import CardAuthorityError, CardError, card_set_rail_status
 
 from ..models import Mechanism, ReviewStatus, ReviewTask, RunStatus, Step, StepRun, TraceKind, Trigger
 from . import costs
-from .apply import apply_result, fail, finish_simple, retry_or_fail, wait_for_review
+from .apply import apply_result, fail, finish_simple, reason_fields, retry_or_fail, wait_for_review
+from .reasons import Reason
 from .results import (
     NEXT_STEP,
     STOP,
@@ -41,7 +42,7 @@ from .results import (
     StepTransient,
     Usage,
 )
-from .router import agent_route, automation_decide
+from .router import agent_route, authority_reason, automation_decide
 from .trace import Tracer
 
 log = logging.getLogger(__name__)
@@ -79,7 +80,7 @@ def entry_run(*, entry_id: int) -> EntryOutcome:
     if entry.card.rail_status == RailStatus.WAITING_REVIEW:  # a person may have moved it away from a review
         _cancel_stale_reviews(entry)
     if entry.left_at is not None:
-        _entry_close(entry, skip_reason="the card left the phase before its steps ran")
+        _entry_close(entry, skip_reason=Reason.of("left_before_steps"))
         return EntryOutcome()
     steps = list(
         Step.objects.filter(phase_id=entry.phase_id).select_related("agent").order_by("position", "id")
@@ -156,10 +157,10 @@ def _holding(entry: PhaseEntry) -> bool:
     ).exists()
 
 
-def _entry_close(entry: PhaseEntry, *, skip_reason: str = "") -> None:
-    if skip_reason:
+def _entry_close(entry: PhaseEntry, *, skip_reason: Reason | None = None) -> None:
+    if skip_reason is not None:
         StepRun.objects.filter(entry=entry, status=RunStatus.PENDING).update(
-            status=RunStatus.SKIPPED, routing_reason=skip_reason, finished_at=timezone.now()
+            status=RunStatus.SKIPPED, **reason_fields(skip_reason), finished_at=timezone.now()
         )
     PhaseEntry.objects.filter(pk=entry.pk, processed_at__isnull=True).update(processed_at=timezone.now())
 
@@ -174,7 +175,7 @@ def _cancel_stale_reviews(entry: PhaseEntry) -> None:
         stale.update(status=ReviewStatus.CANCELLED, decided_at=timezone.now())
         StepRun.objects.filter(pk__in=run_ids).update(
             status=RunStatus.SKIPPED,
-            routing_reason="the card left the phase before the review",
+            **reason_fields(Reason.of("left_before_review")),
             finished_at=timezone.now(),
         )
 
@@ -253,9 +254,12 @@ def step_execute(
     if run.attempts > 1:
         tracer.add(TraceKind.RETRY, f"attempt {run.attempts} of {step.max_attempts}", {"worker": WORKER_ID})
     if step.condition and not evaluate(step.condition, card.values):
-        tracer.add(TraceKind.ROUTING, "condition not met: step skipped", {"condition": step.condition})
+        skipped = Reason.of("condition_not_met")
+        tracer.add(
+            TraceKind.ROUTING, skipped.record(), {"condition": step.condition, "reason": skipped.as_data()}
+        )
         tracer.flush()
-        finish_simple(run, token, RunStatus.SKIPPED, "condition not met: step skipped")
+        finish_simple(run, token, RunStatus.SKIPPED, skipped)
         return NEXT_STEP
     if step.mechanism not in (Mechanism.AUTOMATION, Mechanism.HUMAN):
         # automations take milliseconds: the board shows a badge only while an agent works
@@ -268,7 +272,7 @@ def step_execute(
         if step.mechanism == Mechanism.AUTOMATION:
             decision = automation_decide(run=run, step=step, card=card, tracer=tracer)
         elif step.mechanism == Mechanism.HUMAN:
-            decision = Handover(reason="the step is decided by a person")
+            decision = Handover(reason=Reason.of("by_person"))
         else:
             decision = agent_route(run=run, step=step, card=card, tracer=tracer, usage=usage)
         if isinstance(decision, Handover):
@@ -294,8 +298,8 @@ def step_execute(
             )
             if isinstance(exc, CardAuthorityError) and decision.by_agent:
                 # Above the agent's authority, unreadable or in another currency: a person decides.
-                handover = Handover(reason=f"{exc.rail_reason} → human", proposal=decision.proposal)
-                tracer.add(TraceKind.ROUTING, handover.reason)
+                handover = Handover(reason=authority_reason(exc), proposal=decision.proposal)
+                tracer.add(TraceKind.ROUTING, handover.reason.record(), {"reason": handover.reason.as_data()})
                 wait_for_review(
                     run=run,
                     step=step,
@@ -309,7 +313,7 @@ def step_execute(
             if decision.by_agent:
                 # The refused answer stays the reviewer's draft: they correct it rather than start over.
                 handover = Handover(
-                    reason=f"the agent's answer could not be applied ({exc.message}) → human",
+                    reason=Reason.of("answer_not_applied", why=exc.message[:300]).to_human(),
                     proposal=decision.proposal,
                 )
                 wait_for_review(

@@ -1,181 +1,364 @@
-"""The rail's reasons in the reader's language.
+"""Why the rail did what it did, as data: a code and its parameters, rendered in the reader's language.
 
-The rail records why it routed or skipped a step as a plain English sentence (`StepRun.routing_reason`,
-the review task's reason, the timeline's step events): a fact kept as it was written, the same for
-every reader and in every export. Pages show it through `reason_display`, which translates the
-phrases the rail writes, piece by piece ("…; …" and "… → human"); anything else (a rule's own
-reason, a process's text, an error from another system) is shown as written.
+A `Reason` is a chain of parts ("the local model was unreachable; no foundation model is configured")
+and what followed from them (`then`: a person decides, or a decision taken without a model). The rail
+stores it twice: as data (`StepRun.reason_data`, `ReviewTask.reason_data`, a step event's
+`payload["reason_data"]`: `{"parts": [{"code": "model_unreachable", "params": {...}}], "then": ...}`) for
+pages to render in the reader's language, and as the English sentence it always wrote
+(`routing_reason`, the review task's and the timeline's `reason`), the same for every reader and in every
+export. The router decides on codes (`Reason.has`), never on the words.
+
+Reasons stored before they were data are shown through orchestrator.rail.reasons_prose.
 """
 
 from __future__ import annotations
 
-import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from typing import Any
 
+from django.utils import formats
+from django.utils.text import capfirst
 from django.utils.translation import gettext as _
-from django.utils.translation import gettext_lazy, pgettext_lazy
+from django.utils.translation import pgettext
 
-_TIERS = {"local": gettext_lazy("local"), "foundation": gettext_lazy("foundation")}
-
-# (pattern of one piece, its translation given the pattern's named groups)
-_PIECES: list[tuple[re.Pattern, Callable[[dict], str]]] = []
+from .reasons_prose import prose_display
 
 
-def _piece(pattern: str):
-    def register(render: Callable[[dict], str]):
-        _PIECES.append((re.compile(f"^{pattern}$"), render))
-        return render
+@dataclass(frozen=True)
+class Part:
+    """One thing the rail noted: a code from `CODES` and its parameters (JSON values)."""
 
-    return register
+    code: str
+    params: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self):
+        if self.code not in CODES:
+            raise ValueError(f"unknown reason code {self.code!r}")
+
+    def as_data(self) -> dict[str, Any]:
+        return {"code": self.code, "params": dict(self.params)}
+
+    def record(self) -> str:
+        return CODES[self.code].record(self.params)
+
+    def text(self) -> str:
+        return CODES[self.code].text(self.params)
 
 
-def _tier(groups: dict) -> str:
-    return str(_TIERS.get(groups.get("tier", ""), groups.get("tier", "")))
+@dataclass(frozen=True)
+class Reason:
+    """Why a step went as it did: `parts` in the order they happened, and `then` what followed from them
+    (`human`, `no_model`: a person decides; `without_model`: a rule decided), or None."""
+
+    parts: tuple[Part, ...] = ()
+    then: Part | None = None
+
+    @classmethod
+    def of(cls, code: str, **params: Any) -> Reason:
+        return cls(parts=(Part(code, params),))
+
+    def has(self, code: str) -> bool:
+        return any(p.code == code for p in self.parts)
+
+    def to_human(self) -> Reason:
+        return Reason(parts=self.parts, then=Part("human"))
+
+    def as_data(self) -> dict[str, Any]:
+        return {
+            "parts": [p.as_data() for p in self.parts],
+            "then": self.then.as_data() if self.then else None,
+        }
+
+    @classmethod
+    def from_data(cls, data: Any) -> Reason | None:
+        """The reason stored as `data`, or None when it is missing or names a code this version lacks."""
+        if not isinstance(data, Mapping):
+            return None
+        try:
+            parts = tuple(Part(str(p["code"]), dict(p.get("params") or {})) for p in data.get("parts") or [])
+            then = data.get("then")
+            return cls(
+                parts=parts, then=Part(str(then["code"]), dict(then.get("params") or {})) if then else None
+            )
+        except (KeyError, TypeError, ValueError, AttributeError):
+            return None
+
+    def record(self) -> str:
+        """The English sentence kept in the record (what the rail wrote before reasons were data)."""
+        why = "; ".join(p.record() for p in self.parts)
+        if self.then is None:
+            return why
+        if self.then.code == "no_model":
+            return f"no model reachable ({why}) → human"
+        if self.then.code == "without_model":
+            return f"{why} → {self.then.params.get('decision', '')} without a model"
+        return f"{why} → human" if why else "human"
+
+    def text(self) -> str:
+        """The reason as a person would say it, in the active language."""
+        why = "; ".join(p.text() for p in self.parts)
+        then = self.then
+        if then is None:
+            if len(self.parts) == 1 and CODES[self.parts[0].code].predicate:
+                return why  # follows the name of who acted: "Rita Reviewer approved"
+            return capfirst(why)
+        if then.code == "no_model":
+            text = _("No model could be reached, so this needs a person (%(why)s)") % {"why": why}
+        elif then.code == "without_model":
+            decision = str(then.params.get("decision", ""))
+            if decision == "approve":
+                so = _("so it was approved without a model")
+            elif decision == "reject":
+                so = _("so it was rejected without a model")
+            else:
+                so = _("so it was decided without a model: %(decision)s") % {
+                    "decision": decision_word(decision)
+                }
+            text = f"{why}, {so}" if why else capfirst(so)
+        else:
+            text = _("%(why)s, so this needs a person") % {"why": why} if why else _("This needs a person")
+        return capfirst(text)
 
 
-_piece(r"the card left the phase before its steps ran")(
-    lambda g: _("the card left the phase before its steps ran")
-)
-_piece(r"the card left the phase before the review")(lambda g: _("the card left the phase before the review"))
-_piece(r"the card left the phase while the step ran")(
-    lambda g: _("the card left the phase while the step ran")
-)
-_piece(r"the step is decided by a person")(lambda g: _("the step is decided by a person"))
-_piece(r"condition not met: step skipped")(lambda g: _("condition not met: step skipped"))
-_piece(r"risk high")(lambda g: _("risk high"))
-_piece(r"the step has no agent")(lambda g: _("the step has no agent"))
-_piece(r"automation: (?P<kinds>.+)")(lambda g: _("automation: %(kinds)s") % g)
-_piece(r"rule (?P<n>\d+) matched")(lambda g: _("rule %(n)s matched") % g)
-_piece(r"no (?P<tier>local|foundation) model configured")(
-    lambda g: _("no %(tier)s model configured") % {"tier": _tier(g)}
-)
-_piece(r"monthly token budget (?P<budget>[\d,]+) spent")(
-    lambda g: _("monthly token budget %(budget)s spent") % g
-)
-_piece(r"(?P<tier>local|foundation) model (?P<model>\S+) unreachable")(
-    lambda g: _("%(tier)s model %(model)s unreachable") % {**g, "tier": _tier(g)}
-)
-_piece(r"(?P<tier>local|foundation) model (?P<model>\S+) refused the request")(
-    lambda g: _("%(tier)s model %(model)s refused the request") % {**g, "tier": _tier(g)}
-)
-_piece(r"(?P<tier>local|foundation) answer invalid")(
-    lambda g: _("%(tier)s answer invalid") % {"tier": _tier(g)}
-)
-_piece(r"(?P<tier>local|foundation) model (?P<model>\S+) escalated")(
-    lambda g: _("%(tier)s model %(model)s escalated") % {**g, "tier": _tier(g)}
-)
-_piece(r"(?P<tier>local|foundation) confidence (?P<confidence>[\d.]+) below (?P<threshold>[\d.]+)")(
-    lambda g: _("%(tier)s confidence %(confidence)s below %(threshold)s") % {**g, "tier": _tier(g)}
-)
-_piece(
-    r"(?P<tier>local|foundation) model (?P<model>\S+) decided (?P<decision>\S+) "
-    r"with confidence (?P<confidence>[\d.]+)"
-)(
-    lambda g: (
-        _("%(tier)s model %(model)s decided %(decision)s with confidence %(confidence)s")
-        % {**g, "tier": _tier(g)}
-    )
-)
-_piece(
-    r"(?P<tier>local|foundation) model (?P<model>\S+) proposed (?P<decision>\S+) "
-    r"with confidence (?P<confidence>[\d.]+)"
-)(
-    lambda g: (
-        _("%(tier)s model %(model)s proposed %(decision)s with confidence %(confidence)s")
-        % {**g, "tier": _tier(g)}
-    )
-)
-_piece(r"(?P<decision>\S+) proposed without a model")(
-    lambda g: _("%(decision)s proposed without a model") % g
-)
-_piece(r"four eyes: two people approve")(lambda g: _("four eyes: two people approve"))
-_piece(r"(?P<field>\S+) (?P<amount>\S+) exceeds authority (?P<limit>\S+)")(
-    lambda g: _("%(field)s %(amount)s exceeds authority %(limit)s") % g
-)
-_piece(r"(?P<field>\S+) empty, authority (?P<limit>\S+) needs an amount")(
-    lambda g: _("%(field)s empty, authority %(limit)s needs an amount") % g
-)
-_piece(r"(?P<field>\S+) unreadable, authority (?P<limit>\S+) needs an amount")(
-    lambda g: _("%(field)s unreadable, authority %(limit)s needs an amount") % g
-)
-_piece(r"(?P<field>\S+) in (?P<currency>\S+), authority (?P<limit>\S+) is in (?P<limit_currency>\S+)")(
-    lambda g: _("%(field)s in %(currency)s, authority %(limit)s is in %(limit_currency)s") % g
-)
-_piece(r"the agent's answer could not be applied \((?P<why>.*)\)")(
-    lambda g: _("the agent's answer could not be applied (%(why)s)") % g
-)
+# ---------------------------------------------------------------- rendering helpers
 
-# Whole reasons a person's action leaves on the timeline (review decisions, retries, escalations);
-# what follows their colon is the person's own text or field labels, shown as written.
-_WHOLE: list[tuple[re.Pattern, Callable[[dict], str]]] = [
-    (
-        re.compile(r"^Decided (?P<decision>\S+)(?P<rest>: .*)?$", re.S),
-        lambda g: _("Decided %(decision)s") % g + (g["rest"] or ""),
+
+def decision_word(decision: str) -> str:
+    """A decision's name in the reader's language where the rail knows it; a process's own as written."""
+    known = {
+        "approve": pgettext("decision", "approve"),
+        "reject": pgettext("decision", "reject"),
+        "done": pgettext("decision", "done"),
+        "request_changes": pgettext("decision", "request changes"),
+    }
+    return f"“{known.get(decision, decision)}”"
+
+
+def model_kind(tier: str) -> str:
+    return {"local": _("local model"), "foundation": _("foundation model")}.get(tier, tier)
+
+
+def percent(value: Any) -> str:
+    """0.62 → 62% (a confidence as people read it)."""
+    try:
+        number = Decimal(str(value)) * 100
+    except (InvalidOperation, ValueError):
+        return str(value)
+    places = 0 if number == number.to_integral_value() else 1
+    return formats.number_format(number, decimal_pos=places, use_l10n=True) + "%"
+
+
+def number(value: Any) -> str:
+    try:
+        return formats.number_format(int(value), use_l10n=True, force_grouping=True)
+    except (TypeError, ValueError):
+        return str(value)
+
+
+def _named(params: Mapping[str, Any]) -> dict[str, Any]:
+    """The parameters a message names, with the model's kind in the reader's language."""
+    return {**params, "kind": model_kind(str(params.get("tier", "")))}
+
+
+def _field(params: Mapping[str, Any]) -> str:
+    return str(params.get("label") or params.get("field") or "")
+
+
+@dataclass(frozen=True)
+class Code:
+    """How one reason code reads: in the record (English, as the rail always wrote it) and to a person."""
+
+    record: Callable[[Mapping[str, Any]], str]
+    text: Callable[[Mapping[str, Any]], str]
+    predicate: bool = False  # it follows the actor's name on the timeline ("… approved")
+
+
+CODES: dict[str, Code] = {
+    # why a run was skipped
+    "left_before_steps": Code(
+        lambda p: "the card left the phase before its steps ran",
+        lambda p: _("the card left the phase before its steps ran"),
     ),
-    (re.compile(r"^Retry of (?P<step>.+)$", re.S), lambda g: _("Retry of %(step)s") % g),
-    (
-        re.compile(
-            r"^Approved \((?P<n>\d+) of (?P<m>\d+)\): a second reviewer must confirm(?P<rest>: .*)?$", re.S
+    "left_before_review": Code(
+        lambda p: "the card left the phase before the review",
+        lambda p: _("the card left the phase before the review"),
+    ),
+    "left_while_running": Code(
+        lambda p: "the card left the phase while the step ran",
+        lambda p: _("the card left the phase while the step ran"),
+    ),
+    "condition_not_met": Code(
+        lambda p: "condition not met: step skipped",
+        lambda p: _("the step's condition was not met, so it was skipped"),
+    ),
+    # who settles a step
+    "by_person": Code(
+        lambda p: "the step is decided by a person", lambda p: _("this step is decided by a person")
+    ),
+    "automation": Code(
+        lambda p: f"automation: {p.get('kinds', '')}",
+        lambda p: _("the automation ran: %(kinds)s") % {"kinds": p.get("kinds", "")},
+    ),
+    "rule_matched": Code(
+        lambda p: f"rule {p.get('n')} matched", lambda p: _("rule %(n)s matched") % {"n": p.get("n")}
+    ),
+    "rule_says": Code(lambda p: str(p.get("text", "")), lambda p: str(p.get("text", ""))),  # the rule's words
+    "risk_high": Code(lambda p: "risk high", lambda p: _("the step is high risk")),
+    "no_agent": Code(lambda p: "the step has no agent", lambda p: _("the step has no agent")),
+    "no_model_configured": Code(
+        lambda p: f"no {p.get('tier')} model configured",
+        lambda p: _("no %(kind)s is configured") % _named(p),
+    ),
+    "budget_spent": Code(
+        lambda p: f"monthly token budget {int(p.get('budget') or 0):,} spent",
+        lambda p: _("the monthly budget of %(budget)s tokens is spent") % {"budget": number(p.get("budget"))},
+    ),
+    "model_unreachable": Code(
+        lambda p: f"{p.get('tier')} model {p.get('model')} unreachable",
+        lambda p: _("the %(kind)s %(model)s could not be reached") % _named(p),
+    ),
+    "model_refused": Code(
+        lambda p: f"{p.get('tier')} model {p.get('model')} refused the request",
+        lambda p: _("the %(kind)s %(model)s refused the request") % _named(p),
+    ),
+    "answer_invalid": Code(
+        lambda p: f"{p.get('tier')} answer invalid",
+        lambda p: _("the %(kind)s %(model)s gave an answer that does not fit the form") % _named(p),
+    ),
+    "model_escalated": Code(
+        lambda p: f"{p.get('tier')} model {p.get('model')} escalated",
+        lambda p: _("the %(kind)s %(model)s asked for a person") % _named(p),
+    ),
+    "low_confidence": Code(
+        lambda p: f"{p.get('tier')} confidence {p.get('confidence')} below {p.get('threshold')}",
+        lambda p: (
+            _("the %(kind)s %(model)s was %(confidence)s sure, below the %(threshold)s required")
+            % {
+                **_named(p),
+                "confidence": percent(p.get("confidence")),
+                "threshold": percent(p.get("threshold")),
+            }
         ),
-        lambda g: (
-            _("Approved (%(n)d of %(m)d): a second reviewer must confirm")
-            % {"n": int(g["n"]), "m": int(g["m"])}
-            + (g["rest"] or "")
+    ),
+    "model_decided": Code(
+        lambda p: (
+            f"{p.get('tier')} model {p.get('model')} decided {p.get('decision')} "
+            f"with confidence {p.get('confidence')}"
+        ),
+        lambda p: (
+            _("the %(kind)s %(model)s decided %(decision)s, %(confidence)s sure")
+            % {
+                **_named(p),
+                "decision": decision_word(str(p.get("decision", ""))),
+                "confidence": percent(p.get("confidence")),
+            }
         ),
     ),
-    (
-        re.compile(r"^Delegated the review to (?P<name>[^:]+)(?P<rest>: .*)?$", re.S),
-        lambda g: _("Delegated the review to %(name)s") % g + (g["rest"] or ""),
-    ),
-    (
-        re.compile(r"^Edited the agent's draft: (?P<fields>.+)$", re.S),
-        lambda g: _("Edited the agent's draft: %(fields)s") % g,
-    ),
-    (
-        re.compile(r"^Asked the requester to correct: (?P<fields>.+)$", re.S),
-        lambda g: _("Asked the requester to correct: %(fields)s") % g,
-    ),
-    (
-        re.compile(r"^Review overdue \(SLA (?P<hours>\d+) h\): escalated to the pipe's admins$"),
-        lambda g: (
-            _("Review overdue (SLA %(hours)d h): escalated to the pipe's admins") % {"hours": int(g["hours"])}
+    "model_proposed": Code(
+        lambda p: (
+            f"{p.get('tier')} model {p.get('model')} proposed {p.get('decision')} "
+            f"with confidence {p.get('confidence')}"
+        ),
+        lambda p: (
+            _("the %(kind)s %(model)s proposed %(decision)s, %(confidence)s sure")
+            % {
+                **_named(p),
+                "decision": decision_word(str(p.get("decision", ""))),
+                "confidence": percent(p.get("confidence")),
+            }
         ),
     ),
-]
+    "proposed_without_model": Code(
+        lambda p: f"{p.get('decision')} proposed without a model",
+        lambda p: (
+            _("a rule proposed %(decision)s without a model")
+            % {"decision": decision_word(str(p.get("decision", "")))}
+        ),
+    ),
+    "four_eyes": Code(
+        lambda p: "four eyes: two people approve", lambda p: _("two people must approve it (four eyes)")
+    ),
+    "authority_exceeded": Code(
+        lambda p: f"{p.get('field')} {p.get('amount')} exceeds authority {p.get('limit')}",
+        lambda p: (
+            _("%(field)s of %(amount)s is above the agent's authority of %(limit)s")
+            % {"field": _field(p), "amount": p.get("amount"), "limit": p.get("limit")}
+        ),
+    ),
+    "authority_empty": Code(
+        lambda p: f"{p.get('field')} empty, authority {p.get('limit')} needs an amount",
+        lambda p: (
+            _("%(field)s is empty, and the agent's authority of %(limit)s needs an amount")
+            % {"field": _field(p), "limit": p.get("limit")}
+        ),
+    ),
+    "authority_unreadable": Code(
+        lambda p: f"{p.get('field')} unreadable, authority {p.get('limit')} needs an amount",
+        lambda p: (
+            _("%(field)s could not be read as an amount, and the agent's authority of %(limit)s needs one")
+            % {"field": _field(p), "limit": p.get("limit")}
+        ),
+    ),
+    "authority_currency": Code(
+        lambda p: (
+            f"{p.get('field')} in {p.get('currency')}, authority {p.get('limit')} is in {p.get('limit_currency')}"
+        ),
+        lambda p: (
+            _("%(field)s is in %(currency)s, but the agent's authority of %(limit)s is in %(limit_currency)s")
+            % {**p, "field": _field(p)}
+        ),
+    ),
+    "answer_not_applied": Code(
+        lambda p: f"the agent's answer could not be applied ({p.get('why', '')})",
+        lambda p: _("the process refused the agent's answer (%(why)s)") % {"why": p.get("why", "")},
+    ),
+    # what followed from the parts
+    "human": Code(lambda p: "human", lambda p: _("this needs a person")),
+    "no_model": Code(lambda p: "no model reachable", lambda p: _("no model could be reached")),
+    "without_model": Code(
+        lambda p: f"{p.get('decision')} without a model",
+        lambda p: (
+            _("decided without a model: %(decision)s")
+            % {"decision": decision_word(str(p.get("decision", "")))}
+        ),
+    ),
+    # what people did, on the card's timeline (after their name)
+    "review_decided": Code(
+        lambda p: f"Decided {p.get('decision')}" + (f": {p['comment']}" if p.get("comment") else ""),
+        lambda p: _decided(str(p.get("decision", ""))),
+        predicate=True,
+    ),
+    "retry_requested": Code(
+        lambda p: f"Retry of {p.get('step')}",
+        lambda p: _("asked to run %(step)s again") % {"step": p.get("step", "")},
+        predicate=True,
+    ),
+    "step_failed": Code(
+        lambda p: f"failed: {p.get('error', '')}",
+        lambda p: _("failed: %(error)s") % {"error": p.get("error", "")},
+        predicate=True,
+    ),
+}
 
-_HUMAN = pgettext_lazy("the rail hands a step over to", "human")
+
+def _decided(decision: str) -> str:
+    if decision == "approve":
+        return pgettext("someone", "approved")
+    if decision == "reject":
+        return pgettext("someone", "rejected")
+    if decision == "request_changes":
+        return pgettext("someone", "asked for changes")
+    return pgettext("someone", "decided %(decision)s") % {"decision": decision_word(decision)}
 
 
-def _one(piece: str) -> str:
-    for pattern, render in _PIECES:
-        match = pattern.match(piece)
-        if match:
-            return render(match.groupdict())
-    return piece
+# ---------------------------------------------------------------- reading a stored reason
 
 
-def _pieces(text: str) -> str:
-    return "; ".join(_one(p) for p in text.split("; "))
-
-
-def reason_display(reason: str | None) -> str:
-    """`reason` as the rail wrote it, in the active language where the rail's phrases are known."""
-    if not reason:
-        return ""
-    text = str(reason)
-    for pattern, render in _WHOLE:
-        match = pattern.match(text)
-        if match:
-            return render(match.groupdict())
-    if text.startswith("no model reachable (") and text.endswith(") → human"):
-        inner = text[len("no model reachable (") : -len(") → human")]
-        return _("no model reachable (%(why)s)") % {"why": _pieces(inner)} + f" → {_HUMAN}"
-    head, arrow, tail = text.rpartition(" → ")
-    if not arrow:
-        return _pieces(text)
-    if tail == "human":
-        return f"{_pieces(head)} → {_HUMAN}"
-    decision = re.fullmatch(r"(?P<decision>\S+) without a model", tail)
-    if decision:
-        return f"{_pieces(head)} → " + _("%(decision)s without a model") % decision.groupdict()
-    return text
+def reason_display(reason: str | None, data: Any = None) -> str:
+    """A stored reason in the active language: from its data when it has some, else from its prose."""
+    parsed = Reason.from_data(data)
+    if parsed is not None:
+        return parsed.text()
+    return prose_display(reason)

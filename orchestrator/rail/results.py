@@ -10,6 +10,7 @@ from agents.actions import Effect
 from agents.output import AgentAnswer
 
 from . import costs
+from .reasons import Reason
 
 
 class StepTransient(Exception):
@@ -57,7 +58,7 @@ class Apply:
     """Apply a decision: values, effects and the move the decision leads to."""
 
     mechanism: str
-    reason: str
+    reason: Reason
     decision: str = ""
     values: dict[str, Any] = field(default_factory=dict)
     effects: list[Effect] = field(default_factory=list)
@@ -69,7 +70,7 @@ class Apply:
 class Handover:
     """A person decides: a review task with the agent's proposal, if any."""
 
-    reason: str
+    reason: Reason
     proposal: AgentAnswer | None = None
 
 

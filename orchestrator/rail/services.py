@@ -33,6 +33,7 @@ from pipes.services import (
 from ..models import Mechanism, ReviewStatus, ReviewTask, RunStatus, StepRun, TraceKind
 from . import costs
 from .dispatch import dispatch_entry
+from .reasons import Reason
 from .trace import Tracer, timeline_payload
 
 
@@ -179,12 +180,17 @@ def _review_decide(
                 "moved_to": target_key if moved else None,
             },
         )
+        # The record keeps the English sentence; pages say it from the data (orchestrator.rail.reasons).
+        decided = Reason.of("review_decided", decision=decision, comment=comment[:400])
         card_record_step(
             actor=reviewer,
             card=card,
-            payload=timeline_payload(run, step, comment=comment) if step else {"run_id": run.pk},
-            # The record is in English, as the rail's own; pages translate it (orchestrator.rail.reasons).
-            reason=f"Decided {decision}" + (f": {comment[:400]}" if comment else ""),
+            payload=(
+                timeline_payload(run, step, comment=comment, reason_data=decided.as_data())
+                if step
+                else {"run_id": run.pk, "comment": comment, "reason_data": decided.as_data()}
+            ),
+            reason=decided.record()[:500],
         )
         if moved:
             card_set_rail_status(card_id=card.pk, status=RailStatus.IDLE)
@@ -214,11 +220,17 @@ def step_run_retry(*, run: StepRun, user: AbstractBaseUser) -> StepRun:
         run.refresh_from_db()
         Tracer(run).record(TraceKind.RETRY, f"retry requested by {_actor_label(user)}", {"by": user.pk})
         card = Card.objects.get(pk=run.card_id)
+        retry = Reason.of("retry_requested", step=run.step_name)
         card_record_step(
             actor=Actor.for_user(user),
             card=card,
-            payload={"run_id": run.pk, "step": run.step_name, "status": "retry requested"},
-            reason=f"Retry of {run.step_name}",  # English in the record; orchestrator.rail.reasons translates
+            payload={
+                "run_id": run.pk,
+                "step": run.step_name,
+                "status": "retry requested",
+                "reason_data": retry.as_data(),
+            },
+            reason=retry.record(),
         )
         card_set_rail_status(
             card_id=card.pk,

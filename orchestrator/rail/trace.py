@@ -107,6 +107,7 @@ def timeline_payload(run: StepRun, step: Step, **extra: Any) -> dict[str, Any]:
         "status": run.status,
         "decision": run.decision,
         "reason": run.routing_reason,
+        "reason_data": run.reason_data,
         "cost": str(run.cost),
         "currency": run.currency,
         "url": run_url(run),

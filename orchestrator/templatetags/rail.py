@@ -61,8 +61,13 @@ def offset_ms(moment, start) -> str:
 
 
 @register.filter
-def rail_reason(value: str | None) -> str:
-    """Why the rail routed a step, in the reader's language (see orchestrator.rail.reasons)."""
+def rail_reason(value: Any) -> str:
+    """Why the rail routed a step, in the reader's language (see orchestrator.rail.reasons): of a step run
+    (from its reason's data, else its sentence), a review task (its run's), or a stored sentence."""
     from orchestrator.rail.reasons import reason_display
 
+    run = getattr(value, "run", None) if hasattr(value, "allowed_decisions") else value
+    if hasattr(run, "routing_reason"):
+        prose = run.routing_reason or getattr(value, "reason", "")
+        return reason_display(prose, run.reason_data)
     return reason_display(value)

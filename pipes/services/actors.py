@@ -167,28 +167,35 @@ def authority_check(
     names = {"agent": actor.name, "limit": shown_limit}
     value = values.get(key)
     read = _read_amount(f, value)
+    params: dict[str, str] = {}
     if value in (None, "", {}):
         message = _(
             "This is empty, and %(agent)s may act only on an amount within its authority of %(limit)s."
         )
         reason = f"{key} empty, authority {limit_text} needs an amount"
+        code = "authority_empty"
     elif read is None:
         message = _("%(agent)s cannot read this as an amount within its authority of %(limit)s.")
         reason = f"{key} unreadable, authority {limit_text} needs an amount"
+        code = "authority_unreadable"
     elif read[1] and read[1] != limit_currency:
         names |= {"currency": read[1], "limit_currency": limit_currency}
         message = _(
             "This amount is in %(currency)s, but the authority of %(agent)s (%(limit)s) is in %(limit_currency)s."
         )
         reason = f"{key} in {read[1]}, authority {limit_text} is in {limit_currency}"
+        code, params = "authority_currency", {"currency": read[1], "limit_currency": limit_currency}
     elif read[0] > limit:
         names |= {"amount": display_value(f, value)}
         message = _("%(amount)s is above the authority of %(agent)s (%(limit)s).")
         reason = f"{key} {_plain_amount(read[0])} exceeds authority {limit_text}"
+        code, params = "authority_exceeded", {"amount": _plain_amount(read[0])}
     else:
         return
     raise CardAuthorityError(
         {key: [message % names, _("A person decides.")]},
         fields={key: f.label if f is not None else key},
         rail_reason=reason,
+        rail_code=code,
+        rail_params={"field": key, "label": f.label if f is not None else key, "limit": limit_text, **params},
     )

@@ -74,10 +74,13 @@ class CardAlreadySubmittedError(CardError):
 
 class CardAuthorityError(CardPermissionError):
     """An agent may not change a card whose amount is above its authority limit, unreadable or in another
-    currency: a person decides. `rail_reason` says why in the rail's English words (orchestrator.reasons)."""
+    currency: a person decides. `rail_reason` says why in the rail's English words; `rail_code` and
+    `rail_params` say it as data the rail renders in the reader's language (orchestrator.rail.reasons)."""
 
     code = "authority"
 
-    def __init__(self, errors, *, fields=None, rail_reason: str = ""):
+    def __init__(self, errors, *, fields=None, rail_reason: str = "", rail_code: str = "", rail_params=None):
         super().__init__(errors, fields=fields)
         self.rail_reason = rail_reason
+        self.rail_code = rail_code
+        self.rail_params = dict(rail_params or {})
