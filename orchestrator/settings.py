@@ -263,6 +263,8 @@ LOGGING = {
 
 CELERY_BEAT_SCHEDULE = {
     "sweep-phase-entries": {"task": "orchestrator.tasks.sweep_phase_entries", "schedule": 30.0},
+    # Entries whose running step lost its worker (a lease that ran out) are sent again within seconds.
+    "sweep-stale-leases": {"task": "orchestrator.tasks.sweep_stale_leases", "schedule": 5.0},
     "sweep-webhook-deliveries": {"task": "orchestrator.webhooks.sweep", "schedule": 30.0},
     "escalate-overdue-reviews": {
         "task": "orchestrator.inbox.tasks.escalate_overdue_reviews",
@@ -297,7 +299,9 @@ CELERY_BEAT_SCHEDULE.update(
 
 # The rail (orchestrator/, agents/).
 TRILHO_MODEL_TIMEOUT_SECONDS = envint("TRILHO_MODEL_TIMEOUT_SECONDS", 60)
-TRILHO_RAIL_LEASE_SECONDS = envint("TRILHO_RAIL_LEASE_SECONDS", 300)
+# A worker holds a step run for this long and renews the hold every quarter of it while the step runs,
+# so a step killed mid-run is claimed again seconds after its last renewal (rail/leases.py).
+TRILHO_RAIL_LEASE_SECONDS = envint("TRILHO_RAIL_LEASE_SECONDS", 20)
 TRILHO_RAIL_RETRY_BASE_SECONDS = envint("TRILHO_RAIL_RETRY_BASE_SECONDS", 5)
 TRILHO_RAIL_RETRY_MAX_SECONDS = envint("TRILHO_RAIL_RETRY_MAX_SECONDS", 300)
 TRILHO_AGENT_MAX_DOCUMENT_CHARS = envint("TRILHO_AGENT_MAX_DOCUMENT_CHARS", 20000)
@@ -343,6 +347,23 @@ if _unconverted:
     )
 TRILHO_LOCAL_COMPUTE_COST_PER_1M = Decimal(os.environ.get("TRILHO_LOCAL_COMPUTE_COST_PER_1M", "0.02"))
 TRILHO_BASELINE_MODEL = os.environ.get("TRILHO_BASELINE_MODEL", "openai/gpt-4o")
+# A move while the broker is down or hung must not hang the request: connect and socket timeouts of
+# about a second and at most one quick retry; the entry stays in the outbox and the sweep sends it later.
+TRILHO_BROKER_TIMEOUT_SECONDS = float(os.environ.get("TRILHO_BROKER_TIMEOUT_SECONDS", "1"))
+TRILHO_REDIS_TRANSPORT_OPTIONS = {
+    "max_retries": 1,
+    "interval_start": 0,
+    "interval_step": 0.2,
+    "interval_max": 0.2,
+    "socket_connect_timeout": TRILHO_BROKER_TIMEOUT_SECONDS,
+    "socket_timeout": TRILHO_BROKER_TIMEOUT_SECONDS,
+}
 if CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
-    # A move while Redis is down must not hang the request: give up fast, the sweep sends it later.
-    CELERY_BROKER_TRANSPORT_OPTIONS = {"max_retries": 1, "interval_start": 0, "interval_step": 0.2}
+    CELERY_BROKER_TRANSPORT_OPTIONS = TRILHO_REDIS_TRANSPORT_OPTIONS
+CELERY_BROKER_CONNECTION_TIMEOUT = TRILHO_BROKER_TIMEOUT_SECONDS
+CELERY_TASK_PUBLISH_RETRY_POLICY = {
+    "max_retries": 1,
+    "interval_start": 0,
+    "interval_step": 0.2,
+    "interval_max": 0.2,
+}

@@ -11,7 +11,7 @@ import logging
 from datetime import timedelta
 
 from celery import current_app
-from django.db.models import Exists, F, OuterRef, Q
+from django.db.models import Exists, F, OuterRef, Q, Subquery
 from django.dispatch import receiver
 from django.utils import timezone
 
@@ -20,7 +20,7 @@ from pipes.choices import EventKind
 from pipes.hooks import card_changed, phase_entered
 from pipes.models import CardFile, PhaseEntry
 
-from ..models import Step, StepRun, Trigger
+from ..models import RunStatus, Step, StepRun, Trigger
 
 log = logging.getLogger(__name__)
 
@@ -112,6 +112,25 @@ def entries_sweep(*, older_than_seconds: int = 30) -> int:
     _reopen_overdue(cutoff)
     pending = PhaseEntry.objects.filter(processed_at__isnull=True).filter(
         Q(dispatched_at__isnull=True, entered_at__lte=cutoff) | Q(dispatched_at__lte=cutoff)
+    )
+    sent = 0
+    for entry_id in pending.order_by("entered_at").values_list("pk", flat=True)[:500]:
+        sent += dispatch_entry(entry_id)
+    return sent
+
+
+def stale_leases_sweep() -> int:
+    """Send again, at once, each unfinished entry whose running step's lease ran out (its worker died
+    or stopped renewing it) and that was not sent since. Beat runs this every few seconds, so a step
+    killed mid-run runs again within seconds of its lease running out. Returns how many were sent."""
+    stale = StepRun.objects.filter(
+        entry_id=OuterRef("pk"), status=RunStatus.RUNNING, lease_until__lt=timezone.now()
+    ).order_by("-lease_until")
+    pending = (
+        PhaseEntry.objects.filter(processed_at__isnull=True)
+        .annotate(stale_since=Subquery(stale.values("lease_until")[:1]))
+        .filter(stale_since__isnull=False)
+        .filter(Q(dispatched_at__isnull=True) | Q(dispatched_at__lt=F("stale_since")))
     )
     sent = 0
     for entry_id in pending.order_by("entered_at").values_list("pk", flat=True)[:500]:

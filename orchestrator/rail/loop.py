@@ -15,7 +15,6 @@ import socket
 import uuid
 from datetime import timedelta
 
-from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 from django.db.models import F, Q, Value
 from django.db.models.functions import Coalesce
@@ -29,6 +28,7 @@ from pipes.services import CardAuthorityError, CardError, card_set_rail_status
 from ..models import Mechanism, ReviewStatus, ReviewTask, RunStatus, Step, StepRun, TraceKind, Trigger
 from . import costs
 from .apply import apply_result, fail, finish_simple, reason_fields, retry_or_fail, wait_for_review
+from .leases import INFRASTRUCTURE_ERRORS, lease_held, lease_seconds
 from .reasons import Reason
 from .results import (
     NEXT_STEP,
@@ -48,10 +48,6 @@ from .trace import Tracer
 log = logging.getLogger(__name__)
 
 WORKER_ID = f"{socket.gethostname()}:{os.getpid()}"
-
-
-def lease_seconds() -> int:
-    return int(getattr(settings, "TRILHO_RAIL_LEASE_SECONDS", 300))
 
 
 def _overdue_triggers(entry: PhaseEntry) -> list[str]:
@@ -95,7 +91,7 @@ def entry_run(*, entry_id: int) -> EntryOutcome:
             return stop
         if claim is None:
             continue  # settled, or waiting for a review
-        result = step_execute(run=run, step=step, entry=entry, claim=claim, card=card)
+        result = _run_claimed(run=run, step=step, entry=entry, claim=claim, card=card)
         card = None
         if result.retry_in is not None:
             return EntryOutcome(retry_in=result.retry_in)
@@ -115,7 +111,7 @@ def entry_run(*, entry_id: int) -> EntryOutcome:
                 _entry_close(entry)  # the phase's steps wait for a person or a retry
                 return EntryOutcome()
             continue
-        result = step_execute(
+        result = _run_claimed(
             run=run, step=step, entry=entry, claim=claim, last=index == len(steps) - 1, card=card
         )
         card = None
@@ -240,6 +236,13 @@ def _claim(run: StepRun) -> str | None:
 # ---------------------------------------------------------------- one step
 
 
+def _run_claimed(*, run: StepRun, claim: Claim, **kwargs) -> StepResult:
+    """step_execute with the run's lease renewed while it runs (leases.lease_held): a step longer than
+    the lease is never claimed twice, and a lost database connection gives the run back uncounted."""
+    with lease_held(run.pk, claim.token):
+        return step_execute(run=run, claim=claim, **kwargs)
+
+
 def step_execute(
     *, run: StepRun, step: Step, entry: PhaseEntry, claim: Claim, last: bool = False, card: Card | None = None
 ) -> StepResult:
@@ -338,6 +341,8 @@ def step_execute(
     except StepPermanent as exc:
         fail(run=run, step=step, entry=entry, token=token, error=str(exc), usage=usage, tracer=tracer)
         return STOP
+    except INFRASTRUCTURE_ERRORS:
+        raise  # not the step's failure: the run is given back and the task retried (leases.lease_held)
     except Exception as exc:  # noqa: BLE001 - an unexpected bug must still mark the card, not vanish
         log.exception("step run %s crashed", run.pk)
         fail(

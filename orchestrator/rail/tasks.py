@@ -7,13 +7,19 @@ and the beat schedule (settings.CELERY_BEAT_SCHEDULE) carry those names, and dis
 from __future__ import annotations
 
 from celery import shared_task
+from celery.signals import worker_process_shutdown, worker_shutdown
 from django.utils import timezone
 
 from agents.documents import document_extract, document_text_stored
 from pipes.models import CardFile, PhaseEntry
 
-from .dispatch import EXTRACT_DOCUMENT, RUN_PHASE_ENTRY, entries_sweep
+from .dispatch import EXTRACT_DOCUMENT, RUN_PHASE_ENTRY, entries_sweep, stale_leases_sweep
+from .leases import INFRASTRUCTURE_ERRORS, connection_reset, leases_release
 from .loop import entry_run
+
+# How long a task waits before it tries again after the database or the broker failed it: doubling
+# from half a second, at most 30 s (a restarting PostgreSQL is back in seconds).
+INFRASTRUCTURE_RETRY_MAX_SECONDS = 30.0
 
 
 @shared_task(
@@ -25,8 +31,16 @@ from .loop import entry_run
     ignore_result=True,
 )
 def run_phase_entry(self, entry_id: int) -> None:
-    """Run the steps of the phase a card entered. A transient failure comes back with a backoff."""
-    outcome = entry_run(entry_id=entry_id)
+    """Run the steps of the phase a card entered. A transient failure comes back with a backoff.
+
+    A lost database connection or broker is retried with the connection reset, whatever the step was
+    doing; the run it held was given back uncounted (leases.lease_held)."""
+    try:
+        outcome = entry_run(entry_id=entry_id)
+    except INFRASTRUCTURE_ERRORS as exc:
+        connection_reset()
+        countdown = min(0.5 * 2**self.request.retries, INFRASTRUCTURE_RETRY_MAX_SECONDS)
+        raise self.retry(countdown=countdown, exc=exc) from exc
     if outcome.retry_in is not None:
         PhaseEntry.objects.filter(pk=entry_id).update(dispatched_at=timezone.now())
         raise self.retry(countdown=max(outcome.retry_in, 0.05))
@@ -46,6 +60,19 @@ def extract_document(card_file_id: int) -> None:
 def sweep_phase_entries(older_than_seconds: int = 30) -> int:
     """Re-dispatch entries nobody finished (dispatch.entries_sweep). Returns how many were sent."""
     return entries_sweep(older_than_seconds=older_than_seconds)
+
+
+@shared_task(name="orchestrator.tasks.sweep_stale_leases", ignore_result=True, expires=10)
+def sweep_stale_leases() -> int:
+    """Send again, at once, the entries whose running step lost its worker (dispatch.stale_leases_sweep)."""
+    return stale_leases_sweep()
+
+
+@worker_shutdown.connect
+@worker_process_shutdown.connect
+def release_leases(**kwargs) -> None:
+    """A worker stopping lets go of the runs it holds, so another worker takes them over at once."""
+    leases_release()  # an unreachable database is logged and skipped: the leases then run out by themselves
 
 
 @shared_task(name="orchestrator.tasks.mark_late_cards", expires=55)

@@ -186,3 +186,36 @@ def test_it_runs_an_entry_once_when_two_workers_get_it(world, redis_celery, work
     assert len(external.requests) == 1 and category_changes(card) == 1
     entry.refresh_from_db()
     assert entry.dispatch_count == 2
+
+
+def terminate_other_connections() -> int:
+    """pg_terminate_backend on every other connection to the test database: the workers' (a restart)."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+        return cursor.fetchone()[0]
+
+
+def test_it_completes_a_step_whose_database_connection_was_terminated(
+    world, redis_celery, worker_processes, external
+):
+    hold = threading.Event()
+    external.push(ok({"id": 1}, hold=hold), ok({"id": 1}))
+    set_category_step(world, external=external)
+    worker_processes("only", **WORKER_SETTINGS)
+    card = submit(world)
+    wait_for(lambda: len(external.requests) == 1, what="the worker to call the ERP")
+    assert terminate_other_connections() >= 1  # the worker's connection, in the middle of the step
+    hold.set()
+
+    wait_for(lambda: StepRun.objects.get(card=card).status == RunStatus.DONE, what="the step to complete")
+    run = run_of(card)
+    card.refresh_from_db()
+    assert run.attempts == 1  # the lost connection was not the step's failure
+    assert card.values["category"] == "Hardware" and category_changes(card) == 1
+    keys = external.idempotency_keys()
+    assert len(keys) == 2 and keys[0] == keys[1]
