@@ -20,7 +20,14 @@ from django.utils.translation import gettext_lazy as _
 
 from .choices import PipeRole
 from .design import DesignError, design_check, design_delete, design_save, design_validate, designable
-from .design.services import design_grant, design_model, design_revoke, people_for_designer
+from .design.services import (
+    administered_pipes,
+    design_grant,
+    design_model,
+    design_revoke,
+    owned_organizations,
+    people_for_designer,
+)
 from .models import Card, CardEvent, Field, Label, Membership, Organization, Phase, Pipe
 from .roles import ALL_PERMS, pipe_access
 
@@ -135,7 +142,13 @@ class DesignAdmin(DesignChoicesMixin, admin.ModelAdmin):
     has_delete_permission = has_view_permission
 
     def has_add_permission(self, request):
-        return self.has_module_permission(request)
+        # Offer "Add" only where the service would accept it: pipe objects to pipe admins,
+        # organization objects (allowed hosts, memberships) to owners.
+        if not self.has_module_permission(request):
+            return False
+        if design_model(self.model).pipe_path:
+            return administered_pipes(request.user).exists()
+        return owned_organizations(request.user).exists()
 
     def get_form(self, request, obj=None, change=False, **kwargs):
         return _design_form(super().get_form(request, obj, change=change, **kwargs), request.user)

@@ -195,3 +195,15 @@ def test_it_grants_a_role_on_the_admin_roles_page_through_the_service(world, cli
     assert not pipe_access(user=world.outsider, pipe=world.pipe).perms
     client.post(url, {"user": world.viewer.pk, "role": ""})
     assert not pipe_access(user=world.viewer, pipe=world.pipe).perms
+
+
+def test_it_offers_add_in_the_admin_only_where_the_service_would_accept_it(world, client):
+    assert client.login(username=world.admin.username, password=PASSWORD)
+    index = client.get(reverse("admin:index")).content.decode()
+    assert reverse("admin:orchestrator_step_add") in index
+    assert reverse("admin:agents_allowedhost_add") not in index
+    assert client.get(reverse("admin:agents_allowedhost_add")).status_code == 403
+    world.owner.is_staff = True
+    world.owner.save(update_fields=["is_staff"])
+    assert client.login(username=world.owner.username, password=PASSWORD)
+    assert reverse("admin:agents_allowedhost_add") in client.get(reverse("admin:index")).content.decode()
