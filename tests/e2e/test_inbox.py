@@ -154,3 +154,67 @@ def test_a_reviewer_approves_low_risk_tasks_together_from_the_keyboard(login, li
         card.refresh_from_db()
         assert card.phase.key == "approval"
         assert card.events.filter(kind="step", actor_label="Reviewer", reason="Decided approve").exists()
+
+
+# ---------------------------------------------------------------- deciding in one pass
+
+
+@pytest.fixture
+def invoice_like(world, settings):
+    """A low-risk human approval whose phase asks for a Decision and, once Rejected, why."""
+    from orchestrator.models import Risk
+    from tests.inbox.test_one_pass import decision_fields
+
+    settings.TRILHO_RAIL_RETRY_BASE_SECONDS = 0
+    decision_fields(world)
+    return approval_step(world, risk=Risk.LOW)
+
+
+def test_a_reviewer_approves_in_bulk_filling_the_shared_fields_once(login, live_server, world, invoice_like):
+    cards = [card_in_approval(world, item=f"Desk {i}") for i in range(2)]
+    page = open_inbox(login, live_server, world.reviewer)
+    for card in cards:
+        page.locator(f"#task-{task_of(card).pk} input[name=tasks]").check()
+    fields = page.locator("fieldset.bulk-fields:visible")
+    expect(fields).to_contain_text("fill them once for the selection")
+    fields.locator("#id-po_number").fill("PO-500")
+    fields.locator("#id-decision").select_option("Approved")
+    page.get_by_role("button", name="Approve selected").click()
+    expect(page.locator("body")).to_contain_text("Approved 2 tasks")
+    for card in cards:
+        card.refresh_from_db()
+        assert card.phase.key == "done" and card.values["po_number"] == "PO-500"
+
+
+def test_a_conditional_field_appears_live_on_the_review_screen(login, live_server, world, invoice_like):
+    card = card_in_approval(world)
+    page = login(world.reviewer)
+    page.goto(f"{live_server.url}/inbox/tasks/{task_of(card).pk}/")
+    reason = page.locator("#id-rejection_reason")
+    expect(reason).to_have_count(0)
+    page.locator("#id-decision").select_option("Rejected")
+    expect(page.locator("#id-rejection_reason")).to_be_visible()
+    page.locator("#id-decision").select_option("Approved")
+    expect(page.locator("#id-rejection_reason")).to_have_count(0)
+
+
+def test_a_reviewer_rejects_in_one_pass_typing_the_reason_once(login, live_server, world, invoice_like):
+    card = card_in_approval(world)
+    page = login(world.reviewer)
+    page.goto(f"{live_server.url}/inbox/tasks/{task_of(card).pk}/")
+    posts: list[str] = []
+    page.on("request", lambda r: posts.append(r.url) if r.method == "POST" and "/decide/" in r.url else None)
+    page.get_by_role("button", name=re.compile("^Reject")).click()  # reject mode: what a rejection needs
+    expect(page.locator(".decide-hint")).to_contain_text("A rejection needs the fields shown above")
+    expect(page.get_by_label("Approver")).to_be_hidden()  # not required to leave the phase
+    page.locator("#id-po_number").fill("PO-9")
+    page.locator("#id-decision").select_option("Rejected")
+    expect(page.locator("[data-reason-note-for=rejection_reason]")).to_be_visible()
+    expect(page.locator("#id-rejection_reason")).to_be_hidden()  # the comment is the reason
+    page.get_by_label("Comment").fill("The supplier is not on the approved list.")
+    page.get_by_role("button", name=re.compile("^Reject")).click()
+    expect(page.locator("body")).to_contain_text(f"{card.reference} rejected.")
+    card.refresh_from_db()
+    assert card.phase.key == "rejected"
+    assert card.values["rejection_reason"] == "The supplier is not on the approved list."
+    assert len(posts) == 1
