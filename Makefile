@@ -17,6 +17,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 help:
 	@echo "make run     install, migrate, load the demo, serve http://127.0.0.1:8000 with a worker"
+	@echo "             (ADDR=host:port serves, prints and writes links with another address)"
 	@echo "make test    install and run the test suite (PYTEST_ARGS='-k board' to narrow it)"
 	@echo "make lint    ruff check, ruff format --check, import contracts, manage.py check, makemigrations --check"
 	@echo "make worker  one embedded Celery worker with beat (what make run starts)"

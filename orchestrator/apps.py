@@ -18,6 +18,9 @@ class OrchestratorConfig(AppConfig):
         from .rail.timeline import step_event_display
 
         register_step_reason_display(step_event_display)
+        from .rail import card_runs
+
+        card_runs.register()  # the card panel's links to runs and its Retry of a failed step
 
         from pipes.design import register_design_model
 

@@ -76,7 +76,9 @@ if not SECRET_KEY:
     SECRET_KEY = "dev-only-insecure-key-change-me-" + "x" * 32
 ALLOWED_HOSTS = envlist("ALLOWED_HOSTS", "127.0.0.1,localhost,[::1]" if DEBUG else "")
 CSRF_TRUSTED_ORIGINS = envlist("CSRF_TRUSTED_ORIGINS", "")
-SITE_URL = os.environ.get("SITE_URL", "http://127.0.0.1:8000").rstrip("/")
+# The address links in emails and pages use; when unset, the address each request came to
+# (pipes.siteaddress.site_url, the one way to read it).
+SITE_URL = os.environ.get("SITE_URL", "").rstrip("/")
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -105,6 +107,7 @@ MIDDLEWARE = [
     "django.middleware.locale.LocaleMiddleware",
     "pipes.middleware.NullCharacterMiddleware",
     "django.middleware.common.CommonMiddleware",
+    "pipes.siteaddress.SiteAddressMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "pipes.middleware.AccessCacheMiddleware",

@@ -95,6 +95,9 @@ class Pipe(models.Model):
         default=False,
         help_text=_("People without an account may submit the start form."),
     )
+    # The number the pipe's last card got: card_create takes the next one under this row's lock,
+    # so each pipe counts its cards from 1 (AP-1, AP-2...) whatever other pipes do.
+    last_card_number = models.PositiveIntegerField(default=0, editable=False)
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
@@ -223,6 +226,9 @@ class Card(models.Model):
     """A case travelling through a pipe; its field values live in `values` keyed by field key."""
 
     pipe = models.ForeignKey(Pipe, on_delete=models.CASCADE, related_name="cards")
+    # The card's number in its pipe (its reference is the pipe's code and this number); URLs keep
+    # the primary key. Empty only for rows made without the write path (bulk loads in benchmarks).
+    number = models.PositiveIntegerField(_("number"), null=True, blank=True, editable=False)
     phase = models.ForeignKey(Phase, on_delete=models.PROTECT, related_name="cards")
     title = models.CharField(_("title"), max_length=255)
     values = models.JSONField(_("values"), default=dict, blank=True)
@@ -276,6 +282,7 @@ class Card(models.Model):
                 condition=~models.Q(submission_key=""),
                 name="uniq_card_submission",
             ),
+            models.UniqueConstraint(fields=["pipe", "number"], name="uniq_card_number"),
         ]
         verbose_name = _("card")
         verbose_name_plural = _("cards")
@@ -285,11 +292,16 @@ class Card(models.Model):
 
     @property
     def reference(self) -> str:
-        return f"{self.pipe.code}-{self.pk}"
+        return card_reference(self.pipe.code, self.number, self.pk)
 
     @property
     def is_finished(self) -> bool:
         return self.finished_at is not None
+
+
+def card_reference(code: str, number: int | None, pk: int | None) -> str:
+    """How people name a card: its pipe's code and its number in the pipe (AP-12)."""
+    return f"{code}-{number if number is not None else pk}"
 
 
 def card_file_path(instance: CardFile, filename: str) -> str:

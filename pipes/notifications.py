@@ -8,7 +8,6 @@ import logging
 import re
 from collections.abc import Iterable, Sequence
 
-from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.mail import send_mass_mail
 from django.db import transaction
@@ -19,6 +18,7 @@ from django.utils.translation import gettext as _
 from .masking import title_shown
 from .models import Card, Field, Notification
 from .roles import pipe_access, pipe_users_with
+from .siteaddress import site_url
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +59,7 @@ def notify_mentions(
     notifications = Notification.objects.bulk_create(
         [Notification(user=u, card=card, message=messages[u.pk][:500], url=path) for u in recipients]
     )
-    link = (base_url or settings.SITE_URL).rstrip("/") + path
+    link = (base_url or site_url()).rstrip("/") + path
     excerpt = text if len(text) <= 1000 else text[:1000] + "…"
 
     def body(message: str) -> str:
@@ -144,7 +144,7 @@ def notify_overdue(*, late: list[int], expired: list[int]) -> int:
             if user.email:
                 body = _("%(message)s\n\nOpen the card: %(link)s\n") % {
                     "message": message,
-                    "link": settings.SITE_URL.rstrip("/") + path,
+                    "link": site_url() + path,
                 }
                 mails.append((message[:200], body, None, [user.email]))
     Notification.objects.bulk_create(notes)

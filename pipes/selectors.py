@@ -21,12 +21,12 @@ from django.http import Http404
 from django.utils import formats, timezone
 from django.utils.translation import gettext as _
 
-from .choices import EventKind, FieldType, RailStatus
+from .choices import EventKind, FieldType, OrgRole, RailStatus
 from .conditions import evaluate
 from .fieldtypes import is_filled
 from .masking import field_text, mask_text, title_shown
-from .models import Card, CardEvent, CardFile, Field, Label, Phase, Pipe
-from .roles import STAFF_PERMS, PipeAccess, pipe_access, pipe_users_with
+from .models import Card, CardEvent, CardFile, Field, Label, Membership, Phase, Pipe
+from .roles import STAFF_PERMS, PipeAccess, pipe_access, pipe_users_with, pipes_for_user
 
 # ---------------------------------------------------------------- getters
 
@@ -60,6 +60,24 @@ def card_get_for_user(
     if card is None:
         raise Http404
     return card, _check_access(user=user, pipe=card.pipe, write=write)
+
+
+@dataclass(frozen=True)
+class UserAreas:
+    """Which parts of Trilho a person has a use for: boards (they see or run a pipe's work) and the
+    reviewer's inbox. Someone who only files requests has neither: the portal is their home."""
+
+    boards: bool
+    reviews: bool
+
+
+def user_areas(*, user: AbstractBaseUser) -> UserAreas:
+    if not user.is_authenticated:
+        return UserAreas(boards=False, reviews=False)
+    owns = Membership.objects.filter(user=user, role=OrgRole.OWNER).exists()
+    boards = owns or user.is_staff or pipes_for_user(user, STAFF_PERMS).exists()
+    reviews = owns or pipes_for_user(user, ("administer_pipe", "review_pipe")).exists()
+    return UserAreas(boards=boards, reviews=reviews)
 
 
 # ---------------------------------------------------------------- board
@@ -173,6 +191,8 @@ class TimelineEntry:
     comment: str = ""
     actor: str = ""  # who acted, as the reader should see it; the stored label when empty
 
+    run_url: str = ""  # a step event's run and trace, for those who may open it
+
     @property
     def actor_label(self) -> str:
         return self.actor or self.event.actor_label
@@ -241,6 +261,8 @@ class CardDetail:
     assignee_ids: set[int]
     label_ids: set[int]
     next_phases: list[Phase]
+    failed_run_url: str = ""  # the failed step's run and trace (beside the "Step failed" badge)
+    can_retry: bool = False  # the viewer may run the failed step again from the panel
 
 
 def card_detail(*, card: Card, schema: BoardSchema) -> CardDetail:
@@ -311,6 +333,13 @@ def card_detail(*, card: Card, schema: BoardSchema) -> CardDetail:
             )
     phases_by_key = {p.key: p for p in schema.phases}
     timeline = [_timeline_entry(e, schema=schema, phases_by_key=phases_by_key, names=names) for e in events]
+    runs = _step_runs
+    failed_run = runs.failed_run(card) if card.rail_status == RailStatus.FAILED else None
+    if runs.may_open(access):
+        for entry in timeline:
+            run_id = entry.event.payload.get("run_id") if isinstance(entry.event.payload, dict) else None
+            if entry.event.kind == EventKind.STEP and isinstance(run_id, int):
+                entry.run_url = runs.run_url(run_id)
     current = schema.phases_by_id[card.phase_id]
     allowed = list(current.allowed_next.all())
     next_phases = [p for p in schema.phases if p.pk != current.pk and (not allowed or p in allowed)]
@@ -324,7 +353,39 @@ def card_detail(*, card: Card, schema: BoardSchema) -> CardDetail:
         assignee_ids={u.pk for u in card.assignees_list},
         label_ids={label.pk for label in card.labels_list},
         next_phases=next_phases,
+        failed_run_url=runs.run_url(failed_run) if failed_run and runs.may_open(access) else "",
+        can_retry=bool(failed_run and access.can_work and runs.retry is not None),
     )
+
+
+@dataclass(frozen=True)
+class StepRuns:
+    """What the rail offers the card panel about a card's step runs (pipes knows nothing of them):
+    the address of a run's page, who may open it, the failed run a card waits on, and a retry."""
+
+    run_url: Callable[[int], str] = lambda run_id: ""
+    may_open: Callable[[PipeAccess], bool] = lambda access: False
+    failed_run: Callable[[Card], int | None] = lambda card: None
+    # retry(card=..., user=...) runs the card's failed step again; raises CardError when it can't
+    retry: Callable[..., None] | None = None
+
+
+_step_runs = StepRuns()
+
+
+def register_step_runs(runs: StepRuns) -> None:
+    """The rail says how the card panel links to its runs and retries a failed step."""
+    global _step_runs
+    _step_runs = runs
+
+
+def step_run_retry_for_card(*, card: Card, user: AbstractBaseUser) -> None:
+    """Run the card's failed step again through the rail's retry (CardError when there is none)."""
+    from .services import CardError
+
+    if _step_runs.retry is None:
+        raise CardError(_("No step of this card is waiting to be retried."))
+    _step_runs.retry(card=card, user=user)
 
 
 def _step_display(event: CardEvent) -> StepDisplay:

@@ -185,7 +185,8 @@ TABLE: dict[str, Row] = {
         _none, {"GET": EVERYONE, "POST": EVERYONE}, data=lambda m: {"language": "pt-br", "next": "/"}
     ),
     # ------------------------------------------------ board (pipes/board/urls.py)
-    "home": Row(_none, {"GET": SIGNED_IN, "POST": WRONG_VERB}),
+    # People who only file requests (or take part in nothing yet) have the portal as home.
+    "home": Row(_none, {"GET": {**SIGNED_IN, "requester": PORTAL, "stranger": PORTAL}, "POST": WRONG_VERB}),
     "board": Row(_pipe, {"GET": {**SEE_BOARD, "requester": PORTAL}, "POST": WRONG_VERB}),
     "board_changes": Row(
         _pipe,
@@ -243,6 +244,7 @@ TABLE: dict[str, Row] = {
         data=lambda m: {"files": SimpleUploadedFile("more.txt", b"another quote", content_type="text/plain")},
         writes=True,
     ),
+    "card_retry": Row(_card, {"HX-GET": WRONG_VERB, "HX-POST": WORK_BOARD}),  # no failed step here: a 422
     "card_file": Row(
         lambda m: {**_card(m), "file_id": m.file.pk},
         {"GET": {**SEE_BOARD}, "POST": WRONG_VERB},

@@ -21,7 +21,7 @@ from ninja import File, Form, Query, Router, Schema, UploadedFile
 from pipes import services
 from pipes.board.selectors import BoardFilters, board_filter_q
 from pipes.masking import field_text
-from pipes.models import Card, CardFile, Label, Phase, Pipe
+from pipes.models import Card, CardFile, Label, Phase, Pipe, card_reference
 from pipes.roles import pipe_access
 from pipes.selectors import BoardSchema, board_schema
 
@@ -81,7 +81,7 @@ def card_out(card: Card, schema: BoardSchema) -> dict:
     phase = schema.phases_by_id.get(card.phase_id) or card.phase
     return {
         "id": card.pk,
-        "reference": f"{schema.pipe.code}-{card.pk}",
+        "reference": card_reference(schema.pipe.code, card.number, card.pk),
         "pipe_id": card.pipe_id,
         "phase": {"id": phase.pk, "key": phase.key, "name": phase.name},
         "title": schema.title_of(card.title),

@@ -239,7 +239,7 @@ def review_out(task: ReviewTask, title: str) -> dict:
         "id": task.pk,
         "card_id": task.card_id,
         "pipe_id": task.pipe_id,
-        "card_reference": f"{task.card.pipe.code}-{task.card_id}",
+        "card_reference": task.card.reference,
         "card_title": title,
         "step": task.run.step_name,
         "question": task.question,

@@ -24,6 +24,7 @@ from pipes.choices import EventKind
 from pipes.models import Card, Notification
 from pipes.portal.mail import PORTAL_REASON
 from pipes.roles import pipe_users_with
+from pipes.siteaddress import site_url
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +34,7 @@ def task_path(task_id: int) -> str:
 
 
 def task_url(task_id: int) -> str:
-    return settings.SITE_URL + task_path(task_id)
+    return site_url() + task_path(task_id)
 
 
 def request_path(card: Card) -> str:
@@ -189,7 +190,7 @@ def decision_to_requester(*, task_id: int) -> None:
         to=[task.card.requester_email or requester.email],
         subject=f"[{task.card.reference}] {message}"[:200],
         template="inbox/email/decided.txt",
-        context=_context(task, message=message, request_url=settings.SITE_URL + request_path(task.card)),
+        context=_context(task, message=message, request_url=site_url() + request_path(task.card)),
     )
 
 
@@ -218,6 +219,6 @@ def changes_requested(*, task_id: int) -> None:
             fields=fields,
             note=task.comment,
             reviewer=_name(task.decided_by) if task.decided_by else "",
-            request_url=settings.SITE_URL + request_path(card),
+            request_url=site_url() + request_path(card),
         ),
     )

@@ -27,7 +27,7 @@ from django.utils import timezone
 
 from ..choices import FieldType
 from ..masking import field_text, title_masked
-from ..models import Card, Field, Phase, Pipe
+from ..models import Card, Field, Phase, Pipe, card_reference
 from ..parsing import parse_day, parse_id
 from ..roles import STAFF_PERMS, pipes_for_user
 from ..selectors import BoardSchema, _is_late, rail_badges
@@ -370,6 +370,7 @@ TILE_COLUMNS = (
     "version",
     "rail_status",
     "rail_note",
+    "number",
 )
 
 
@@ -406,7 +407,7 @@ def tiles_from_rows(rows: Sequence[tuple], *, schema: BoardSchema) -> list[Tile]
             finished_at=finished,
             rail_status=rail,
             rail_note=note,
-            reference=f"{code}-{pk}",
+            reference=card_reference(code, number, pk),
             is_late=_is_late(phases.get(phase_id), entered, finished, now),
             is_overdue=bool(due_at and finished is None and due_at < now),
             stamp=f"{updated.timestamp():.6f}",
@@ -416,7 +417,7 @@ def tiles_from_rows(rows: Sequence[tuple], *, schema: BoardSchema) -> list[Tile]
             move_url=move_url(pk),
             batch=batch,
         )
-        for pk, phase_id, title, due_at, created, updated, entered, finished, version, rail, note in rows
+        for pk, phase_id, title, due_at, created, updated, entered, finished, version, rail, note, number in rows
     ]
 
 

@@ -19,5 +19,6 @@ urlpatterns = [
     path(card + "due/", views.card_due, name="card_due"),
     path(card + "comments/", views.card_comment, name="card_comment"),
     path(card + "files/", views.card_attach, name="card_attach"),
+    path(card + "retry/", views.card_retry, name="card_retry"),
     path(card + "files/<int:file_id>/", views.card_file, name="card_file"),
 ]

@@ -34,6 +34,8 @@ from ..selectors import (
     card_detail,
     card_get_for_user,
     pipe_get_for_user,
+    step_run_retry_for_card,
+    user_areas,
 )
 from .selectors import (
     BoardFilters,
@@ -162,6 +164,8 @@ def _version(request: HttpRequest) -> int | None:
 @login_required
 @require_GET
 def home(request: HttpRequest) -> HttpResponse:
+    if not user_areas(user=request.user).boards:  # someone who only files requests: the portal is home
+        return HttpResponseRedirect(reverse("portal:home"))
     groups = home_pipes(user=request.user)
     return render(
         request,
@@ -548,6 +552,20 @@ def card_comment(request: HttpRequest, pipe_id: int, card_id: int) -> HttpRespon
         )
 
     return _panel_write(request, pipe_id, card_id, write, work=False)
+
+
+@login_required
+@require_POST
+def card_retry(request: HttpRequest, pipe_id: int, card_id: int) -> HttpResponse:
+    """Run the card's failed step again (the rail's retry, with its checks); the refreshed panel."""
+
+    def write(card, schema):
+        step_run_retry_for_card(card=card, user=request.user)
+
+    response = _panel_write(request, pipe_id, card_id, write)
+    if response.status_code == 200:
+        response["HX-Trigger"] = _toast(_("The step will run again in a moment."), level="success")
+    return response
 
 
 @login_required

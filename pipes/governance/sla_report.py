@@ -26,7 +26,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from ..csvsafe import csv_safe_writer
-from ..models import Card, Phase, PhaseEntry, Pipe
+from ..models import Card, Phase, PhaseEntry, Pipe, card_reference
 from ..parsing import FIRST_DAY, LAST_DAY, day_in_range, parse_int
 
 LATE_LIST_LIMIT = 200
@@ -347,7 +347,7 @@ def _late_sql(sla_numbers: list[int]) -> str:
     branches = [_LATE_CLOSED_BRANCH.replace("{n}", str(n)) for n in sla_numbers] + [_LATE_OPEN_BRANCH]
     return (
         """
-SELECT l.card_id, l.phase_id, l.entered_at, l.left_at, l.spent, c.title
+SELECT l.card_id, l.phase_id, l.entered_at, l.left_at, l.spent, c.title, c.number
   FROM ("""
         + " UNION ALL ".join(branches)
         + """
@@ -416,12 +416,12 @@ def _compute_sql(report: SlaReport, late_limit: int) -> None:
             cursor.execute(_late_sql(with_sla_numbers), params)
             rows = cursor.fetchall()
     code = report.pipe.code
-    for card_id, phase_id, entered, left, spent, title in rows:
+    for card_id, phase_id, entered, left, spent, title, number in rows:
         phase = by_phase[phase_id].phase
         report.late.append(
             LateStay(
                 card_id=card_id,
-                reference=f"{code}-{card_id}",
+                reference=card_reference(code, number, card_id),
                 title=title,
                 phase=phase,
                 entered_at=entered,
@@ -494,16 +494,18 @@ def _compute_python(report: SlaReport, late_limit: int) -> None:
     report.late_total = len(late)
     # Most over first; ties by card, then entry time (as the SQL orders them).
     late.sort(key=lambda row: (-(row[4] - phases[row[1]].phase.sla_hours * 3600), row[0], row[2]))
-    titles = dict(
-        Card.objects.filter(pk__in={row[0] for row in late[:late_limit]}).values_list("pk", "title")
-    )
+    titles, numbers = {}, {}
+    for pk, title, number in Card.objects.filter(pk__in={row[0] for row in late[:late_limit]}).values_list(
+        "pk", "title", "number"
+    ):
+        titles[pk], numbers[pk] = title, number
     code = report.pipe.code
     for card_id, phase_id, entered, left, spent in late[:late_limit]:
         phase = phases[phase_id].phase
         report.late.append(
             LateStay(
                 card_id=card_id,
-                reference=f"{code}-{card_id}",
+                reference=card_reference(code, numbers.get(card_id), card_id),
                 title=titles.get(card_id, ""),
                 phase=phase,
                 entered_at=entered,

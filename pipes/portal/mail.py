@@ -22,6 +22,7 @@ from .. import hooks
 from ..choices import EventKind
 from ..fieldtypes import is_filled
 from ..models import Card
+from ..siteaddress import site_url
 from .selectors import requester_editable_fields, requester_status
 
 log = logging.getLogger(__name__)
@@ -32,13 +33,13 @@ PORTAL_REASON = "Submitted through the request portal"
 
 
 def tracking_url(card: Card) -> str:
-    return settings.SITE_URL + reverse("portal:tracking", args=[card.tracking_token])
+    return site_url() + reverse("portal:tracking", args=[card.tracking_token])
 
 
 def request_url(card: Card) -> str:
     """The requester's own page of the card (signed-in requesters), else the tracking page."""
     if card.created_by_id:
-        return settings.SITE_URL + reverse("portal:request", args=[card.pk])
+        return site_url() + reverse("portal:request", args=[card.pk])
     return tracking_url(card)
 
 

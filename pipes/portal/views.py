@@ -13,7 +13,7 @@ from django.contrib.auth.decorators import login_required
 from django.core.cache import cache
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
-from django.http import FileResponse, Http404
+from django.http import FileResponse, Http404, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
@@ -22,6 +22,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from ..choices import FieldType
 from ..models import Card, Field, Pipe
+from ..roles import pipe_access
 from ..security import client_address
 from ..services import (
     Actor,
@@ -139,8 +140,19 @@ def _bind_start_form(request, pipe: Pipe, *, public: bool, bound: bool) -> Porta
     )
 
 
+PANEL_INPUT = "_panel"  # the form sits in the board's side panel ("New card"), not on a portal page
+
+
+def _in_panel(request, *, public: bool) -> bool:
+    """The board's "New card" asks for the start form as a fragment of its side panel."""
+    if public or not request.htmx:
+        return False
+    return (request.POST if request.method == "POST" else request.GET).get(PANEL_INPUT) == "1"
+
+
 def _render_start_form(request, pipe: Pipe, form: PortalForm, *, public: bool, status: int = 200):
     non_final = [p for p in pipe.phases.order_by("position", "id") if not p.is_final]
+    panel = _in_panel(request, public=public)
     context = {
         "nav_active": "portal",
         "pipe": pipe,
@@ -152,9 +164,16 @@ def _render_start_form(request, pipe: Pipe, form: PortalForm, *, public: bool, s
         "staging_token": form.staging.signed if form.staging else "",
         "honeypot": HONEYPOT_INPUT,
         "email_key": EMAIL_KEY,
+        "panel": panel,
+        "panel_input": PANEL_INPUT,
     }
+    template = "portal/_start_form_panel.html" if panel else "portal/start_form.html"
     with timezone.override(org_tz(pipe)):
-        return render(request, "portal/start_form.html", context, status=status)
+        response = render(request, template, context, status=status)
+    if panel and status >= 400:
+        response["HX-Retarget"] = "#panel"  # htmx swaps 4xx answers only where told to
+        response["HX-Reswap"] = "innerHTML"
+    return response
 
 
 def _close(uploads: dict) -> None:
@@ -218,6 +237,11 @@ def _submit_start_form(request, pipe: Pipe, *, actor: Actor, public: bool):
         transaction.on_commit(lambda: send_submission_email(card))
     if public:
         return redirect("portal:public_submitted", token=card.tracking_token)
+    if _in_panel(request, public=public) and pipe_access(user=request.user, pipe=pipe).can_view_board:
+        # Filed from the board: show the board with the new card open in its panel.
+        response = HttpResponse(status=204)
+        response["HX-Redirect"] = reverse("card_detail", args=[pipe.pk, card.pk])
+        return response
     return redirect("portal:submitted", card_id=card.pk)
 
 

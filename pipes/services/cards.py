@@ -11,6 +11,7 @@ from auditlog.context import disable_auditlog
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.files.uploadedfile import UploadedFile
 from django.db import IntegrityError, transaction
+from django.db.models import F
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -113,6 +114,14 @@ def _check_first_submission(*, actor: Actor, pipe: Pipe, submission_key: str) ->
     raise CardAlreadySubmittedError(first)
 
 
+def _next_card_number(pipe: Pipe) -> int:
+    """The pipe's next card number. Call inside the card's transaction: the counter row stays locked
+    until it commits, so two cards filed at once get consecutive numbers, and a card that is not
+    saved after all gives its number back."""
+    Pipe.objects.filter(pk=pipe.pk).update(last_card_number=F("last_card_number") + 1)
+    return Pipe.objects.filter(pk=pipe.pk).values_list("last_card_number", flat=True).get()
+
+
 def card_create(
     *,
     actor: Actor,
@@ -147,6 +156,7 @@ def card_create(
                 with transaction.atomic():
                     card = Card.objects.create(
                         pipe=pipe,
+                        number=_next_card_number(pipe),
                         phase=first_phase,
                         title=_title_for(schema, parsed, title or pipe.name),
                         values={k: v for k, v in parsed.items() if k not in uploads},

@@ -342,7 +342,9 @@
     if (event.detail.target === panel) {
       var config = event.detail.requestConfig || {};
       var path = event.detail.pathInfo && event.detail.pathInfo.requestPath;
-      if (config.verb === "get" && path && path !== window.location.pathname + window.location.search) {
+      // Only a card's panel has an address of its own (the "New card" form is not a page to come back to).
+      var isCard = path && /\/cards\/\d+\/?$/.test(path.split("?")[0]);
+      if (config.verb === "get" && isCard && path !== window.location.pathname + window.location.search) {
         history.pushState({ panel: true }, "", path);
       }
       openPanel();

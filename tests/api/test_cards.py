@@ -149,7 +149,7 @@ def test_it_opens_a_card_and_moves_it(world, api_as):
     created = api.post(cards_url(world), {"values": good_start_values(amount="120.50")})
     assert created.status_code == 201, created.content
     card = Card.objects.get()
-    assert created.json()["reference"] == f"PR-{card.pk}"
+    assert created.json()["reference"] == f"PR-{card.number}"
     assert card.created_by == world.member
     assert api.post(card_url(world, card, "fields"), {"values": {"category": "Hardware"}}).status_code == 200
     moved = api.post(card_url(world, card, "move"), {"to_phase": "approval"})

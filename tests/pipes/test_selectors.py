@@ -125,7 +125,7 @@ def test_it_builds_tiles_with_badges_key_fields_and_people(world):
     card_set_rail_status(card_id=card.pk, status="waiting_review")
     Card.objects.filter(pk=card.pk).update(due_at=timezone.now() - dt.timedelta(hours=1))
     [tile] = board_columns(schema=schema_for(world), filters=BoardFilters())[0].cards
-    assert tile.reference == f"PR-{card.pk}"
+    assert tile.reference == f"PR-{card.number}"
     assert tile.key_values == [("Amount", "BRL 1,234.50")]
     assert tile.is_overdue and not tile.is_late
     assert tile.rail_badge == ("warning", "Waiting for review")

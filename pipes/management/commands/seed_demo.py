@@ -1,6 +1,5 @@
 """manage.py seed_demo [--reset] [--cards N] [--seed S]: a demo company with people, pipes and cards."""
 
-from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.utils.translation import gettext as _
 
@@ -15,6 +14,7 @@ from pipes.management.demo import (
     demo_reset,
     demo_seed,
 )
+from pipes.siteaddress import site_url
 
 
 class Command(BaseCommand):
@@ -77,5 +77,5 @@ class Command(BaseCommand):
         self.stdout.write("")
         self.stdout.write(
             _("Open %(url)s/ and sign in as marcos (or any user above) with the password %(password)s.")
-            % {"url": settings.SITE_URL, "password": DEMO_PASSWORD}
+            % {"url": site_url(), "password": DEMO_PASSWORD}
         )
