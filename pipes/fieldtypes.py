@@ -200,6 +200,9 @@ class CurrencyKind(FieldKind):
             raw = raw.get("amount")
         amount = parse_decimal(raw)
         _check_bounds(field, amount)
+        # Money is 0 or more unless the designer allows less (config allow_negative, or a min below 0).
+        if amount < 0 and _rule(field, "min") is None and not (field.config or {}).get("allow_negative"):
+            raise FieldValueError(_("Enter an amount of 0 or more."))
         if amount != amount.quantize(Decimal("0.01")):
             raise FieldValueError(_("Use at most two decimal places."))
         if abs(amount) >= Decimal("1e13"):

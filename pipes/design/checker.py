@@ -638,7 +638,7 @@ def _config_pipe_slug(value: Any) -> str | None:
 
 # The settings each field type reads (pipes.fieldtypes, pipes.files, pipes.services).
 CONFIG_KEYS: dict[str, dict[str, Callable[[Any], str | None]]] = {
-    FieldType.CURRENCY: {"currency": _config_currency},
+    FieldType.CURRENCY: {"currency": _config_currency, "allow_negative": _config_bool},
     FieldType.ATTACHMENT: {
         "multiple": _config_bool,
         "max_files": _config_positive_int,
