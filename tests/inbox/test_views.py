@@ -54,7 +54,10 @@ def test_it_lists_what_waits_for_a_reviewer_with_the_reason(client, world, ollam
     body = response.content.decode()
     assert response.status_code == 200
     assert card.reference in body and card.title in body
-    assert "local confidence 0.55 below 0.70; no foundation model configured → human" in body
+    assert (
+        "The local model llama-test was 55% sure, below the 70% required; no foundation model is configured,"
+        " so this needs a person" in body
+    )
     assert "Agent: approve · 55%" in body
 
 
@@ -145,7 +148,7 @@ def test_the_review_screen_shows_the_draft_the_reason_and_masks_pii(client, worl
     body = response.content.decode()
     assert response.status_code == 200
     assert "Is this request complete" in body or task.question in body
-    assert "local confidence 0.55 below 0.70" in body
+    assert "The local model llama-test was 55% sure, below the 70% required" in body
     assert "Not sure; the documents are ambiguous." in body and "55%" in body
     assert 'value="CC-123"' in body  # the draft prefilled
     assert "ana@example.com" not in body and "a***@e***.com" in body  # reviewers do not see PII

@@ -337,3 +337,24 @@ def test_it_ends_each_model_answer_where_the_router_says(
     assert other.requests == []
     if expected[0] == "failed":
         assert card.rail_status == RailStatus.FAILED and run.attempts == 2
+
+
+def test_it_hands_a_foundation_model_step_to_a_person_when_the_budget_is_spent(world, openai):
+    PipeRailSettings.objects.create(pipe=world.pipe, monthly_token_budget=0)
+    make_step(world.phase("triage"), agent=make_agent(world.pipe), mechanism=Mechanism.FOUNDATION_MODEL)
+    card = submit(world)
+    drain()
+    run = the_run(card)
+    assert run.status == RunStatus.WAITING_REVIEW  # a spent budget is no design error: a person decides
+    assert [p["code"] for p in run.reason_data["parts"]] == ["budget_spent"]
+    assert run.reason_data["then"]["code"] == "no_model" and openai.requests == []
+
+
+def test_it_hands_over_invalid_answers_as_answers_not_as_no_model_reached(world, triage, ollama, openai):
+    ollama.push(malformed(), malformed(), malformed())
+    openai.push(malformed(), malformed(), malformed())
+    card = submit(world)
+    drain()
+    data = the_run(card).reason_data
+    assert [p["code"] for p in data["parts"]] == ["answer_invalid", "answer_invalid"]
+    assert data["then"]["code"] == "human"
