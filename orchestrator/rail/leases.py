@@ -80,6 +80,9 @@ def lease_held(run_id: int, token: str) -> Iterator[None]:
         connection_reset()
         lease_give_back(run_id=run_id, token=token)
         raise
+    except (SystemExit, KeyboardInterrupt):  # a worker's cold shutdown: another worker takes it at once
+        _lease_end(run_id, token)
+        raise
     finally:
         with _lock:
             _held.pop(run_id, None)
@@ -144,12 +147,14 @@ def leases_release() -> int:
     with _lock:
         held = dict(_held)
         _held.clear()
-    released = 0
-    for run_id, token in held.items():
-        try:
-            released += StepRun.objects.filter(pk=run_id, claim_token=token, status=RunStatus.RUNNING).update(
-                lease_until=timezone.now()
-            )
-        except INFRASTRUCTURE_ERRORS:
-            connection_reset()
-    return released
+    return sum(_lease_end(run_id, token) for run_id, token in held.items())
+
+
+def _lease_end(run_id: int, token: str) -> int:
+    try:
+        return StepRun.objects.filter(pk=run_id, claim_token=token, status=RunStatus.RUNNING).update(
+            lease_until=timezone.now()
+        )
+    except INFRASTRUCTURE_ERRORS:
+        connection_reset()
+        return 0

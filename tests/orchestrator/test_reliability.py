@@ -16,7 +16,7 @@ from django.utils import timezone
 
 from orchestrator.models import Mechanism, RunStatus, StepRun
 from orchestrator.rail.dispatch import dispatch_entry
-from orchestrator.rail.tasks import sweep_phase_entries
+from orchestrator.rail.tasks import sweep_phase_entries, sweep_stale_leases
 from pipes.models import PhaseEntry
 from pipes.services import Actor, card_create
 from tests.modelservers import ok
@@ -219,3 +219,126 @@ def test_it_completes_a_step_whose_database_connection_was_terminated(
     assert card.values["category"] == "Hardware" and category_changes(card) == 1
     keys = external.idempotency_keys()
     assert len(keys) == 2 and keys[0] == keys[1]
+
+
+@contextmanager
+def silent_broker():
+    """A broker that hangs, as a frozen Redis does: it accepts connections, reads, and never answers."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(16)
+    server.settimeout(0.1)
+    stop, clients = threading.Event(), []
+
+    def read(conn):
+        conn.settimeout(0.1)
+        while not stop.is_set():
+            try:
+                if not conn.recv(65536):
+                    return
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+
+    def accept():
+        while not stop.is_set():
+            try:
+                conn, _ = server.accept()
+            except TimeoutError:
+                continue
+            clients.append(conn)
+            threading.Thread(target=read, args=(conn,), daemon=True).start()
+
+    threading.Thread(target=accept, daemon=True).start()
+    try:
+        yield server.getsockname()[1]
+    finally:
+        stop.set()
+        for conn in clients:
+            conn.close()
+        server.close()
+
+
+def test_it_answers_a_new_card_while_the_broker_hangs_and_runs_its_step_later(world, redis_celery, settings):
+    app, queue = redis_celery.app, redis_celery.queue
+    set_category_step(world)
+    # What settings give a Redis broker: about a second to connect or answer, one quick retry.
+    before = (app.conf.broker_transport_options, app.conf.broker_connection_timeout)
+    app.conf.broker_transport_options = settings.TRILHO_REDIS_TRANSPORT_OPTIONS
+    app.conf.broker_connection_timeout = settings.CELERY_BROKER_CONNECTION_TIMEOUT
+    try:
+        with silent_broker() as port:
+            celery_point(app, broker_url=f"redis://127.0.0.1:{port}/0", queue=queue)
+            started = time.monotonic()
+            card = submit(world)  # commits, then sends its phase entry after the commit
+            elapsed = time.monotonic() - started
+    finally:
+        app.conf.broker_transport_options, app.conf.broker_connection_timeout = before
+    assert elapsed < 2, f"the request waited {elapsed:.1f} s for a hung broker"
+    entry = PhaseEntry.objects.get(card=card)
+    assert entry.dispatched_at is None and entry.processed_at is None  # left for the sweep
+
+    celery_point(app, broker_url=redis_celery.url, queue=queue)  # the broker is back
+    with start_worker(app, pool="solo", perform_ping_check=False, queues=[queue]):
+        assert sweep_phase_entries(older_than_seconds=0) == 1
+        wait_for(lambda: (r := run_of(card)) and r.status == RunStatus.DONE, what="the swept entry")
+    card.refresh_from_db()
+    assert card.values["category"] == "Hardware" and category_changes(card) == 1
+
+
+def beat_until_done(run_id: int, *, timeout: float) -> int:
+    """What beat does every few seconds (here every half second), until the run is done: send again
+    the entries whose step lost its worker. Returns how many entries it sent."""
+    sent, deadline = 0, time.monotonic() + timeout
+    while StepRun.objects.get(pk=run_id).status != RunStatus.DONE:
+        assert time.monotonic() < deadline, "the step did not run again"
+        sent += sweep_stale_leases()
+        time.sleep(0.5)
+    return sent
+
+
+def test_it_runs_a_killed_step_again_on_another_worker_as_soon_as_its_lease_runs_out(
+    world, redis_celery, worker_processes, external
+):
+    lease = 3  # 20 s in production: a killed step runs again within about 25 s
+    hold = threading.Event()
+    external.push(ok({"id": 1}, hold=hold), ok({"id": 1}))
+    set_category_step(world, external=external)
+    workers = [
+        worker_processes(name, **{**WORKER_SETTINGS, "TRILHO_RAIL_LEASE_SECONDS": lease}) for name in "ab"
+    ]
+    card = submit(world)
+    wait_for(lambda: len(external.requests) == 1, what="a worker to call the ERP")
+    run = run_of(card)
+    holder = next(w for w in workers if run.claimed_by.endswith(f":{w.process.pid}"))
+    holder.kill()  # SIGKILL in the middle of the step
+    killed = time.monotonic()
+    hold.set()
+
+    assert beat_until_done(run.pk, timeout=lease + 10) == 1  # sent once, when its lease ran out
+    assert time.monotonic() - killed < lease + 3
+    run.refresh_from_db()
+    card.refresh_from_db()
+    assert run.attempts == 2 and card.values["category"] == "Hardware" and category_changes(card) == 1
+    assert len(external.requests) == 2 and len(set(external.idempotency_keys())) == 1
+
+
+def test_it_never_claims_a_step_twice_while_it_runs_longer_than_its_lease(
+    world, redis_celery, worker_processes, external
+):
+    external.default = ok({"id": 1}, delay=4)  # four leases long
+    set_category_step(world, external=external)
+    for name in ("one", "two"):
+        worker_processes(name, **{**WORKER_SETTINGS, "TRILHO_RAIL_LEASE_SECONDS": 1})
+    card = submit(world)
+    entry = PhaseEntry.objects.get(card=card)
+    wait_for(lambda: len(external.requests) == 1, what="a worker to call the ERP")
+    while not PhaseEntry.objects.filter(pk=entry.pk, processed_at__isnull=False).exists():
+        assert dispatch_entry(entry.pk)  # a redelivered message, again and again, while the step runs
+        assert sweep_stale_leases() == 0  # the lease is renewed: never stale
+        time.sleep(0.5)
+    run = run_of(card)
+    card.refresh_from_db()
+    assert run.status == RunStatus.DONE and run.attempts == 1
+    assert len(external.requests) == 1 and category_changes(card) == 1
