@@ -371,6 +371,29 @@
 
   if (panel && !panel.hidden) focusRequested(panel);
 
+  // ------------------------------------------------------------------ columns that do not fit
+  // When the phases need more width than the window has, fade the cut edge and offer a button that
+  // scrolls to the next columns: a hidden last column is never silent.
+  var moreButton = document.getElementById("board-more");
+  function markOverflow() {
+    if (!board) return;
+    var left = board.scrollLeft > 2;
+    var right = board.scrollLeft + board.clientWidth < board.scrollWidth - 2;
+    board.classList.toggle("more-left", left);
+    board.classList.toggle("more-right", right);
+    if (moreButton) moreButton.hidden = !right;
+  }
+  if (board) {
+    board.addEventListener("scroll", markOverflow, { passive: true });
+    window.addEventListener("resize", markOverflow);
+    markOverflow();
+  }
+  if (moreButton) {
+    moreButton.addEventListener("click", function () {
+      board.scrollBy({ left: Math.max(board.clientWidth * 0.8, 220), behavior: "smooth" });
+    });
+  }
+
   // ------------------------------------------------------------------ filters
 
   var filters = document.querySelector("form[data-autosubmit]");
