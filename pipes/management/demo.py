@@ -13,6 +13,7 @@ demo_plans.py.
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import random
 import time
@@ -46,6 +47,7 @@ from pipes.services import (
 
 from .demo_data import ascii_text, company, person_name
 from .demo_plans import PLANS, TIME_ZONE, CardPlan, Seed, simulated_clock
+from .demo_pt_br import definition_pt_br, value_english, value_pt_br
 
 DEMO_PASSWORD = "trilho-demo"
 ORG_NAME = "Acme Ltda"
@@ -136,8 +138,46 @@ def _delete_files(names: list[str]) -> None:
 # ---------------------------------------------------------------- seeding
 
 
-def demo_seed(*, cards: int = DEFAULT_CARDS, seed: int = 7) -> DemoSummary:
-    """Create the demo in one transaction. Raises DemoExists when any of it is there already."""
+LANGUAGES = ("en", "pt-br")
+
+
+def demo_language(code: str | None) -> str:
+    """The demo's language for a language code (pt-BR, pt_BR, pt...): Portuguese or English."""
+    return "pt-br" if (code or "").lower().replace("_", "-").startswith("pt") else "en"
+
+
+def _identity(value: Any) -> Any:
+    return value
+
+
+# What card plans write goes through _say on its way to the write path (the demo's language), and
+# what they read of a card through _unsay: the plans decide on the English texts.
+_say: Any = _identity
+_unsay: Any = _identity
+
+
+def _as_planned(card: Card) -> Card:
+    """The card as its plan reads it (its values in the plan's English)."""
+    if _unsay is _identity:
+        return card
+    planned = copy.copy(card)
+    planned.values = _unsay(card.values)
+    return planned
+
+
+def demo_seed(*, cards: int = DEFAULT_CARDS, seed: int = 7, language: str = "en") -> DemoSummary:
+    """Create the demo in one transaction, in `language` ("en" or "pt-br": names, processes and
+    cards for a Brazilian audience). Raises DemoExists when any of it is there already."""
+    global _say, _unsay
+    portuguese = demo_language(language) == "pt-br"
+    _say, _unsay = (value_pt_br, value_english) if portuguese else (_identity, _identity)
+    try:
+        return _demo_seed(cards=cards, seed=seed, portuguese=portuguese)
+    finally:
+        _say = _unsay = _identity
+
+
+def _demo_seed(*, cards: int, seed: int, portuguese: bool) -> DemoSummary:
     started = time.monotonic()
     if demo_exists():
         raise DemoExists(ORG_SLUG)
@@ -151,7 +191,10 @@ def demo_seed(*, cards: int = DEFAULT_CARDS, seed: int = 7) -> DemoSummary:
         users = _create_users(org)
         pipes = {}
         for name in TEMPLATE_SHARES:
-            pipe = design_import(actor=SYSTEM, organization=org, definition=process_template_load(name))
+            definition = process_template_load(name)
+            if portuguese:
+                definition = definition_pt_br(definition)
+            pipe = design_import(actor=SYSTEM, organization=org, definition=definition)
             for person in DEMO_USERS:
                 if person.role != "owner":
                     design_grant(actor=SYSTEM, pipe=pipe, user=users[person.username], role=person.role)
@@ -166,7 +209,7 @@ def demo_seed(*, cards: int = DEFAULT_CARDS, seed: int = 7) -> DemoSummary:
                     clock=clock,
                     pipe=pipe,
                     phases={p.key: p for p in pipe.phases.all()},
-                    options={f.key: list(f.options) for f in pipe.fields.all() if f.options},
+                    options={f.key: _unsay(list(f.options)) for f in pipe.fields.all() if f.options},
                     labels=list(pipe.labels.all()),
                     users=users,
                     companies=companies,
@@ -236,7 +279,7 @@ def _card_journey(s: Seed, plan: CardPlan, created_at: dt.datetime) -> None:
     limit = clock.real_now() - dt.timedelta(minutes=5)
     clock.at(created_at)
     values, files, actor, email = plan.start(s)
-    card = card_create(actor=actor, pipe=s.pipe, values=values, files=files, requester_email=email)
+    card = card_create(actor=actor, pipe=s.pipe, values=_say(values), files=files, requester_email=email)
     moment = created_at
     worker = s.worker()
     if rng.random() < 0.8:
@@ -251,13 +294,15 @@ def _card_journey(s: Seed, plan: CardPlan, created_at: dt.datetime) -> None:
         clock.at(moment := moment + dt.timedelta(minutes=rng.randint(1, 30)))
         card = card_set_labels(actor=s.actor("marcos"), card=card, labels=[rng.choice(s.labels)])
 
-    path = plan.path(s, card.values)
+    path = plan.path(s, _unsay(card.values))
     for current, nxt in zip(path, path[1:], strict=False):
         phase = s.phases[current]
         # Most cards leave within their SLA; some wait much longer (a supplier who does not answer).
         factor = rng.uniform(0.2, 1.3) if rng.random() < 0.8 else rng.uniform(1.3, 4)
         leave_at = moment + dt.timedelta(hours=factor * (phase.sla_hours or 24))
-        leave_at = _business_time(rng, max(leave_at, plan.not_before(s, card, current) or leave_at))
+        leave_at = _business_time(
+            rng, max(leave_at, plan.not_before(s, _as_planned(card), current) or leave_at)
+        )
         if leave_at > limit:
             break
         work_at = max(moment, leave_at - dt.timedelta(minutes=rng.randint(5, 45)))
@@ -267,7 +312,7 @@ def _card_journey(s: Seed, plan: CardPlan, created_at: dt.datetime) -> None:
         if text:
             clock.at(work_at + dt.timedelta(minutes=1, seconds=rng.randint(0, 59)))
             author = "rita" if current in ("approval", "compliance", "committee") else worker
-            card_comment(actor=s.actor(author), card=card, text=text)
+            card_comment(actor=s.actor(author), card=card, text=_say(text))
         clock.at(leave_at)
         try:
             card = card_move(actor=s.actor(worker), card=card, to_phase=s.phases[nxt])
@@ -279,9 +324,9 @@ def _card_journey(s: Seed, plan: CardPlan, created_at: dt.datetime) -> None:
 
 
 def _apply(s: Seed, plan: CardPlan, card: Card, phase: str, nxt: str | None, worker: str) -> Card:
-    values, uploads = plan.fill(s, card, phase, nxt)
+    values, uploads = plan.fill(s, _as_planned(card), phase, nxt)
     if values:
-        card = card_update_fields(actor=s.actor(worker), card=card, values=values)
+        card = card_update_fields(actor=s.actor(worker), card=card, values=_say(values))
     for key, files in uploads.items():
         card_attach_files(actor=s.actor(worker), card=card, uploads=files, field_key=key)
         card.refresh_from_db()
@@ -307,7 +352,9 @@ def _work_in_progress(
         buddy = person_name(rng).rsplit(" ", 1)[0]
         card = card_update_fields(actor=s.actor("renato"), card=card, values={"onboarding_buddy": buddy})
     if card.created_by_id == s.users["renato"].pk and rng.random() < 0.12 and at(rng.uniform(0.7, 0.95)):
-        card_comment(actor=s.actor("renato"), card=card, text="Any news on this one? The team is asking.")
+        card_comment(
+            actor=s.actor("renato"), card=card, text=_say("Any news on this one? The team is asking.")
+        )
 
 
 def _summary(org: Organization, pipes: list[Pipe], seconds: float) -> DemoSummary:

@@ -1,5 +1,6 @@
 """manage.py seed_demo [--reset] [--cards N] [--seed S]: a demo company with people, pipes and cards."""
 
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.utils.translation import gettext as _
 
@@ -31,8 +32,14 @@ class Command(BaseCommand):
         parser.add_argument(
             "--seed", type=int, default=7, help="random seed: the same seed gives the same demo"
         )
+        parser.add_argument(
+            "--language",
+            default=settings.LANGUAGE_CODE,
+            help="en or pt-BR: the language of the demo's names, processes and cards "
+            "(default: the site's language, LANGUAGE_CODE)",
+        )
 
-    def handle(self, *args, reset: bool, cards: int, seed: int, **options):
+    def handle(self, *args, reset: bool, cards: int, seed: int, language: str, **options):
         if cards < 0:
             raise CommandError(_("--cards must be 0 or more."))
         if demo_exists():
@@ -46,7 +53,7 @@ class Command(BaseCommand):
             demo_reset()
             self.stdout.write(_("Removed the previous demo."))
         try:
-            summary = demo_seed(cards=cards, seed=seed)
+            summary = demo_seed(cards=cards, seed=seed, language=language)
         except DemoExists:
             raise CommandError(
                 _("Someone created the demo at the same time; run seed_demo --reset.")
