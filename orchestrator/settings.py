@@ -297,6 +297,7 @@ CELERY_BEAT_SCHEDULE.update(
     {
         "mark-late-cards": {"task": "orchestrator.tasks.mark_late_cards", "schedule": 60.0},
         "apply-retention": {"task": "orchestrator.tasks.apply_retention", "schedule": 24 * 3600.0},
+        "seal-timeline": {"task": "orchestrator.tasks.seal_timeline", "schedule": 3600.0},
     }
 )
 
@@ -350,6 +351,13 @@ if _unconverted:
     )
 TRILHO_LOCAL_COMPUTE_COST_PER_1M = Decimal(os.environ.get("TRILHO_LOCAL_COMPUTE_COST_PER_1M", "0.02"))
 TRILHO_BASELINE_MODEL = os.environ.get("TRILHO_BASELINE_MODEL", "openai/gpt-4o")
+# Timeline seals (pipes/timeline.py, manage.py seal_timeline, hourly on beat): every card's event count and
+# head hash with a keyed digest, written where the database cannot rewrite them, so verify_timeline names
+# a dropped tail. The key: TRILHO_SEAL_KEY, or one derived from SECRET_KEY. Keep the directory off the
+# database host (a mounted volume, a synced bucket) for the seal to mean something.
+TRILHO_TIMELINE_SEAL_DIR = os.environ.get("TRILHO_TIMELINE_SEAL_DIR", str(DATA_DIR / "seals"))
+TRILHO_SEAL_KEY = os.environ.get("TRILHO_SEAL_KEY", "")
+TRILHO_TIMELINE_SEALS_KEPT = envint("TRILHO_TIMELINE_SEALS_KEPT", 48)
 # A move while the broker is down or hung must not hang the request: connect and socket timeouts of
 # about a second and at most one quick retry; the entry stays in the outbox and the sweep sends it later.
 TRILHO_BROKER_TIMEOUT_SECONDS = float(os.environ.get("TRILHO_BROKER_TIMEOUT_SECONDS", "1"))

@@ -5,6 +5,12 @@ chains the previous hash, the event's metadata and that digest under a server ke
 (settings.TRILHO_TIMELINE_KEY, default SECRET_KEY), so someone with database access alone
 cannot rewrite a row and recompute the chain. Erasing personal data deletes a payload and
 its salt but keeps the digest: the chain still verifies and nobody can test a guess.
+
+A chain proves what is in it, not that nothing was cut from its end. A seal (`timeline_seal_write`,
+manage.py seal_timeline and a periodic job) records every card's event count and head hash with a
+keyed digest, in a file the database cannot rewrite; `verify_timelines` then names a card whose
+events were dropped since (its count or head went back), an erased payload that no erasure event of
+its chain accounts for, and a card whose current values are not what its timeline replays to.
 """
 
 from __future__ import annotations
@@ -13,14 +19,17 @@ import datetime as dt
 import hashlib
 import hmac
 import json
+import os
 import secrets
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from django.conf import settings
 from django.utils import timezone
 
+from .choices import EventKind
 from .models import Card, CardEvent
 
 
@@ -110,7 +119,22 @@ class TimelineBreak:
         return f"card {self.card_id}, {where}: {self.problem}"
 
 
-def verify_card(card: Card, events: Iterable[CardEvent]) -> Iterator[TimelineBreak]:
+def verify_card(
+    card: Card, events: Iterable[CardEvent], sealed: tuple[int, str] | None = None
+) -> Iterator[TimelineBreak]:
+    """Every break in one card's timeline: the chain, its head, the sealed head (`sealed`: the event
+    count and head hash the latest seal recorded for the card), erased payloads and the replay."""
+    events = list(events)
+    chain = list(_verify_chain(card, events))
+    yield from chain
+    if sealed is not None:
+        yield from _verify_sealed(card, events, sealed)
+    yield from _verify_erasures(card, events)
+    if not chain:  # a broken chain is named already; replaying altered events would only echo it
+        yield from _verify_replay(card, events)
+
+
+def _verify_chain(card: Card, events: list[CardEvent]) -> Iterator[TimelineBreak]:
     prev_hash, expected_seq = "", 1
     for event in events:
         if event.seq != expected_seq:
@@ -133,24 +157,196 @@ def verify_card(card: Card, events: Iterable[CardEvent]) -> Iterator[TimelineBre
         yield TimelineBreak(card.pk, None, "the last events are missing or the card's head hash was altered")
 
 
-def verify_timelines(cards: Iterable[Card], batch_size: int = 500) -> Iterator[TimelineBreak]:
-    """Every break in the timelines of `cards`."""
+def _verify_sealed(card: Card, events: list[CardEvent], sealed: tuple[int, str]) -> Iterator[TimelineBreak]:
+    count, head = sealed
+    if count == 0:
+        return
+    now = max((e.seq for e in events), default=0)
+    if now < count or card.event_count < count:
+        yield TimelineBreak(
+            card.pk,
+            None,
+            f"the seal recorded {count} events, now {min(now, card.event_count)}: events were dropped since",
+        )
+        return
+    at_seal = next((e for e in events if e.seq == count), None)
+    if at_seal is None or at_seal.hash != head:
+        yield TimelineBreak(
+            card.pk, count, "differs from the head the seal recorded: the timeline was rewritten"
+        )
+
+
+def _is_blanked(event: CardEvent) -> bool:
+    return not event.payload_salt and event.payload is None
+
+
+def _verify_erasures(card: Card, events: list[CardEvent]) -> Iterator[TimelineBreak]:
+    """An erased payload is valid only where a later erasure event of the same chain lists it."""
+    accounted: set[int] = set()
+    erased_before = 0  # an erasure event that was itself erased later: what it listed is unknown
+    for event in events:
+        if event.kind != EventKind.ERASED:
+            continue
+        if isinstance(event.payload, dict):
+            accounted.update(
+                s for s in event.payload.get("events") or [] if isinstance(s, int) and s < event.seq
+            )
+        elif _is_blanked(event):
+            erased_before = max(erased_before, event.seq)
+    for event in events:
+        if event.kind == EventKind.ERASED and _is_blanked(event):
+            if event.seq not in accounted:
+                yield TimelineBreak(card.pk, event.seq, "erased, and no erasure event accounts for it")
+            continue
+        if _is_blanked(event) and event.seq not in accounted and event.seq >= erased_before:
+            yield TimelineBreak(card.pk, event.seq, "content erased, and no erasure event accounts for it")
+
+
+def _verify_replay(card: Card, events: list[CardEvent]) -> Iterator[TimelineBreak]:
+    """The card's values are what its events replay to. A field whose last change was erased, or that
+    an erasure event names, cannot be replayed: it is left out until a later event sets it again."""
+    values: dict[str, Any] = {}
+    unknown: set[str] = set()
+    for event in events:
+        payload = event.payload if isinstance(event.payload, dict) else None
+        if payload is None:
+            if _is_blanked(event) or event.kind == EventKind.ERASED:
+                unknown.update(event.field_keys or [])
+            continue
+        if event.kind == EventKind.CREATED:
+            values = dict(payload.get("values") or {})
+            unknown -= set(values)
+        elif event.kind == EventKind.ERASED:
+            unknown.update(payload.get("fields") or [])
+        for key, change in (payload.get("changes") or {}).items():
+            if not isinstance(change, dict):
+                continue
+            if change.get("after") is None:
+                values.pop(key, None)
+            else:
+                values[key] = change["after"]
+            unknown.discard(key)
+    current = card.values or {}
+    differ = sorted(
+        key
+        for key in set(values) | set(current)
+        if key not in unknown and values.get(key) != current.get(key)
+    )
+    if differ:
+        yield TimelineBreak(
+            card.pk,
+            None,
+            f"current values of {', '.join(differ)} are not what the timeline replays to (changed without an event)",
+        )
+
+
+def verify_timelines(
+    cards: Iterable[Card], batch_size: int = 500, seal: TimelineSeal | None = None
+) -> Iterator[TimelineBreak]:
+    """Every break in the timelines of `cards`, checked against `seal` when one is given."""
     batch: list[Card] = []
     for card in cards:
         batch.append(card)
         if len(batch) >= batch_size:
-            yield from _verify_batch(batch)
+            yield from _verify_batch(batch, seal)
             batch = []
     if batch:
-        yield from _verify_batch(batch)
+        yield from _verify_batch(batch, seal)
 
 
-def _verify_batch(cards: list[Card]) -> Iterator[TimelineBreak]:
+def _verify_batch(cards: list[Card], seal: TimelineSeal | None = None) -> Iterator[TimelineBreak]:
     by_card: dict[int, list[CardEvent]] = {card.pk: [] for card in cards}
     for event in CardEvent.objects.filter(card_id__in=by_card).order_by("card_id", "seq"):
         by_card[event.card_id].append(event)
     for card in cards:
-        yield from verify_card(card, by_card[card.pk])
+        sealed = seal.cards.get(card.pk) if seal is not None else None
+        yield from verify_card(card, by_card[card.pk], sealed)
+
+
+# ---------------------------------------------------------------- seals
+
+
+class SealError(Exception):
+    """A seal file that cannot be read or whose digest does not verify."""
+
+
+@dataclass(frozen=True)
+class TimelineSeal:
+    """Every card's event count and head hash at one moment, as written to a seal file."""
+
+    sealed_at: str
+    cards: dict[int, tuple[int, str]] = field(default_factory=dict)
+    path: Path | None = None
+
+
+def seal_dir() -> Path:
+    """Where seals are written: TRILHO_TIMELINE_SEAL_DIR, by default `seals` under TRILHO_DATA_DIR."""
+    configured = getattr(settings, "TRILHO_TIMELINE_SEAL_DIR", "")
+    if configured:
+        return Path(configured)
+    return Path(getattr(settings, "DATA_DIR", ".")) / "seals"
+
+
+def _seal_key() -> bytes:
+    """TRILHO_SEAL_KEY, or a key derived from SECRET_KEY (not the chain's key: a leak of one is not both)."""
+    configured = getattr(settings, "TRILHO_SEAL_KEY", "")
+    if configured:
+        return configured.encode()
+    return hmac.new(settings.SECRET_KEY.encode(), b"trilho-timeline-seal", hashlib.sha256).digest()
+
+
+def _seal_digest(body: dict[str, Any]) -> str:
+    return hmac.new(_seal_key(), canonical(body), hashlib.sha256).hexdigest()
+
+
+def timeline_seal_write(*, directory: Path | None = None, keep: int | None = None) -> TimelineSeal:
+    """Write a seal of every card's timeline head to a new file; older seals beyond `keep`
+    (TRILHO_TIMELINE_SEALS_KEPT, 48 by default) are removed."""
+    directory = directory or seal_dir()
+    directory.mkdir(parents=True, exist_ok=True)
+    now = timezone.now().astimezone(dt.UTC)
+    cards = {
+        pk: (count, head)
+        for pk, count, head in Card.objects.order_by("pk").values_list("pk", "event_count", "last_event_hash")
+    }
+    body = {
+        "version": 1,
+        "sealed_at": now.isoformat(),
+        "cards": {str(pk): [count, head] for pk, (count, head) in cards.items()},
+    }
+    path = directory / f"timeline-seal-{now:%Y%m%dT%H%M%S%fZ}.json"
+    partial = path.with_suffix(".partial")
+    partial.write_bytes(canonical({**body, "digest": _seal_digest(body)}))
+    os.replace(partial, path)  # a reader never sees half a seal
+    keep = keep if keep is not None else int(getattr(settings, "TRILHO_TIMELINE_SEALS_KEPT", 48))
+    for old in sorted(directory.glob("timeline-seal-*.json"))[:-keep] if keep > 0 else []:
+        old.unlink(missing_ok=True)
+    return TimelineSeal(sealed_at=body["sealed_at"], cards=cards, path=path)
+
+
+def timeline_seal_latest(*, directory: Path | None = None) -> TimelineSeal | None:
+    """The latest seal, its digest verified; None when none was written. SealError when it was altered."""
+    files = sorted((directory or seal_dir()).glob("timeline-seal-*.json"))
+    if not files:
+        return None
+    path = files[-1]
+    try:
+        data = json.loads(path.read_bytes())
+        digest = data.pop("digest")
+        if not hmac.compare_digest(str(digest), _seal_digest(data)):
+            raise SealError(f"the seal {path} was altered: its digest does not verify")
+        cards = {int(pk): (int(count), str(head)) for pk, (count, head) in data["cards"].items()}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise SealError(f"the seal {path} cannot be read: {exc}") from exc
+    return TimelineSeal(sealed_at=str(data.get("sealed_at", "")), cards=cards, path=path)
+
+
+def seal_missing_cards(seal: TimelineSeal) -> Iterator[TimelineBreak]:
+    """Cards the seal recorded that are gone: their whole timeline was dropped since."""
+    sealed = set(seal.cards)
+    present = set(Card.objects.filter(pk__in=sealed).values_list("pk", flat=True))
+    for pk in sorted(sealed - present):
+        yield TimelineBreak(pk, None, f"the seal recorded {seal.cards[pk][0]} events, and the card is gone")
 
 
 def event_payload_erase(event: CardEvent) -> bool:

@@ -68,6 +68,15 @@ def sweep_stale_leases() -> int:
     return stale_leases_sweep()
 
 
+@shared_task(name="orchestrator.tasks.seal_timeline", ignore_result=True, expires=3000)
+def seal_timeline() -> str:
+    """Seal every card's timeline head to a file the database cannot rewrite (pipes.timeline), hourly."""
+    from pipes.timeline import timeline_seal_write
+
+    seal = timeline_seal_write()
+    return f"{len(seal.cards)} card timelines sealed in {seal.path}"
+
+
 @worker_shutdown.connect
 @worker_process_shutdown.connect
 def release_leases(**kwargs) -> None:
