@@ -37,7 +37,7 @@ def test_it_renders_the_login_page_in_portuguese(portuguese):
 
 
 def test_it_renders_the_home_page_and_top_bar_in_portuguese(portuguese, world):
-    _sign_in(portuguese, world.member)
+    _sign_in(portuguese, world.admin)  # an admin reviews too: the top bar shows every entry
 
     body = portuguese.get("/").content.decode()
 
