@@ -74,10 +74,11 @@ class UserAreas:
 def user_areas(*, user: AbstractBaseUser) -> UserAreas:
     if not user.is_authenticated:
         return UserAreas(boards=False, reviews=False)
+    sees_a_board = pipes_for_user(user, STAFF_PERMS).exists()
     owns = Membership.objects.filter(user=user, role=OrgRole.OWNER).exists()
-    boards = owns or user.is_staff or pipes_for_user(user, STAFF_PERMS).exists()
-    reviews = owns or pipes_for_user(user, ("administer_pipe", "review_pipe")).exists()
-    return UserAreas(boards=boards, reviews=reviews)
+    # Reviewing is one of the board's permissions: nobody without a board has reviews to decide.
+    reviews = owns or (sees_a_board and pipes_for_user(user, ("administer_pipe", "review_pipe")).exists())
+    return UserAreas(boards=sees_a_board or owns or user.is_staff, reviews=reviews)
 
 
 # ---------------------------------------------------------------- board

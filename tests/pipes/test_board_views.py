@@ -181,9 +181,9 @@ def test_it_lists_pipes_by_organization_with_open_and_late_counts(client, world)
     assert re.search(r"<b>1</b>\s*late", html)
 
 
-def test_it_tells_a_person_without_pipes_what_to_do(client, world):
-    html = login(client, world.requester).get("/").content.decode()
-    assert "You take part in no pipe yet" in html and "/portal/" in html
+def test_it_sends_a_person_without_pipes_to_the_portal(client, world):
+    response = login(client, world.requester).get("/")
+    assert response.status_code == 302 and response["Location"] == "/portal/"
 
 
 # ---------------------------------------------------------------- board
