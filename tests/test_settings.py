@@ -129,7 +129,10 @@ def test_it_uses_redis_when_celery_broker_url_is_set(tmp_path):
         "max_retries": 1,
         "interval_start": 0,
         "interval_step": 0.2,
-    }  # fail fast, sweep later
+        "interval_max": 0.2,
+        "socket_connect_timeout": 1.0,
+        "socket_timeout": 1.0,
+    }  # fail fast (a hung broker never holds a request), sweep later
     assert not (tmp_path / "broker").exists()
 
 
