@@ -16,17 +16,18 @@ from typing import Any
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import PermissionDenied
-from django.db.models import Prefetch, prefetch_related_objects
+from django.db.models import CharField, Prefetch, Value, prefetch_related_objects
 from django.http import Http404
 from django.utils import formats, timezone
 from django.utils.translation import gettext as _
+from guardian.models import UserObjectPermission
 
 from .choices import EventKind, FieldType, OrgRole, RailStatus
 from .conditions import evaluate
 from .fieldtypes import is_filled
 from .masking import field_text, mask_text, title_shown
 from .models import Card, CardEvent, CardFile, Field, Label, Membership, Phase, Pipe
-from .roles import STAFF_PERMS, PipeAccess, pipe_access, pipe_users_with, pipes_for_user
+from .roles import STAFF_PERMS, PipeAccess, pipe_access, pipe_users_with
 
 # ---------------------------------------------------------------- getters
 
@@ -74,11 +75,30 @@ class UserAreas:
 def user_areas(*, user: AbstractBaseUser) -> UserAreas:
     if not user.is_authenticated:
         return UserAreas(boards=False, reviews=False)
-    sees_a_board = pipes_for_user(user, STAFF_PERMS).exists()
-    owns = Membership.objects.filter(user=user, role=OrgRole.OWNER).exists()
-    # Reviewing is one of the board's permissions: nobody without a board has reviews to decide.
-    reviews = owns or (sees_a_board and pipes_for_user(user, ("administer_pipe", "review_pipe")).exists())
-    return UserAreas(boards=sees_a_board or owns or user.is_staff, reviews=reviews)
+    if user.is_superuser:
+        return UserAreas(boards=True, reviews=True)
+    # One query on every page: the board permissions the person holds on any pipe, and whether
+    # they own an organization (owners hold every permission on its pipes).
+    owner = "__org_owner__"
+    granted = (
+        UserObjectPermission.objects.filter(
+            user=user,
+            permission__codename__in=STAFF_PERMS,
+            content_type__app_label="pipes",
+            content_type__model="pipe",
+        )
+        .values_list("permission__codename", flat=True)
+        .union(
+            Membership.objects.filter(user=user, role=OrgRole.OWNER)
+            .annotate(codename=Value(owner, output_field=CharField()))
+            .values_list("codename", flat=True)
+        )
+    )
+    held = set(granted)
+    return UserAreas(
+        boards=bool(held) or user.is_staff,
+        reviews=bool(held & {owner, "administer_pipe", "review_pipe"}),
+    )
 
 
 # ---------------------------------------------------------------- board
