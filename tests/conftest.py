@@ -97,6 +97,16 @@ def _language_restored():
     translation.activate(before)
 
 
+@pytest.fixture(autouse=True)
+def _cache_cleared():
+    """What a test's requests remembered (a pipe's webhooks, the inbox badge) never reaches the next one:
+    on SQLite a rolled-back test's ids are given out again."""
+    from django.core.cache import cache
+
+    cache.clear()
+    yield
+
+
 class Clock:
     """django.utils.timezone.now, frozen at a moment the test moves by hand."""
 

@@ -22,6 +22,7 @@ from typing import Any
 from celery import current_app
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
+from django.core.cache import cache
 from django.db import transaction
 from django.db.models import F, Q
 from django.urls import reverse
@@ -42,6 +43,10 @@ DELIVER = "orchestrator.webhooks.deliver"
 PAYLOAD_VERSION = 1
 LEASE_SECONDS = 60
 LOG_KEEP = 20  # attempts kept in a delivery's log
+# Whether a pipe has active outbound webhooks, remembered so that a card write on a pipe without
+# any (most of them) costs no query. Forgotten when a webhook of the pipe is saved or deleted; with
+# a per-process cache (the embedded mode) another process sees a new webhook within this time.
+ACTIVE_HOOKS_SECONDS = 30
 
 
 def max_attempts() -> int:
@@ -72,11 +77,32 @@ def card_summary(card: Card) -> dict[str, Any]:
     }
 
 
+def _active_hooks_key(pipe_id: int) -> str:
+    return f"webhooks:active:{pipe_id}"
+
+
+def pipe_has_active_hooks(pipe_id: int) -> bool:
+    """Whether the pipe has an active outbound webhook (remembered for ACTIVE_HOOKS_SECONDS)."""
+    key = _active_hooks_key(pipe_id)
+    active = cache.get(key)
+    if active is None:
+        active = OutboundWebhook.objects.filter(pipe_id=pipe_id, is_active=True).exists()
+        cache.set(key, active, ACTIVE_HOOKS_SECONDS)
+    return active
+
+
+def forget_active_hooks(sender, instance: OutboundWebhook, **kwargs) -> None:
+    """A webhook of the pipe was saved or deleted: ask the database again on the next write."""
+    cache.delete(_active_hooks_key(instance.pipe_id))
+
+
 def events_record(
     *, pipe: Pipe, event: str, card: Card | None, data: dict[str, Any], occurred_at=None
 ) -> list[WebhookDelivery]:
     """Write the outbox rows of one event for the pipe's active webhooks that want it, in the caller's
     transaction; each is handed to a worker once that transaction commits."""
+    if not pipe_has_active_hooks(pipe.pk):
+        return []
     hooks = [h for h in OutboundWebhook.objects.filter(pipe_id=pipe.pk, is_active=True) if h.wants(event)]
     if not hooks:
         return []

@@ -4,15 +4,15 @@ task decided and a step run failed (the rail's rows, as the inbox subscribes to 
 
 from __future__ import annotations
 
-from django.db.models.signals import post_save
+from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
 
-from orchestrator.models import ReviewStatus, ReviewTask, RunStatus, StepRun, WebhookEvent
+from orchestrator.models import OutboundWebhook, ReviewStatus, ReviewTask, RunStatus, StepRun, WebhookEvent
 from pipes.choices import EventKind
 from pipes.hooks import card_event_recorded
 from pipes.models import Card, CardEvent
 
-from .outbound import events_record
+from .outbound import events_record, forget_active_hooks
 
 # timeline event kind -> webhook event
 CARD_EVENTS = {
@@ -98,4 +98,10 @@ def on_run_saved(sender, instance: StepRun, created: bool, update_fields=None, r
             "error": instance.error[:500],
         },
         occurred_at=instance.finished_at,
+    )
+
+
+for _signal in (post_save, post_delete):
+    _signal.connect(
+        forget_active_hooks, sender=OutboundWebhook, dispatch_uid=f"webhooks.forget_active.{id(_signal)}"
     )
