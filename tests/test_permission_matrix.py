@@ -338,9 +338,7 @@ TABLE: dict[str, Row] = {
         data=lambda m: {"decision": "approve", "f-po_number": "PO-1", "comment": "Fine."},
         writes=True,
     ),
-    "inbox:fields": Row(
-        _task, {"GET": WRONG_VERB, "POST": REVIEW}, data=lambda m: {"f-po_number": "PO-1"}
-    ),
+    "inbox:fields": Row(_task, {"GET": WRONG_VERB, "POST": REVIEW}, data=lambda m: {"f-po_number": "PO-1"}),
     "inbox:delegate": Row(
         _task,
         {"GET": WRONG_VERB, "POST": REVIEW},
