@@ -40,7 +40,7 @@ from django.forms.models import model_to_dict
 from django.utils.translation import gettext as _
 
 from ..choices import OrgRole
-from ..models import Field, Label, Membership, Organization, Phase, Pipe
+from ..models import Field, Label, Membership, Organization, Phase, Pipe, PipePolicy
 from ..roles import (
     ROLE_PERMS,
     pipe_access,
@@ -134,6 +134,7 @@ register_design_model(Pipe, pipe_path="")
 register_design_model(Phase, pipe_path="pipe")
 register_design_model(Field, pipe_path="pipe")
 register_design_model(Label, pipe_path="pipe")
+register_design_model(PipePolicy, pipe_path="pipe")
 register_design_model(Organization, org_path="")
 register_design_model(Membership, org_path="organization")
 

@@ -16,6 +16,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from .. import services
+from ..design import DesignError, design_save
 from ..models import (
     Card,
     CardErasure,
@@ -23,7 +24,6 @@ from ..models import (
     PipePolicy,
     PrivacyRequest,
 )
-from ..roles import pipe_access
 from .privacy import ErasureReport, _erase_cards
 
 RETENTION_ACTOR_NAME = "Retention policy"
@@ -41,26 +41,22 @@ def pipe_policy(*, pipe: Pipe) -> PipePolicy:
 def pipe_policy_update(
     *, user: AbstractBaseUser, pipe: Pipe, retention_days: int | None, trace_retention_days: int | None
 ) -> PipePolicy:
-    """Set how long finished cards and step traces of `pipe` are kept (pipe admins only)."""
-    if not pipe_access(user=user, pipe=pipe).can_administer:
-        raise services.CardPermissionError(
-            _("Only admins of %(pipe)s may change its retention.") % {"pipe": pipe.name}
-        )
+    """Set how long finished cards and step traces of `pipe` are kept (pipe admins only).
+
+    A policy is part of the process design: it is saved through the design service, which checks
+    that `user` administers the pipe and records who changed it."""
     errors = {}
     for key, value in (("retention_days", retention_days), ("trace_retention_days", trace_retention_days)):
         if value is not None and not 1 <= value <= 36500:
             errors[key] = [_("Enter a number of days from 1 to 36500, or leave it empty.")]
     if errors:
-        raise services.CardError(errors)
-    policy, _created = PipePolicy.objects.update_or_create(
-        pipe=pipe,
-        defaults={
-            "retention_days": retention_days,
-            "trace_retention_days": trace_retention_days,
-            "updated_at": timezone.now(),
-            "updated_by": user,
-        },
-    )
+        raise DesignError(errors)
+    policy = PipePolicy.objects.filter(pipe=pipe).first() or PipePolicy(pipe=pipe)
+    policy.retention_days = retention_days
+    policy.trace_retention_days = trace_retention_days
+    policy.updated_at = timezone.now()
+    policy.updated_by = user
+    design_save(actor=user, obj=policy, validate=False)
     return policy
 
 

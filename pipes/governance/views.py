@@ -25,6 +25,7 @@ from django.views.decorators.http import require_GET, require_http_methods
 
 from ..choices import ActorKind
 from ..csvsafe import csv_safe_writer
+from ..design import DesignError
 from ..durations import duration_text
 from ..masking import title_shown
 from ..models import Card, Membership, Organization, Pipe, PrivacyRequest
@@ -470,7 +471,7 @@ def retention(request: HttpRequest, pipe_id: int) -> HttpResponse:
             if not errors:
                 try:
                     pipe_policy_update(user=request.user, pipe=pipe, **values)
-                except CardError as exc:
+                except DesignError as exc:
                     errors = exc.errors
             if not errors:
                 return redirect(reverse("governance:retention", args=[pipe.pk]) + "?saved=1")

@@ -207,3 +207,19 @@ def test_it_offers_add_in_the_admin_only_where_the_service_would_accept_it(world
     world.owner.save(update_fields=["is_staff"])
     assert client.login(username=world.owner.username, password=PASSWORD)
     assert reverse("admin:agents_allowedhost_add") in client.get(reverse("admin:index")).content.decode()
+
+
+def test_it_saves_a_retention_policy_through_the_design_service(world):
+    from pipes.governance import pipe_policy_update
+    from pipes.models import PipePolicy
+
+    with pytest.raises(DesignPermissionError):
+        pipe_policy_update(user=world.member, pipe=world.pipe, retention_days=30, trace_retention_days=None)
+    with pytest.raises(DesignError) as refused:
+        pipe_policy_update(user=world.admin, pipe=world.pipe, retention_days=0, trace_retention_days=None)
+    assert "retention_days" in refused.value.errors
+    assert not PipePolicy.objects.exists()
+    pipe_policy_update(user=world.admin, pipe=world.pipe, retention_days=30, trace_retention_days=7)
+    assert PipePolicy.objects.get().retention_days == 30
+    entry = LogEntry.objects.get_for_object(world.pipe).latest("timestamp")
+    assert entry.actor == world.admin and "30" in str(entry.changes)
