@@ -9,6 +9,7 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "orchestrator.settings")
 
 app = Celery("trilho")
 app.config_from_object("django.conf:settings", namespace="CELERY")
-# Each installed app's `tasks` module (orchestrator.inbox.tasks), and the rail's (orchestrator.rail.tasks).
+# Each installed app's `tasks` module (orchestrator.inbox.tasks), and those of the orchestrator's packages
+# that are not apps: the rail's, the webhooks' (deliver, sweep) and the API's (purge_idempotency).
 app.autodiscover_tasks()
-app.autodiscover_tasks(["orchestrator.rail"])
+app.autodiscover_tasks(["orchestrator.rail", "orchestrator.webhooks", "orchestrator.api"])

@@ -298,6 +298,7 @@ CELERY_BEAT_SCHEDULE.update(
         "mark-late-cards": {"task": "orchestrator.tasks.mark_late_cards", "schedule": 60.0},
         "apply-retention": {"task": "orchestrator.tasks.apply_retention", "schedule": 24 * 3600.0},
         "seal-timeline": {"task": "orchestrator.tasks.seal_timeline", "schedule": 3600.0},
+        "purge-idempotency-keys": {"task": "orchestrator.api.purge_idempotency", "schedule": 24 * 3600.0},
     }
 )
 
