@@ -90,7 +90,8 @@ def test_it_makes_columns_beyond_the_screen_obvious(login, live_server, world):
     expect(page.locator("#board")).to_have_class(re.compile("more-right"))
     more.click()
     expect(page.locator("#board")).to_have_class(re.compile("more-left"))
-    assert page.evaluate("() => document.getElementById('board').scrollLeft") > 100
+    # The button scrolls smoothly: wait for the columns to have moved rather than read them at once.
+    page.wait_for_function("() => document.getElementById('board').scrollLeft > 100")
 
 
 @pytest.fixture

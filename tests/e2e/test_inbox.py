@@ -47,16 +47,15 @@ def test_a_reviewer_approves_an_agent_escalated_case_with_the_keyboard(login, li
     page = open_inbox(login, live_server, world.reviewer)
     row = page.locator(f"#task-{task_of(card).pk}")
     expect(row).to_contain_text(card.title)
-    expect(row).to_contain_text("local confidence 0.55 below 0.70; no foundation model configured → human")
+    expect(row).to_contain_text("was 55% sure, below the 70% required")
     expect(row).to_contain_text("Agent: approve · 55%")
 
     page.keyboard.press("j")
     expect(row).to_have_class(re.compile("is-focused"))
     page.keyboard.press("Enter")
     expect(page.get_by_role("heading", name="Classify the request")).to_be_visible()
-    expect(page.locator(".review-reason")).to_have_text(
-        "local confidence 0.55 below 0.70; no foundation model configured → human"
-    )
+    expect(page.locator(".review-reason")).to_contain_text("was 55% sure, below the 70% required")
+    expect(page.locator(".review-reason")).to_contain_text("needs a person")
     expect(page.locator(".proposal-reasoning")).to_contain_text("Not sure; the documents are ambiguous.")
     expect(page.locator("#id-cost_center")).to_have_value("CC-123")
     page.locator("body").click(position={"x": 5, "y": 300})  # focus outside the inputs: shortcuts are live
