@@ -542,3 +542,40 @@ class WebhookDelivery(models.Model):
 
     def __str__(self) -> str:
         return f"{self.event} {self.event_id} ({self.status})"
+
+
+class OutboxStatus(models.TextChoices):
+    PENDING = "pending", _("Waiting to be sent")
+    SENDING = "sending", _("Being sent")
+    SENT = "sent", _("Sent")
+    UNKNOWN = "unknown", _("Unknown (a worker stopped while sending)")
+    FAILED = "failed", _("Not sent")
+
+
+class EmailOutbox(models.Model):
+    """One email of a step run, written with the run's result and sent after commit at most once."""
+
+    # run-<run id>-a<attempt>-<action index>: the same step's apply cannot write a message twice
+    key = models.CharField(max_length=100, unique=True)
+    run = models.ForeignKey(StepRun, on_delete=models.CASCADE, related_name="emails")
+    attempt = models.PositiveSmallIntegerField()
+    action_index = models.PositiveSmallIntegerField()
+    to = models.JSONField(default=list)
+    subject = models.CharField(max_length=200)
+    body = models.TextField()
+    status = models.CharField(max_length=8, choices=OutboxStatus.choices, default=OutboxStatus.PENDING)
+    error = models.CharField(max_length=500, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    sending_at = models.DateTimeField(null=True, blank=True)
+    sending_by = models.CharField(max_length=200, blank=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["status", "created_at"], name="outbox_status_created")]
+
+
+class RailHeartbeat(models.Model):
+    """The last time a periodic job (beat's tick) ran, by name: the health page reads it."""
+
+    name = models.CharField(max_length=50, unique=True)
+    at = models.DateTimeField()
