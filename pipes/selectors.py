@@ -65,18 +65,22 @@ def card_get_for_user(
 
 @dataclass(frozen=True)
 class UserAreas:
-    """Which parts of Trilho a person has a use for: boards (they see or run a pipe's work) and the
-    reviewer's inbox. Someone who only files requests has neither: the portal is their home."""
+    """Which parts of Trilho a person has a use for: boards (they see or run a pipe's work), the
+    reviewer's inbox and the designer (`designs`: they administer a pipe or own an organization;
+    `owns`: they own one, so they may create pipes). Someone who only files requests has none of
+    them: the portal is their home."""
 
     boards: bool
     reviews: bool
+    designs: bool = False
+    owns: bool = False
 
 
 def user_areas(*, user: AbstractBaseUser) -> UserAreas:
     if not user.is_authenticated:
         return UserAreas(boards=False, reviews=False)
     if user.is_superuser:
-        return UserAreas(boards=True, reviews=True)
+        return UserAreas(boards=True, reviews=True, designs=True, owns=True)
     # One query on every page: the board permissions the person holds on any pipe, and whether
     # they own an organization (owners hold every permission on its pipes).
     owner = "__org_owner__"
@@ -98,6 +102,8 @@ def user_areas(*, user: AbstractBaseUser) -> UserAreas:
     return UserAreas(
         boards=bool(held) or user.is_staff,
         reviews=bool(held & {owner, "administer_pipe", "review_pipe"}),
+        designs=bool(held & {owner, "administer_pipe"}),
+        owns=owner in held,
     )
 
 

@@ -40,7 +40,7 @@ from orchestrator.models import (
     WebhookDelivery,
 )
 from pipes.choices import FieldType
-from pipes.models import Card, CardEvent, CardFile, Field, PipePolicy, PrivacyRequest
+from pipes.models import Card, CardEvent, CardFile, Field, Pipe, PipePolicy, PrivacyRequest
 from pipes.services import Actor, card_create, card_move, card_update_fields
 from tests.inbox.conftest import approval_step, card_in_approval, task_of
 from tests.orchestrator.conftest import drain
@@ -101,6 +101,18 @@ WORK_BOARD = roles(
 RAIL = WORK_BOARD
 # Governance pages of a pipe: its admins and the organization's owners.
 GOVERN_PIPE = roles(FORBIDDEN, anonymous=LOGIN, stranger=NOT_FOUND, outsider=NOT_FOUND, admin=OK, owner=OK)
+# The designer: pipe admins and organization owners (the outsider owns another organization).
+DESIGNS = roles(FORBIDDEN, anonymous=LOGIN, outsider=OK, admin=OK, owner=OK)
+MATRIX_DEFINITION = """\
+name: Matrix import
+slug: matrix-import
+code: MI
+start_form:
+  - {key: title, label: Title, type: short_text, required: true}
+phases:
+  - {key: doing, name: Doing}
+  - {key: done, name: Done, final: true}
+"""
 # A review task: only people who review the pipe know it exists.
 REVIEW = roles(NOT_FOUND, anonymous=LOGIN, reviewer=OK, admin=OK, owner=OK)
 # A request in the portal: only the person who filed it.
@@ -316,6 +328,29 @@ TABLE: dict[str, Row] = {
         data=lambda m: {"action": "export", "identifier": "ana@example.com"},
         writes=True,  # each export is recorded
     ),
+    # ------------------------------------------------ designer (namespace "designer")
+    # Its pages are for people who design something (pipe admins and organization owners; the
+    # outsider owns "Other Co"); creating in Acme is for Acme's owners: the design service refuses
+    # its pipe admin (403) and the outsider is told to pick one of their own organizations (422).
+    "designer:index": Row(_none, {"GET": DESIGNS, "POST": WRONG_VERB}),
+    "designer:create": Row(
+        _none,
+        {"GET": DESIGNS, "POST": {**DESIGNS, "admin": FORBIDDEN}},
+        data=lambda m: {
+            "template": "scratch",
+            "organization": m.org.pk,
+            "name": "Matrix process",
+            "slug": "matrix-process",
+            "code": "MX",
+        },
+    ),
+    "designer:import": Row(
+        _none,
+        {"GET": DESIGNS, "POST": {**DESIGNS, "admin": FORBIDDEN}},
+        data=lambda m: {"organization": m.org.pk, "yaml": MATRIX_DEFINITION},
+    ),
+    "designer:pipe": Row(_pipe, {"GET": GOVERN_PIPE, "POST": WRONG_VERB}),
+    "designer:export": Row(_pipe, {"GET": GOVERN_PIPE, "POST": WRONG_VERB}),
     # ------------------------------------------------ rail (namespace "rail")
     "rail:run": Row(lambda m: {"run_id": m.failed_run.pk}, {"GET": RAIL, "POST": WRONG_VERB}),
     "rail:run_retry": Row(
@@ -627,6 +662,7 @@ def state() -> dict:
         "runs": list(StepRun.objects.order_by("pk").values_list("pk", "status")),
         "policies": PipePolicy.objects.count(),
         "privacy_requests": PrivacyRequest.objects.count(),
+        "pipes": list(Pipe.objects.order_by("pk").values_list("pk", "slug")),
     }
 
 
