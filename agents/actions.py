@@ -1,10 +1,11 @@
 """Deterministic automation actions: check their definitions, run them, return their effects.
 
 Card changes (set field, move, assign, label, comment, create a connected card) come back as
-Effects that the rail applies through pipes.services in one transaction. External effects
-(HTTP requests, emails) happen here; each one is written to a ledger the caller provides as
-soon as it succeeds, so a retried step never repeats it, and HTTP requests carry a stable
-Idempotency-Key so the other system can recognise a repeat we could not record.
+Effects that the rail applies through pipes.services in one transaction. An email comes back as
+an Effect too: the rail writes it to its outbox in that transaction and sends it after commit, at
+most once (orchestrator.rail.outbox). HTTP requests happen here; each one is written to a ledger
+the caller provides as soon as it succeeds, so a retried step never repeats it, and each carries a
+stable Idempotency-Key so the other system can recognise a repeat we could not record.
 
 Values reach requests and messages only by substitution into a fixed structure: JSON bodies
 use {"$field": key}, {"$card": attr}, {"$secret": name}, {"$text": "..."} and {"$now": "date"}
@@ -51,7 +52,7 @@ class ActionError(Exception):
 class Effect:
     """A card change for the rail to apply through pipes.services."""
 
-    kind: str  # set_fields | move | assign | add_label | comment | create_card
+    kind: str  # set_fields | move | assign | add_label | comment | create_card | send_email
     data: dict[str, Any]
 
 
@@ -326,14 +327,19 @@ def _http(spec: dict, ctx: _Context, *, organization_id: int, idempotency_key: s
     return {"status": response.status, "mapped": mapped}, call
 
 
-def _email(spec: dict, ctx: _Context) -> tuple[dict, dict]:
+def _email(spec: dict, ctx: _Context, *, index: int) -> Effect:
+    """The message, composed now from the card's values; the rail sends it once the step commits."""
     to = [a.strip() for a in substitute_text(str(spec["to"]), ctx).split(",") if a.strip()]
     if not to:
         raise ActionError("the email has no recipient (the field is empty)")
     subject = " ".join(substitute_text(str(spec["subject"]), ctx).split())[:200]
     body = substitute_text(str(spec["body"]), ctx)
-    EmailMessage(subject=subject, body=body, to=to).send(fail_silently=False)
-    return {"sent_to": len(to)}, {"type": "send_email", "to": to, "subject": subject}
+    return Effect("send_email", {"index": index, "to": to, "subject": subject, "body": body})
+
+
+def email_send(*, to: Sequence[str], subject: str, body: str) -> None:
+    """Hand one message to the configured email backend (raises when it refuses it)."""
+    EmailMessage(subject=subject, body=body, to=list(to)).send(fail_silently=False)
 
 
 def actions_run(
@@ -353,19 +359,19 @@ def actions_run(
     pipe: Pipe = card.pipe
     for index, spec in enumerate(actions):
         kind = spec.get("type")
-        if kind in EXTERNAL:
+        if kind == "send_email":
+            run.effects.append(_email(spec, ctx, index=index))
+            continue
+        if kind == "http":
             outcome = ledger.done(index)
             if outcome is None:
                 try:
-                    if kind == "http":
-                        outcome, call = _http(
-                            spec,
-                            ctx,
-                            organization_id=pipe.organization_id,
-                            idempotency_key=f"{idempotency_prefix}-{index}",
-                        )
-                    else:
-                        outcome, call = _email(spec, ctx)
+                    outcome, call = _http(
+                        spec,
+                        ctx,
+                        organization_id=pipe.organization_id,
+                        idempotency_key=f"{idempotency_prefix}-{index}",
+                    )
                 except ActionError as exc:
                     call = {**(exc.call or {"type": kind}), "index": index, "error": str(exc)}
                     run.calls.append(call)
@@ -379,7 +385,7 @@ def actions_run(
                 if on_call:
                     on_call(call)
             run.calls.append(call)
-            if kind == "http" and outcome.get("mapped"):
+            if outcome.get("mapped"):
                 ctx.values.update(outcome["mapped"])
                 run.effects.append(Effect("set_fields", {"values": outcome["mapped"]}))
             continue

@@ -204,6 +204,12 @@ EMAIL_HOST_USER = os.environ.get("EMAIL_HOST_USER", "")
 EMAIL_HOST_PASSWORD = os.environ.get("EMAIL_HOST_PASSWORD", "")
 EMAIL_USE_TLS = envbool("EMAIL_USE_TLS", True)
 DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "Trilho <no-reply@trilho.local>")
+# An SMTP call never hangs a worker: seconds per connection and read. A step's email left "sending"
+# for longer than TRILHO_EMAIL_SENDING_STALE_SECONDS lost its worker: marked unknown, never sent again.
+EMAIL_TIMEOUT = envint("EMAIL_TIMEOUT", 30)
+TRILHO_EMAIL_SENDING_STALE_SECONDS = envint("TRILHO_EMAIL_SENDING_STALE_SECONDS", 120)
+# Beat's last tick older than this is "late" on the rail's health page and for bin/healthcheck.
+TRILHO_BEAT_LATE_SECONDS = envint("TRILHO_BEAT_LATE_SECONDS", 180)
 
 # Security: strict when DEBUG is off (manage.py check --deploy is clean).
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
@@ -299,6 +305,9 @@ CELERY_BEAT_SCHEDULE.update(
         "apply-retention": {"task": "orchestrator.tasks.apply_retention", "schedule": 24 * 3600.0},
         "seal-timeline": {"task": "orchestrator.tasks.seal_timeline", "schedule": 3600.0},
         "purge-idempotency-keys": {"task": "orchestrator.api.purge_idempotency", "schedule": 24 * 3600.0},
+        # A step's emails left behind by a dead worker (rail/outbox.py), and beat's own tick (rail/health.py).
+        "sweep-email-outbox": {"task": "orchestrator.tasks.sweep_email_outbox", "schedule": 30.0},
+        "beat-heartbeat": {"task": "orchestrator.tasks.beat_heartbeat", "schedule": 30.0},
     }
 )
 

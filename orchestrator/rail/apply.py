@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import timedelta
+from functools import partial
 from typing import Any
 
 from django.conf import settings
@@ -34,6 +35,7 @@ from pipes.services import (
 
 from ..models import Mechanism, ReviewTask, RunStatus, Step, StepRun, TraceKind
 from . import costs
+from .outbox import emails_send, emails_write
 from .reasons import Reason
 from .results import STOP, Apply, Handover, LeaseLost, StepResult, Usage, retry_after
 from .trace import Tracer, run_url, timeline_payload
@@ -209,7 +211,8 @@ def apply_result(
             entry.processed_at = now
             return True
         actor = _actor_for(step, outcome.by_agent, card.pipe_id)
-        effects = list(outcome.effects)
+        emails = [e for e in outcome.effects if e.kind == "send_email"]
+        effects = [e for e in outcome.effects if e.kind != "send_email"]
         if outcome.values:
             effects.insert(0, Effect("set_fields", {"values": outcome.values}))
         card, applied = _apply_effects(card=card, actor=actor, effects=effects, step=step)
@@ -228,6 +231,10 @@ def apply_result(
         locked.error = ""
         finished = _finish(locked, usage, now, card_values=card.values)
         locked.save(update_fields=["status", "mechanism", *reason_names, "decision", "error", *finished])
+        if emails:  # written with the result, sent once it is committed (at most once: rail/outbox.py)
+            applied["other"] += [{"email": e.data["index"], "to": e.data["to"]} for e in emails]
+            emails_write(run=locked, emails=emails)
+            transaction.on_commit(partial(emails_send, run_id=locked.pk, worker=locked.claimed_by))
         tracer.add(TraceKind.CHANGES, _changes_summary(applied), applied)
         tracer.flush()
         card_record_step(

@@ -100,3 +100,21 @@ def apply_retention() -> str:
     cards = retention_apply().total
     runs = sum(p.runs for p in trace_retention_apply().values())
     return f"{cards} cards anonymised, {runs} step traces pruned"
+
+
+@shared_task(name="orchestrator.tasks.sweep_email_outbox", ignore_result=True, expires=25)
+def sweep_email_outbox() -> str:
+    """Send emails whose worker died before sending them; mark those it died while sending "unknown"
+    (never sent again: at most once). See rail/outbox.py."""
+    from .outbox import outbox_sweep
+
+    counts = outbox_sweep()
+    return f"{counts['sent']} sent, {counts['unknown']} unknown"
+
+
+@shared_task(name="orchestrator.tasks.beat_heartbeat", ignore_result=True, expires=25)
+def beat_heartbeat() -> None:
+    """Beat's tick, stored: the health page and bin/healthcheck say when it is late (rail/health.py)."""
+    from .health import beat_tick_record
+
+    beat_tick_record()

@@ -230,7 +230,7 @@ def test_it_creates_a_connected_card_in_another_pipe(world, rail_settings):
     assert created.events.get(kind="created").reason == f"connected to {card.reference}"
 
 
-def test_it_sends_an_email_once(world, rail_settings):
+def test_it_sends_an_email_once(world, rail_settings, django_capture_on_commit_callbacks):
     automation(
         world,
         {
@@ -240,7 +240,8 @@ def test_it_sends_an_email_once(world, rail_settings):
             "body": "Item: {field.item}",
         },
     )
-    card = submit(world)
+    with django_capture_on_commit_callbacks(execute=True):  # sent once the step's result is committed
+        card = submit(world)
     assert len(mail.outbox) == 1
     assert mail.outbox[0].to == ["ana@example.com"] and mail.outbox[0].subject == f"We got {card.reference}"
     assert StepRun.objects.get().events.filter(kind=TraceKind.TOOL_CALL).count() == 1

@@ -1,0 +1,113 @@
+"""Is the rail alive? Beat's last tick (a periodic job stores its time) and whether workers answer a ping.
+
+Beat sends `orchestrator.tasks.beat_heartbeat` every 30 s and a worker stores the time it ran
+(RailHeartbeat "beat"): a tick older than TRILHO_BEAT_LATE_SECONDS (3 minutes) means beat stopped, or
+no worker takes its jobs, and the sweeps (phase entries, stale leases, emails) no longer run. The
+owners' status page (/rail/health/) and `bin/healthcheck rail` read it here.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
+from django.utils import timezone
+
+from pipes.models import Membership, OrgRole
+
+from ..models import EmailOutbox, OutboxStatus, RailHeartbeat
+
+BEAT = "beat"
+
+
+def beat_late_seconds() -> float:
+    return float(getattr(settings, "TRILHO_BEAT_LATE_SECONDS", 180))
+
+
+def beat_tick_record(*, at: dt.datetime | None = None) -> None:
+    """Store beat's tick (the periodic task that carries it just ran)."""
+    RailHeartbeat.objects.update_or_create(name=BEAT, defaults={"at": at or timezone.now()})
+
+
+@dataclass
+class RailHealth:
+    """What the health page and bin/healthcheck say."""
+
+    checked_at: dt.datetime
+    beat_at: dt.datetime | None
+    beat_late: bool
+    late_after_seconds: float
+    workers: list[str] | None  # None: the broker could not be asked
+    emails_unknown: int = 0
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def beat_age_seconds(self) -> float | None:
+        return None if self.beat_at is None else (self.checked_at - self.beat_at).total_seconds()
+
+    @property
+    def workers_ok(self) -> bool:
+        return bool(self.workers)
+
+    @property
+    def ok(self) -> bool:
+        return not self.beat_late and self.workers_ok
+
+
+def workers_ping(*, timeout: float = 1.0) -> list[str] | None:
+    """The names of the workers that answered a ping within `timeout`; None when the broker can't be asked."""
+    from orchestrator.celery import app
+
+    try:
+        answers = app.control.ping(timeout=timeout) or []
+    except Exception:  # noqa: BLE001 - a broker that is down or a transport without broadcast
+        return None
+    return sorted(name for answer in answers for name in answer)
+
+
+def rail_health(*, ping_timeout: float = 1.0, organization_ids: list[int] | None = None) -> RailHealth:
+    """Beat's last tick, the workers that answer, and (for the given organizations) emails whose fate is
+    unknown. Reads no card."""
+    now = timezone.now()
+    beat_at = RailHeartbeat.objects.filter(name=BEAT).values_list("at", flat=True).first()
+    late_after = beat_late_seconds()
+    late = beat_at is None or (now - beat_at).total_seconds() > late_after
+    workers = workers_ping(timeout=ping_timeout)
+    unknown = 0
+    if organization_ids:
+        unknown = EmailOutbox.objects.filter(
+            status=OutboxStatus.UNKNOWN, run__pipe__organization_id__in=organization_ids
+        ).count()
+    health = RailHealth(
+        checked_at=now,
+        beat_at=beat_at,
+        beat_late=late,
+        late_after_seconds=late_after,
+        workers=workers,
+        emails_unknown=unknown,
+    )
+    if beat_at is None:
+        health.problems.append("beat has never ticked")
+    elif late:
+        health.problems.append(f"beat is late: its last tick was {int(health.beat_age_seconds or 0)} s ago")
+    if workers is None:
+        health.problems.append("the broker could not be asked for workers")
+    elif not workers:
+        health.problems.append("no worker answered a ping")
+    return health
+
+
+class NotAnOwner(Exception):
+    """Only organization owners see the rail's health (HTTP 403)."""
+
+
+def owned_organization_ids(*, user: AbstractBaseUser) -> list[int]:
+    """The organizations `user` owns; NotAnOwner when none."""
+    ids = list(
+        Membership.objects.filter(user=user, role=OrgRole.OWNER).values_list("organization_id", flat=True)
+    )
+    if not ids:
+        raise NotAnOwner()
+    return ids
