@@ -93,7 +93,7 @@ def _create_pipe(request: HttpRequest, *, organization_id: str, definition: dict
     org_pk = parse_id(organization_id)
     organization = designable_organizations(request.user).filter(pk=org_pk).first() if org_pk else None
     if organization is None:
-        return None, [_("organization: choose one of the organizations you own")], 422
+        return None, ["organization: " + _("choose one of the organizations you own")], 422
     try:
         pipe = design_import(actor=request.user, organization=organization, definition=definition)
     except DesignPermissionError as exc:
@@ -196,14 +196,14 @@ def import_definition(request: HttpRequest) -> HttpResponse:
         upload = request.FILES.get("file")
         if upload is not None:
             if upload.size > MAX_YAML_BYTES:
-                errors, status = [_("file: the file is larger than 512 KB")], 422
+                errors, status = ["file: " + _("the file is larger than 512 KB")], 422
             else:
                 try:
                     text = upload.read().decode("utf-8")
                 except UnicodeDecodeError:
-                    errors, status = [_("file: the file is not UTF-8 text")], 422
+                    errors, status = ["file: " + _("the file is not UTF-8 text")], 422
         if not errors and not text.strip():
-            errors, status = [_("yaml: upload a file or paste a definition")], 422
+            errors, status = ["yaml: " + _("upload a file or paste a definition")], 422
         if not errors:
             try:
                 definition = definition_load(text)
