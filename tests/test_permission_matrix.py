@@ -357,6 +357,10 @@ TABLE: dict[str, Row] = {
         lambda m: {"run_id": m.failed_run.pk}, {"GET": WRONG_VERB, "POST": RAIL}, writes=True
     ),
     "rail:pipe_costs": Row(_pipe, {"GET": RAIL, "POST": WRONG_VERB}),
+    # The rail's health: organization owners (the outsider owns "Other Co"), no one else.
+    "rail:health": Row(
+        _none, {"GET": roles(FORBIDDEN, anonymous=LOGIN, outsider=OK, owner=OK), "POST": WRONG_VERB}
+    ),
     # ------------------------------------------------ inbox (namespace "inbox")
     # The list shows each person the tasks of the pipes they review (none for most): open to all.
     "inbox:index": Row(_none, {"GET": SIGNED_IN, "POST": WRONG_VERB}),

@@ -11,4 +11,5 @@ urlpatterns = [
     path("runs/<int:run_id>/", views.run_detail, name="run"),
     path("runs/<int:run_id>/retry/", views.run_retry, name="run_retry"),
     path("pipes/<int:pipe_id>/costs/", views.pipe_costs, name="pipe_costs"),
+    path("health/", views.health, name="health"),
 ]

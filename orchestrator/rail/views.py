@@ -1,4 +1,4 @@
-"""Pages of the rail: a run's whole trace, retrying a failed step, and a pipe's costs."""
+"""Pages of the rail: a run's whole trace, retrying a failed step, a pipe's costs, and the rail's health."""
 
 from __future__ import annotations
 
@@ -11,7 +11,10 @@ from django.urls import reverse
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_POST
 
+from pipes.models import Organization
+
 from ..models import RunStatus
+from .health import NotAnOwner, owned_organization_ids, rail_health
 from .selectors import (
     PERIODS,
     RailForbidden,
@@ -83,3 +86,16 @@ def pipe_costs(request: HttpRequest, pipe_id: int) -> HttpResponse:
     periods = [(key, _("Last %(n)d days") % {"n": days}) for key, days in PERIODS.items()]
     periods.append(("month", _("This month")))
     return render(request, "rail/costs.html", {"pipe": pipe, "report": report, "periods": periods})
+
+
+@login_required
+@require_GET
+def health(request: HttpRequest) -> HttpResponse:
+    """Beat's last tick and the workers that answer, for organization owners."""
+    try:
+        org_ids = owned_organization_ids(user=request.user)
+    except NotAnOwner:
+        raise PermissionDenied from None
+    organization = Organization.objects.filter(pk__in=org_ids).order_by("pk").first()
+    report = rail_health(organization_ids=org_ids)
+    return render(request, "rail/health.html", {"health": report, "organization": organization})

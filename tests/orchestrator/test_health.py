@@ -1,0 +1,66 @@
+"""The rail's health: beat's last tick and the workers that answer, on the owners' page and in bin/healthcheck."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from django.urls import reverse
+from django.utils import timezone
+
+from orchestrator.models import RailHeartbeat
+from orchestrator.rail.health import beat_tick_record, rail_health
+from orchestrator.rail.tasks import beat_heartbeat
+
+pytestmark = pytest.mark.django_db
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_it_shows_beat_on_time_to_an_owner(client, world):
+    beat_heartbeat()  # the task beat sends, run as a worker runs it
+    client.force_login(world.owner)
+    page = client.get(reverse("rail:health"))
+    assert page.status_code == 200
+    text = page.content.decode()
+    assert "On time" in text and "Late" not in text
+
+
+def test_it_says_beat_is_late_in_plain_words(client, world):
+    beat_tick_record(at=timezone.now() - timedelta(minutes=4))
+    client.force_login(world.owner)
+    text = client.get(reverse("rail:health")).content.decode()
+    assert "Beat is late: its last tick was 4\xa0minutes ago" in text
+    assert rail_health(ping_timeout=0.1).beat_late
+
+
+def test_it_refuses_the_health_page_to_an_admin_who_owns_no_organization(client, world):
+    client.force_login(world.admin)
+    assert client.get(reverse("rail:health")).status_code == 403
+
+
+def test_it_is_late_just_after_three_minutes(world):
+    beat_tick_record(at=timezone.now() - timedelta(seconds=170))
+    assert not rail_health(ping_timeout=0.1).beat_late
+    RailHeartbeat.objects.update(at=timezone.now() - timedelta(seconds=190))
+    assert rail_health(ping_timeout=0.1).beat_late
+
+
+@pytest.mark.django_db(transaction=True)
+def test_it_exits_non_zero_from_bin_healthcheck_when_beat_is_late(world, settings):
+    beat_tick_record(at=timezone.now() - timedelta(minutes=5))
+    db = settings.DATABASES["default"]
+    url = f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "bin" / "healthcheck"), "rail"],
+        env={"PATH": "/usr/bin:/bin", "DATABASE_URL": url, "CELERY_BROKER_URL": "memory://"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 1
+    assert re.search(r"unhealthy: beat is late: its last tick was 3\d\d s ago", done.stderr), done.stderr
