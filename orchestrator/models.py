@@ -573,9 +573,15 @@ class EmailOutbox(models.Model):
     class Meta:
         indexes = [models.Index(fields=["status", "created_at"], name="outbox_status_created")]
 
+    def __str__(self) -> str:
+        return f"{self.key} ({self.status})"
+
 
 class RailHeartbeat(models.Model):
     """The last time a periodic job (beat's tick) ran, by name: the health page reads it."""
 
     name = models.CharField(max_length=50, unique=True)
     at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"{self.name} at {self.at:%Y-%m-%d %H:%M:%S}"
