@@ -53,8 +53,22 @@ from .checker import definition_check
 from .format import DefinitionError
 from .importexport import pipe_export, pipe_import
 
-# The system (a management command, a data migration): trusted, no person to check.
-SYSTEM = None
+
+class _System:
+    """The system (a management command, a data migration, the rail): trusted, no person to check.
+
+    A sentinel of its own, never None: a caller that lost its user (None) must be refused, not
+    taken for the system."""
+
+    is_authenticated = False
+    is_active = False
+    is_superuser = False
+
+    def __repr__(self) -> str:
+        return "SYSTEM"
+
+
+SYSTEM = _System()
 
 
 class DesignError(Exception):
@@ -154,20 +168,24 @@ def administered_pipes(user: AbstractBaseUser | None) -> QuerySet[Pipe]:
     """The pipes `user` may design: those they administer and every pipe of an organization they own."""
     if user is SYSTEM:
         return Pipe.objects.all()
+    if user is None:
+        return Pipe.objects.none()
     return pipes_for_user(user, ("administer_pipe",))
 
 
 def owned_organizations(user: AbstractBaseUser | None) -> QuerySet[Organization]:
     """Organizations `user` owns (all of them for a superuser)."""
-    if user is SYSTEM or user.is_superuser:
+    if user is SYSTEM or (user is not None and user.is_superuser):
         return Organization.objects.all()
-    if not user.is_authenticated or not user.is_active:
+    if user is None or not user.is_authenticated or not user.is_active:
         return Organization.objects.none()
     return Organization.objects.filter(memberships__user=user, memberships__role=OrgRole.OWNER)
 
 
 def designable_organizations(user: AbstractBaseUser | None) -> QuerySet[Organization]:
     """Organizations in which `user` designs something (owners, and admins of one of its pipes)."""
+    if user is None:
+        return Organization.objects.none()
     if user is SYSTEM or user.is_superuser:
         return Organization.objects.all()
     return Organization.objects.filter(
@@ -196,6 +214,8 @@ def designable(model: type[models.Model], user: AbstractBaseUser | None) -> Quer
 def people_for_designer(user: AbstractBaseUser | None) -> QuerySet:
     """People `user` may name (a reviewer, a grant): members of the organizations they design in."""
     User = get_user_model()
+    if user is None:
+        return User.objects.none()
     if user is SYSTEM or user.is_superuser:
         return User.objects.all()
     members = Membership.objects.filter(organization__in=designable_organizations(user)).values("user_id")
@@ -205,7 +225,7 @@ def people_for_designer(user: AbstractBaseUser | None) -> QuerySet:
 def _check_actor(actor: AbstractBaseUser | None, obj: models.Model, spec: DesignModel) -> None:
     if actor is SYSTEM:
         return
-    if not (actor.is_authenticated and actor.is_active):
+    if actor is None or not (actor.is_authenticated and actor.is_active):
         raise DesignPermissionError(_("Sign in to design processes."))
     pipe = spec.pipe_of(obj)
     if pipe is not None and pipe.pk is not None:

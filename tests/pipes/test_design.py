@@ -223,3 +223,15 @@ def test_it_saves_a_retention_policy_through_the_design_service(world):
     assert PipePolicy.objects.get().retention_days == 30
     entry = LogEntry.objects.get_for_object(world.pipe).latest("timestamp")
     assert entry.actor == world.admin and "30" in str(entry.changes)
+
+
+def test_it_refuses_a_caller_that_lost_its_user_rather_than_taking_it_for_the_system(world):
+    phase = world.phase("triage")
+    phase.name = "Renamed by nobody"
+    with pytest.raises(DesignPermissionError):
+        design_save(actor=None, obj=phase)
+    with pytest.raises(DesignPermissionError):
+        design_grant(actor=None, pipe=world.pipe, user=world.viewer, role=PipeRole.ADMIN)
+    with pytest.raises(DesignPermissionError):
+        design_import(actor=None, organization=world.org, definition=pipe_export(world.pipe) | {"slug": "x"})
+    assert Phase.objects.get(pk=phase.pk).name == "Triage"
