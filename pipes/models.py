@@ -99,6 +99,9 @@ class Pipe(models.Model):
     # so each pipe counts its cards from 1 (AP-1, AP-2...) whatever other pipes do.
     last_card_number = models.PositiveIntegerField(default=0, editable=False)
     created_at = models.DateTimeField(default=timezone.now)
+    # A pipe that has cards is archived instead of deleted (pipes.design.design_archive): its cards
+    # and their timelines stay, readable and verifiable, but it takes no new work.
+    archived_at = models.DateTimeField(_("archived"), null=True, blank=True, editable=False)
 
     class Meta:
         ordering = ["organization__name", "name"]
@@ -115,6 +118,10 @@ class Pipe(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    @property
+    def is_archived(self) -> bool:
+        return self.archived_at is not None
 
 
 class Phase(models.Model):
