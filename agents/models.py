@@ -64,6 +64,12 @@ class Agent(models.Model):
     authority_limit = models.DecimalField(
         _("authority limit"), max_digits=18, decimal_places=2, null=True, blank=True
     )
+    authority_currency = models.CharField(
+        _("authority currency"),
+        max_length=3,
+        blank=True,
+        help_text=_("The limit's currency (ISO code, e.g. BRL); empty means the organization's currency."),
+    )
     confidence_threshold = models.DecimalField(
         _("confidence threshold"),
         max_digits=3,

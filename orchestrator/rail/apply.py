@@ -61,7 +61,11 @@ def agent_actor(agent, pipe_id: int) -> Actor:
     """The agent as the write path knows it: its scope and its authority limit."""
     authority = None
     if agent.authority_field and agent.authority_limit is not None:
-        authority = Authority(field=agent.authority_field, limit=agent.authority_limit)
+        authority = Authority(
+            field=agent.authority_field,
+            limit=agent.authority_limit,
+            currency=agent.authority_currency,
+        )
     return Actor.agent(
         name=agent.name,
         pipe_id=pipe_id,

@@ -69,6 +69,7 @@ ACTION_KEYS = (
     "timeout",
     "response_map",
 )
+AUTHORITY_KEYS = {"field", "limit", "currency"}
 DEFAULT_THRESHOLD = Decimal("0.70")
 NUMERIC_TYPES = {FieldType.NUMBER, FieldType.CURRENCY, FieldType.PERCENTAGE}
 
@@ -161,9 +162,12 @@ def agents_validate(value: Any, path: str, definition: dict) -> list[str]:
             errors.append(f"{p}.decisions: a list of words, e.g. [approve, reject, escalate]")
         if "authority" in agent:
             authority = agent["authority"]
-            if not isinstance(authority, dict) or set(authority) != {"field", "limit"}:
-                errors.append(f"{p}.authority: a mapping with field and limit")
+            if not isinstance(authority, dict) or not {"field", "limit"} <= set(authority) <= AUTHORITY_KEYS:
+                errors.append(f"{p}.authority: a mapping with field and limit (and currency)")
             else:
+                currency = authority.get("currency", "BRL")
+                if not (isinstance(currency, str) and len(currency) == 3 and currency.isalpha()):
+                    errors.append(f"{p}.authority.currency: a three-letter currency code, e.g. BRL")
                 if types.get(authority["field"]) not in NUMERIC_TYPES:
                     errors.append(f"{p}.authority.field: a number or currency field")
                 if not isinstance(authority["limit"], int | float) or isinstance(authority["limit"], bool):
@@ -197,6 +201,7 @@ def agents_load(pipe: Pipe, value: list[dict]) -> None:
             decisions=list(spec.get("decisions") or []),
             authority_field=authority.get("field", ""),
             authority_limit=Decimal(str(authority["limit"])) if "limit" in authority else None,
+            authority_currency=str(authority.get("currency", "")).upper(),
             confidence_threshold=Decimal(str(spec.get("confidence_threshold", DEFAULT_THRESHOLD))),
             may_see_pii=bool(spec.get("may_see_pii", False)),
         )
@@ -225,6 +230,8 @@ def agents_dump(pipe: Pipe) -> list[dict] | None:
             d["decisions"] = list(agent.decisions)
         if agent.authority_field and agent.authority_limit is not None:
             d["authority"] = {"field": agent.authority_field, "limit": _number(agent.authority_limit)}
+            if agent.authority_currency:
+                d["authority"]["currency"] = agent.authority_currency
         if agent.confidence_threshold != DEFAULT_THRESHOLD:
             d["confidence_threshold"] = _number(agent.confidence_threshold)
         if agent.may_see_pii:
