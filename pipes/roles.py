@@ -111,8 +111,28 @@ def forget_access(**kwargs) -> None:
         answers.clear()
 
 
+# What an archived pipe still allows: reading its board and cards, and designing it (to restore it).
+ARCHIVED_PERMS = frozenset({"administer_pipe", "view_pipe", "view_pii"})
+
+
+def _archived(access: PipeAccess) -> PipeAccess:
+    """An archived pipe takes no new work: people who saw its board still read it, nothing else."""
+    perms = access.perms & ARCHIVED_PERMS
+    if access.perms & set(STAFF_PERMS):
+        perms |= {"view_pipe"}
+    return PipeAccess(perms=frozenset(perms), is_owner=access.is_owner)
+
+
 def pipe_access(*, user: AbstractBaseUser | None, pipe: Pipe) -> PipeAccess:
-    """The permissions `user` holds on `pipe` (none for anonymous or inactive users)."""
+    """The permissions `user` holds on `pipe` (none for anonymous or inactive users; only reading and
+    designing on an archived pipe)."""
+    access = _pipe_access(user=user, pipe=pipe)
+    if getattr(pipe, "archived_at", None) is not None and access.perms:
+        return _archived(access)
+    return access
+
+
+def _pipe_access(*, user: AbstractBaseUser | None, pipe: Pipe) -> PipeAccess:
     if user is None or not user.is_authenticated or not user.is_active:
         return NO_ACCESS
     if user.is_superuser:

@@ -555,6 +555,7 @@ def home_pipes(*, user: AbstractBaseUser) -> list[OrganizationPipes]:
     """The pipes whose board `user` sees, grouped by organization, with open and late cards: 3 queries."""
     pipes = list(
         pipes_for_user(user, STAFF_PERMS)
+        .filter(archived_at__isnull=True)
         .select_related("organization")
         .order_by("organization__name", "name")
     )

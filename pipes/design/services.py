@@ -35,14 +35,18 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import PermissionDenied
 from django.db import models, transaction
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 from django.forms.models import model_to_dict
+from django.utils import timezone
 from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
+from guardian.models import UserObjectPermission
 
-from ..choices import OrgRole
-from ..models import Field, Label, Membership, Organization, Phase, Pipe, PipePolicy
+from ..choices import OrgRole, PipeRole
+from ..models import Card, Field, Label, Membership, Organization, Phase, PhaseEntry, Pipe, PipePolicy
 from ..roles import (
     ROLE_PERMS,
+    forget_access,
     pipe_access,
     pipe_role_grant,
     pipe_role_revoke,
@@ -164,13 +168,17 @@ def _follow(obj: Any, path: str) -> Any:
 # ---------------------------------------------------------------- who may design what
 
 
-def administered_pipes(user: AbstractBaseUser | None) -> QuerySet[Pipe]:
-    """The pipes `user` may design: those they administer and every pipe of an organization they own."""
+def administered_pipes(user: AbstractBaseUser | None, *, include_archived: bool = False) -> QuerySet[Pipe]:
+    """The pipes `user` may design: those they administer and every pipe of an organization they own.
+
+    Archived pipes are left out of lists unless `include_archived` (the admin shows them, to restore one)."""
     if user is SYSTEM:
-        return Pipe.objects.all()
-    if user is None:
+        pipes = Pipe.objects.all()
+    elif user is None:
         return Pipe.objects.none()
-    return pipes_for_user(user, ("administer_pipe",))
+    else:
+        pipes = pipes_for_user(user, ("administer_pipe",))
+    return pipes if include_archived else pipes.filter(archived_at__isnull=True)
 
 
 def owned_organizations(user: AbstractBaseUser | None) -> QuerySet[Organization]:
@@ -204,10 +212,11 @@ def designable(model: type[models.Model], user: AbstractBaseUser | None) -> Quer
         return designable_organizations(user)
     spec = design_model(model)
     qs = model._default_manager.all()
+    pipes = administered_pipes(user, include_archived=True)
     if model is Pipe:
-        return qs.filter(pk__in=administered_pipes(user).values("pk"))
+        return qs.filter(pk__in=pipes.values("pk"))
     if spec.pipe_path:
-        return qs.filter(**{f"{spec.pipe_path}__in": administered_pipes(user).values("pk")})
+        return qs.filter(**{f"{spec.pipe_path}__in": pipes.values("pk")})
     return qs.filter(**{f"{spec.org_path}__in": owned_organizations(user).values("pk")})
 
 
@@ -235,6 +244,13 @@ def _check_actor(actor: AbstractBaseUser | None, obj: models.Model, spec: Design
     org_id = spec.organization_id_of(obj)
     if org_id is None and isinstance(obj, Organization) and actor.is_superuser:
         return  # a new organization: the site's superuser creates it
+    if isinstance(obj, Pipe) and obj.pk is None:
+        # A new pipe: owners and the admins of one of the organization's pipes create them.
+        if org_id is None or not designable_organizations(actor).filter(pk=org_id).exists():
+            raise DesignPermissionError(
+                _("Only owners and pipe admins of the organization can create a pipe in it.")
+            )
+        return
     if org_id is None or not owned_organizations(actor).filter(pk=org_id).exists():
         raise DesignPermissionError(_("Only an owner of the organization can do this."))
 
@@ -365,6 +381,157 @@ def _describe(data: dict | None) -> str:
     return ", ".join(f"{k}={v}" for k, v in data.items() if k != "id" and v not in (None, "", [], {}))
 
 
+# ---------------------------------------------------------------- a live process: what a change touches
+
+
+@dataclass(frozen=True)
+class DesignImpact:
+    """How many cards a change to a design object touches: what a page shows before it asks to confirm.
+
+    `cards` counts each card once; the other counts say why (a card may be in several)."""
+
+    cards: int = 0
+    in_phase: int = 0  # cards in the phase now (they must move before it can go)
+    passed: int = 0  # cards that went through the phase (its history)
+    with_values: int = 0  # cards holding a value in the field (or in the phase's fields)
+    labelled: int = 0  # cards carrying the label
+
+    def __bool__(self) -> bool:
+        return self.cards > 0
+
+    def __int__(self) -> int:
+        return self.cards
+
+    @property
+    def message(self) -> str:
+        """One line a person reads before confirming ("3 cards hold a value in this field.")."""
+        parts = []
+        if self.in_phase:
+            parts.append(
+                ngettext("%(n)d card is in this phase.", "%(n)d cards are in this phase.", self.in_phase)
+                % {"n": self.in_phase}
+            )
+        if self.passed:
+            parts.append(
+                ngettext(
+                    "%(n)d card went through this phase.", "%(n)d cards went through this phase.", self.passed
+                )
+                % {"n": self.passed}
+            )
+        if self.with_values:
+            parts.append(
+                ngettext(
+                    "%(n)d card holds a value in this field.",
+                    "%(n)d cards hold a value in this field.",
+                    self.with_values,
+                )
+                % {"n": self.with_values}
+            )
+        if self.labelled:
+            parts.append(
+                ngettext("%(n)d card carries this label.", "%(n)d cards carry this label.", self.labelled)
+                % {"n": self.labelled}
+            )
+        if not parts and self.cards:
+            parts.append(
+                ngettext("%(n)d card is in this pipe.", "%(n)d cards are in this pipe.", self.cards)
+                % {"n": self.cards}
+            )
+        return " ".join(parts)
+
+
+def _holding(pipe_id: int, keys: list[str]) -> Q:
+    """Cards of the pipe holding a value (or a file) in any of `keys`."""
+    return Q(pipe_id=pipe_id) & (Q(values__has_any_keys=keys) | Q(files__field_key__in=keys))
+
+
+def design_impact(obj: models.Model) -> DesignImpact:
+    """How many cards deleting `obj` (or changing its key) touches: the cards holding a value in a
+    field, the cards in or through a phase, the cards carrying a label, every card of a pipe."""
+    if obj.pk is None:
+        return DesignImpact()
+    if isinstance(obj, Pipe):
+        return DesignImpact(cards=Card.objects.filter(pipe=obj).count())
+    if isinstance(obj, Field):
+        stored = Field.objects.filter(pk=obj.pk).values_list("pipe_id", "key").first()
+        if stored is None:
+            return DesignImpact()
+        n = Card.objects.filter(_holding(stored[0], [stored[1]])).distinct().count()
+        return DesignImpact(cards=n, with_values=n)
+    if isinstance(obj, Phase):
+        keys = list(Field.objects.filter(phase_id=obj.pk).values_list("key", flat=True))
+        in_phase = Card.objects.filter(phase_id=obj.pk).count()
+        passed = PhaseEntry.objects.filter(phase_id=obj.pk).values("card_id").distinct().count()
+        with_values = Card.objects.filter(_holding(obj.pipe_id, keys)).distinct().count() if keys else 0
+        touched = Q(phase_id=obj.pk) | Q(phase_entries__phase_id=obj.pk)
+        if keys:
+            touched |= _holding(obj.pipe_id, keys)
+        cards = Card.objects.filter(touched).distinct().count() if (in_phase or passed or with_values) else 0
+        return DesignImpact(cards=cards, in_phase=in_phase, passed=passed, with_values=with_values)
+    if isinstance(obj, Label):
+        n = Card.objects.filter(labels=obj).count()
+        return DesignImpact(cards=n, labelled=n)
+    return DesignImpact()
+
+
+class DesignImpactError(DesignError):
+    """A deletion that touches cards, refused until the caller confirms it (`confirm=True`)."""
+
+    def __init__(self, impact: DesignImpact, errors):
+        self.impact = impact
+        super().__init__(errors)
+
+
+def _check_key_change(obj: models.Model, before: models.Model | None, errors: dict[str, list[str]]) -> None:
+    """A phase's or field's key is what cards, their timelines and exports name it by: once cards use
+    it, it stays (its label or name can change)."""
+    if before is None or not isinstance(obj, Phase | Field) or before.key == obj.key:
+        return
+    impact = design_impact(before)
+    used = impact.with_values if isinstance(obj, Field) else impact.in_phase + impact.passed
+    if used:
+        errors.setdefault("key", []).append(
+            ngettext(
+                "%(n)d card already uses the key “%(key)s”: it can't change (the name can).",
+                "%(n)d cards already use the key “%(key)s”: it can't change (the name can).",
+                used,
+            )
+            % {"n": used, "key": before.key}
+        )
+
+
+def _check_delete(obj: models.Model, confirm: bool) -> None:
+    """A pipe with cards is archived, not deleted; a phase with cards in it is emptied first; anything
+    else that touches cards goes only when the caller confirms, having shown how many."""
+    impact = design_impact(obj)
+    if not impact:
+        return
+    if isinstance(obj, Pipe):
+        raise DesignError(
+            ngettext(
+                "“%(pipe)s” has %(n)d card: archive it instead, which keeps the card and its timeline.",
+                "“%(pipe)s” has %(n)d cards: archive it instead, which keeps the cards and their timelines.",
+                impact.cards,
+            )
+            % {"pipe": obj.name, "n": impact.cards}
+        )
+    if isinstance(obj, Phase) and impact.in_phase:
+        raise DesignError(
+            ngettext(
+                "%(n)d card is in the phase “%(phase)s”: move it to another phase first.",
+                "%(n)d cards are in the phase “%(phase)s”: move them to another phase first.",
+                impact.in_phase,
+            )
+            % {"n": impact.in_phase, "phase": obj.name}
+        )
+    if not confirm:
+        raise DesignImpactError(
+            impact,
+            _("%(impact)s Confirm to delete “%(name)s” anyway; the cards keep their values and timelines.")
+            % {"impact": impact.message, "name": obj},
+        )
+
+
 # ---------------------------------------------------------------- writes
 
 
@@ -388,26 +555,40 @@ def design_save(
         _check_references(actor, obj, spec, m2m, errors)
         if errors:
             raise DesignError(errors)
-        before = None
+        before = old = None
         if obj.pk is not None:
             old = type(obj)._default_manager.filter(pk=obj.pk).first()
             if old is not None:
                 _check_actor(actor, old, spec)  # the object as stored, not as the caller says it is
                 before = _snapshot(old)
+        _check_key_change(obj, old, errors)
+        if errors:
+            raise DesignError(errors)
+        created = obj.pk is None
         obj.save()
         for name, values in m2m.items():
             getattr(obj, name).set(values)
         _audit(actor, obj, spec, before)
+        if created and isinstance(obj, Pipe):
+            _make_creator_admin(actor, obj)
         if validate:
             _check_pipe(spec.pipe_of(obj))
     return obj
 
 
-def design_delete(*, actor: AbstractBaseUser | None, obj: models.Model, validate: bool = True) -> None:
-    """Delete a design object; the pipe left behind must still pass the checker."""
+def design_delete(
+    *, actor: AbstractBaseUser | None, obj: models.Model, validate: bool = True, confirm: bool = False
+) -> None:
+    """Delete a design object; the pipe left behind must still pass the checker.
+
+    On a live process: a pipe with cards is refused (archive it: design_archive); a phase with cards
+    in it is refused (move them first); a field holding values, a phase cards went through or a label
+    cards carry is refused with DesignImpactError (its `impact` says how many cards) unless `confirm`.
+    Cards keep their values and timelines either way."""
     spec = design_model(type(obj))
     with transaction.atomic(), _acting(actor):
         _check_actor(actor, obj, spec)
+        _check_delete(obj, confirm)
         pipe = None if isinstance(obj, Pipe) else spec.pipe_of(obj)
         before = _snapshot(obj)
         _audit(actor, obj, spec, before, deleted=True)
@@ -457,22 +638,92 @@ def design_grant(*, actor: AbstractBaseUser | None, pipe: Pipe, user: AbstractBa
             and not Membership.objects.filter(organization_id=pipe.organization_id, user=user).exists()
         ):
             raise DesignError({"user": [_("Choose a person of this organization.")]})
+        if role != PipeRole.ADMIN:
+            _check_not_last_admin(pipe, user)
         pipe_role_grant(pipe=pipe, user=user, role=role)
 
 
 def design_revoke(*, actor: AbstractBaseUser | None, pipe: Pipe, user: AbstractBaseUser) -> None:
-    """Take every role on `pipe` away from `user`."""
+    """Take every role on `pipe` away from `user` (never from its last admin)."""
     with transaction.atomic(), _acting(actor):
         _check_actor(actor, pipe, design_model(Pipe))
+        _check_not_last_admin(pipe, user)
         pipe_role_revoke(pipe=pipe, user=user)
 
 
-def design_import(*, actor: AbstractBaseUser | None, organization: Organization, definition: dict) -> Pipe:
-    """Create a pipe from a definition in `organization`: owners (or the system) only."""
+def pipe_admins(pipe: Pipe) -> QuerySet:
+    """People holding the admin role on `pipe` itself (the organization's owners not counted)."""
+    granted = UserObjectPermission.objects.filter(
+        permission__codename="administer_pipe",
+        content_type__app_label="pipes",
+        content_type__model="pipe",
+        object_pk=str(pipe.pk),
+    ).values("user_id")
+    return get_user_model().objects.filter(pk__in=granted, is_active=True)
+
+
+def _check_not_last_admin(pipe: Pipe, user: AbstractBaseUser) -> None:
+    """A pipe that has admins of its own keeps at least one: the people who run it day to day must
+    not vanish by a slip (owners administer every pipe, but are not the pipe's own people)."""
+    Pipe.objects.select_for_update().filter(pk=pipe.pk).first()  # two admins removing each other wait
+    ids = set(pipe_admins(pipe).values_list("pk", flat=True))
+    if user.pk in ids and len(ids) == 1:
+        raise DesignError(
+            {
+                "user": [
+                    _("%(person)s is the last admin of this pipe: make someone else admin first.")
+                    % {"person": user.get_full_name() or user.get_username()}
+                ]
+            }
+        )
+
+
+def _make_creator_admin(actor: AbstractBaseUser | None, pipe: Pipe) -> None:
+    """Who creates a pipe administers it (an owner already does, through the organization)."""
+    if actor is SYSTEM or actor is None or pipe_access(user=actor, pipe=pipe).can_administer:
+        return
+    pipe_role_grant(pipe=pipe, user=actor, role=PipeRole.ADMIN)
+
+
+def design_archive(*, actor: AbstractBaseUser | None, pipe: Pipe) -> Pipe:
+    """Archive `pipe`: it leaves the home page, the portal and the designer's lists and takes no new
+    work (pipe_access grants only reading on it), while its cards and their timelines stay as they
+    are, readable and verifiable. On the pipe's audit trail with who did it."""
     with transaction.atomic(), _acting(actor):
-        if actor is not SYSTEM and not owned_organizations(actor).filter(pk=organization.pk).exists():
-            raise DesignPermissionError(_("Only an owner of the organization can create a pipe."))
-        return pipe_import(organization=organization, definition=definition)
+        _check_actor(actor, pipe, design_model(Pipe))
+        locked = Pipe.objects.select_for_update().get(pk=pipe.pk)
+        if locked.archived_at is None:
+            locked.archived_at = timezone.now()
+            locked.save(update_fields=["archived_at"])
+        pipe.archived_at = locked.archived_at
+        forget_access()
+    return pipe
+
+
+def design_restore(*, actor: AbstractBaseUser | None, pipe: Pipe) -> Pipe:
+    """Bring an archived pipe back: listed again, open to work and requests."""
+    with transaction.atomic(), _acting(actor):
+        _check_actor(actor, pipe, design_model(Pipe))
+        locked = Pipe.objects.select_for_update().get(pk=pipe.pk)
+        if locked.archived_at is not None:
+            locked.archived_at = None
+            locked.save(update_fields=["archived_at"])
+        pipe.archived_at = None
+        forget_access()
+    return pipe
+
+
+def design_import(*, actor: AbstractBaseUser | None, organization: Organization, definition: dict) -> Pipe:
+    """Create a pipe from a definition in `organization`: its owners and the admins of one of its pipes
+    (or the system); a pipe admin who creates one administers it."""
+    with transaction.atomic(), _acting(actor):
+        if actor is not SYSTEM and not designable_organizations(actor).filter(pk=organization.pk).exists():
+            raise DesignPermissionError(
+                _("Only owners and pipe admins of the organization can create a pipe in it.")
+            )
+        pipe = pipe_import(organization=organization, definition=definition)
+        _make_creator_admin(actor, pipe)
+        return pipe
 
 
 def _acting(actor):

@@ -78,6 +78,7 @@ def portal_pipes_for_user(*, user: AbstractBaseUser, q: str = "") -> QuerySet[Pi
     """Pipes whose start form `user` may use, matching the search text `q`."""
     pipes = (
         pipes_for_user(user, ("request_pipe",))
+        .filter(archived_at__isnull=True)
         .select_related("organization")
         .prefetch_related(Prefetch("phases", queryset=Phase.objects.order_by("position", "id")))
     )

@@ -139,6 +139,8 @@ def card_create(
     key): a pipe holds at most one card per key, by a unique constraint, so a second post of the same
     form -- even at the same instant -- raises CardAlreadySubmittedError naming the first card."""
     uploads = files or {}
+    if pipe.archived_at is not None:  # whoever files it: a person, a webhook, an automation
+        raise CardError(_("This process is archived: it takes no new cards."))
     if submission_key:
         _check_first_submission(actor=actor, pipe=pipe, submission_key=submission_key)
     schema, parsed = _check_start(actor=actor, pipe=pipe, values=values, uploads=uploads, inspect_files=False)

@@ -149,10 +149,10 @@ def test_it_grants_roles_only_to_people_of_the_pipes_organization(world):
     assert pipe_access(user=world.viewer, pipe=world.pipe).can_work
 
 
-def test_it_imports_a_pipe_only_for_an_owner_of_the_organization(world):
+def test_it_imports_a_pipe_only_for_owners_and_pipe_admins_of_the_organization(world):
     definition = pipe_export(world.pipe) | {"slug": "copy", "code": "CP"}
     with pytest.raises(DesignPermissionError):
-        design_import(actor=world.admin, organization=world.org, definition=definition)
+        design_import(actor=world.member, organization=world.org, definition=definition)
     with pytest.raises(DesignPermissionError):
         design_import(actor=world.outsider, organization=world.org, definition=definition)
     assert design_import(actor=world.owner, organization=world.org, definition=definition).slug == "copy"
