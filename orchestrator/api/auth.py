@@ -75,11 +75,14 @@ class Caller:
         return card_get_for_user(user=self.user, pk=pk, pipe_id=pipe_id, write=write)
 
 
-def caller_for_token(token: ApiToken) -> Caller:
+def caller_for_token(token: ApiToken, pipe_ids: frozenset[int] | None = None) -> Caller:
+    """The caller a token makes; `pipe_ids` when already read with it (token_authenticate), else read here."""
+    if pipe_ids is None:
+        pipe_ids = frozenset(token.pipes.values_list("pk", flat=True))
     return Caller(
         user=token.owner,
         token=token,
-        pipe_ids=frozenset(token.pipes.values_list("pk", flat=True)),
+        pipe_ids=pipe_ids,
         can_write=token.scope == ApiTokenScope.WRITE,
     )
 
@@ -99,7 +102,7 @@ class TokenAuth(HttpBearer):
         check = token_authenticate(token.strip())
         if check.token is None:
             raise AuthenticationError(message=check.refusal)
-        return _check_scope(request, caller_for_token(check.token))
+        return _check_scope(request, caller_for_token(check.token, check.pipe_ids))
 
 
 class BrowserSessionAuth(SessionAuth):

@@ -11,7 +11,7 @@ import datetime as dt
 import json
 
 from django.contrib.auth import get_user_model
-from django.db.models import Q
+from django.db.models import Q, prefetch_related_objects
 from django.http import Http404, HttpRequest, JsonResponse
 from django.utils.dateparse import parse_datetime
 from django.utils.translation import gettext as _
@@ -131,8 +131,22 @@ def _fresh(card: Card, schema: BoardSchema) -> Card:
     return card
 
 
+def _written(card: Card, schema: BoardSchema) -> Card:
+    """The card a write returned, with its assignees and labels read now.
+
+    The write path returns the card row it locked and saved (version, values, phase and times as
+    stored), so the answer does not read that row again; only its relations, which a write may have
+    set, are read (anything cached before the write is dropped)."""
+    card.__dict__.pop("_prefetched_objects_cache", None)
+    prefetch_related_objects([card], "assignees", "labels")
+    card.pipe = schema.pipe
+    return card
+
+
 def _card_answer(card: Card, schema: BoardSchema, status: int = 200) -> JsonResponse:
-    body = CardDetailOut.model_validate(card_detail_out(_fresh(card, schema), schema)).model_dump(mode="json")
+    body = CardDetailOut.model_validate(card_detail_out(_written(card, schema), schema)).model_dump(
+        mode="json"
+    )
     return _json(body, status)
 
 
@@ -253,6 +267,8 @@ def card_create(request: HttpRequest, pipe_id: Id, payload: CardCreateIn):
     access = pipe_access(user=caller.user, pipe=pipe) if pipe else None
     if pipe is None or not access.perms:
         raise Http404
+    # The schema first: the write path then finds the pipe's fields already read (board_schema).
+    schema = board_schema(pipe=pipe, access=access)
     card = services.card_create(
         actor=caller.actor,
         pipe=pipe,
@@ -260,7 +276,7 @@ def card_create(request: HttpRequest, pipe_id: Id, payload: CardCreateIn):
         title=payload.title,
         reason=caller.via,
     )
-    return _card_answer(card, board_schema(pipe=pipe, access=access), status=201)
+    return _card_answer(card, schema, status=201)
 
 
 # ---------------------------------------------------------------- writes on a card

@@ -22,7 +22,7 @@ import hashlib
 import json
 from collections.abc import Callable
 
-from django.db import IntegrityError, transaction
+from django.db import connection, transaction
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils import timezone
 from django.utils.translation import gettext as _
@@ -83,12 +83,8 @@ def run_once(request: HttpRequest, call: Callable[[], HttpResponse]) -> HttpResp
     actor_key = request.auth.key
     fingerprint = _fingerprint(request)
     with transaction.atomic():
-        try:
-            with transaction.atomic():
-                record = IdempotencyRecord.objects.create(
-                    actor_key=actor_key, key=key, fingerprint=fingerprint
-                )
-        except IntegrityError:
+        record_id = _claim(actor_key=actor_key, key=key, fingerprint=fingerprint)
+        if record_id is None:
             # Someone (this caller, in another request) holds the key: its answer is committed now.
             record = IdempotencyRecord.objects.get(actor_key=actor_key, key=key)
             return _replay(record, fingerprint)
@@ -96,10 +92,29 @@ def run_once(request: HttpRequest, call: Callable[[], HttpResponse]) -> HttpResp
         if response.status_code >= 300:
             transaction.set_rollback(True)  # a refusal is not remembered: the key stays free
             return response
-        record.status_code = response.status_code
-        record.body = json.loads(response.content) if response.content else None
-        record.save(update_fields=["status_code", "body"])
+        body = json.loads(response.content) if response.content else None
+        IdempotencyRecord.objects.filter(pk=record_id).update(status_code=response.status_code, body=body)
     return response
+
+
+def _claim(*, actor_key: str, key: str, fingerprint: str) -> int | None:
+    """Insert the key's record; its id, or None when the key is taken.
+
+    INSERT … ON CONFLICT DO NOTHING RETURNING (PostgreSQL, and SQLite since 3.35): a key held by a request still
+    running makes this one wait until that one commits (or rolls back, freeing the key), and a taken
+    key leaves the transaction usable, with no savepoint around the insert."""
+    q = connection.ops.quote_name
+    columns = ", ".join(q(c) for c in ("actor_key", "key", "fingerprint", "status_code", "created_at"))
+    conflict = f"{q('actor_key')}, {q('key')}"
+    sql = (
+        f"INSERT INTO {q(IdempotencyRecord._meta.db_table)} ({columns}) VALUES (%s, %s, %s, 0, %s) "  # noqa: S608
+        f"ON CONFLICT ({conflict}) DO NOTHING RETURNING {q('id')}"
+    )
+    created_at = connection.ops.adapt_datetimefield_value(timezone.now())
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [actor_key, key, fingerprint, created_at])
+        row = cursor.fetchone()
+    return row[0] if row else None
 
 
 def idempotent(view: Callable) -> Callable:

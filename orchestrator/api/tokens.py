@@ -149,21 +149,37 @@ def token_revoke(*, user: AbstractBaseUser, token: ApiToken) -> ApiToken:
 
 @dataclass(frozen=True)
 class TokenCheck:
-    """What a presented secret turned out to be: a usable token, or the reason it is refused."""
+    """What a presented secret turned out to be: a usable token (and the ids of its pipes), or the
+    reason it is refused."""
 
     token: ApiToken | None
     refusal: str = ""
+    pipe_ids: frozenset[int] = frozenset()
+
+
+def _token_with_pipes(digest: str) -> tuple[ApiToken | None, frozenset[int]]:
+    """The token of `digest` with its owner, organization and pipe ids, in one query.
+
+    Read through the token-pipe rows (one per pipe, each joined to the token): a token names at least
+    one pipe when made, so this is one query on every request; a token whose pipes were all deleted
+    since is read on its own."""
+    rows = list(
+        ApiToken.pipes.through.objects.filter(apitoken__secret_hash=digest).select_related(
+            "apitoken__owner", "apitoken__organization"
+        )
+    )
+    if rows:
+        return rows[0].apitoken, frozenset(row.pipe_id for row in rows)
+    token = ApiToken.objects.select_related("owner", "organization").filter(secret_hash=digest).first()
+    return token, frozenset()
 
 
 def token_authenticate(secret: str) -> TokenCheck:
-    """The token `secret` names, if it is live and its owner active; notes when it was last used."""
+    """The token `secret` names, if it is live and its owner active; notes when it was last used
+    (at most once every LAST_USED_EVERY, so a busy integration does not write on every request)."""
     if not secret.startswith(TOKEN_PREFIX) or len(secret) > 200:
         return TokenCheck(None, _("This is not a Trilho API token."))
-    token = (
-        ApiToken.objects.select_related("owner", "organization")
-        .filter(secret_hash=token_digest(secret))
-        .first()
-    )
+    token, pipe_ids = _token_with_pipes(token_digest(secret))
     if token is None:
         return TokenCheck(None, _("Unknown token."))
     if token.revoked_at is not None:
@@ -174,4 +190,4 @@ def token_authenticate(secret: str) -> TokenCheck:
     if token.last_used_at is None or now - token.last_used_at >= LAST_USED_EVERY:
         ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)
         token.last_used_at = now
-    return TokenCheck(token)
+    return TokenCheck(token, pipe_ids=pipe_ids)

@@ -4,6 +4,7 @@ The OpenAPI document is at /api/v1/openapi.json and its browsable page at /api/v
 from ninja's own static files: no CDN, no inline script, within the site's Content-Security-Policy).
 """
 
+import datetime as dt
 import json
 from typing import Any
 
@@ -11,6 +12,8 @@ from django.http import HttpRequest
 from django.utils.translation import gettext_lazy as _
 from ninja import NinjaAPI, Swagger
 from ninja.parser import Parser
+from ninja.renderers import JSONRenderer
+from ninja.responses import NinjaJSONEncoder
 
 from .auth import BrowserSessionAuth, CallerRateThrottle, TokenAuth
 from .cards import router as cards_router
@@ -62,6 +65,21 @@ class TrilhoParser(Parser):
         return data
 
 
+class TrilhoJSONEncoder(NinjaJSONEncoder):
+    """Times to the microsecond, as pydantic's JSON mode writes them (the answers of writes, and the
+    answers an Idempotency-Key replays): a card read and the same card written read alike."""
+
+    def default(self, o: Any) -> Any:
+        if isinstance(o, dt.datetime):
+            text = o.isoformat()
+            return text[:-6] + "Z" if text.endswith("+00:00") else text
+        return super().default(o)
+
+
+class TrilhoRenderer(JSONRenderer):
+    encoder_class = TrilhoJSONEncoder
+
+
 api = NinjaAPI(
     title="Trilho API",
     version="1",
@@ -70,6 +88,7 @@ api = NinjaAPI(
     auth=[TokenAuth(), BrowserSessionAuth()],
     throttle=[CallerRateThrottle()],
     parser=TrilhoParser(),
+    renderer=TrilhoRenderer(),
     docs=Swagger(settings={"persistAuthorization": False, "tryItOutEnabled": False}),
 )
 install_handlers(api)
