@@ -28,6 +28,7 @@ from django.test import override_settings
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 from django.views import static
 
+from agents.models import AllowedHost
 from orchestrator.api.tokens import token_create
 from orchestrator.inbox.models import InboxItem
 from orchestrator.models import (
@@ -43,7 +44,7 @@ from pipes.choices import FieldType
 from pipes.models import Card, CardEvent, CardFile, Field, Pipe, PipePolicy, PrivacyRequest
 from pipes.services import Actor, card_create, card_move, card_update_fields
 from tests.inbox.conftest import approval_step, card_in_approval, task_of
-from tests.orchestrator.conftest import drain
+from tests.orchestrator.conftest import drain, make_agent
 from tests.personas import build_world, good_start_values, make_user
 
 # ---------------------------------------------------------------- outcomes
@@ -145,7 +146,7 @@ class Row:
 
     kwargs: Callable[[SimpleNamespace], dict]
     expect: dict[str, dict[str, str]]  # method -> role -> outcome
-    query: str = ""
+    query: str | Callable[[SimpleNamespace], str] = ""  # a callable builds it from the seeded world
     data: Callable[[SimpleNamespace], dict] = field(default=lambda m: {})
     # The POST body is a real write: allowed, it changes data. This keeps the "refused, so
     # nothing changed" check of the other roles from passing only because the body was inert.
@@ -351,6 +352,80 @@ TABLE: dict[str, Row] = {
     ),
     "designer:pipe": Row(_pipe, {"GET": GOVERN_PIPE, "POST": WRONG_VERB}),
     "designer:export": Row(_pipe, {"GET": GOVERN_PIPE, "POST": WRONG_VERB}),
+    # ------------------------------------------------ the rail's designer pages (namespace "rail_design")
+    # Steps and agents: the pipe's admins and its organization's owners, like the designer's pages.
+    "rail_design:steps": Row(_pipe, {"GET": GOVERN_PIPE, "POST": WRONG_VERB}),
+    "rail_design:step_new": Row(
+        _pipe,
+        {"GET": GOVERN_PIPE, "HX-POST": GOVERN_PIPE},
+        data=lambda m: {
+            "phase": m.triage.pk,
+            "name": "Matrix step",
+            "mechanism": "automation",
+            "trigger": "entered",
+            "risk": "low",
+            "attempts": "3",
+            "act-count": "1",
+            "act-0-type": "move",
+            "act-0-to": "approval",
+        },
+    ),
+    "rail_design:step_edit": Row(
+        lambda m: {"pipe_id": m.pipe.pk, "step_id": m.step.pk},
+        {"HX-GET": GOVERN_PIPE, "HX-POST": GOVERN_PIPE},
+        data=lambda m: {
+            "name": "Manager approval",
+            "mechanism": "human",
+            "trigger": "entered",
+            "risk": "high",
+            "question": "Approve this purchase?",
+            "on_approve": "done",
+            "on_reject": "rejected",
+            "attempts": "3",
+        },
+    ),
+    "rail_design:step_delete": Row(
+        lambda m: {"pipe_id": m.pipe.pk, "step_id": m.step.pk}, {"GET": WRONG_VERB, "HX-POST": GOVERN_PIPE}
+    ),
+    "rail_design:step_dry_run": Row(
+        lambda m: {"pipe_id": m.pipe.pk, "step_id": m.step.pk},
+        {"HX-GET": GOVERN_PIPE, "POST": WRONG_VERB},
+        query=lambda m: f"?card={m.card.pk}",
+    ),
+    "rail_design:agents": Row(_pipe, {"GET": GOVERN_PIPE, "POST": WRONG_VERB}),
+    "rail_design:agent_new": Row(
+        _pipe,
+        {"GET": GOVERN_PIPE, "HX-POST": GOVERN_PIPE},
+        data=lambda m: {
+            "name": "Matrix agent",
+            "provider": "ollama",
+            "model": "llama3.2",
+            "confidence_threshold": "70",
+        },
+    ),
+    "rail_design:agent_edit": Row(
+        lambda m: {"pipe_id": m.pipe.pk, "agent_id": m.agent.pk},
+        {"HX-GET": GOVERN_PIPE, "HX-POST": GOVERN_PIPE},
+        data=lambda m: {
+            "name": "Triage agent",
+            "provider": "ollama",
+            "model": "llama3.2",
+            "confidence_threshold": "80",
+        },
+    ),
+    "rail_design:agent_delete": Row(
+        lambda m: {"pipe_id": m.pipe.pk, "agent_id": m.agent.pk}, {"GET": WRONG_VERB, "HX-POST": GOVERN_PIPE}
+    ),
+    # Allowed hosts belong to the organization: whoever designs the pipe sees them, only owners change them.
+    "rail_design:hosts": Row(
+        _pipe,
+        {"GET": GOVERN_PIPE, "HX-POST": {**GOVERN_PIPE, "admin": FORBIDDEN}},
+        data=lambda m: {"host": "api.matrix.example", "note": "Matrix"},
+    ),
+    "rail_design:host_delete": Row(
+        lambda m: {"pipe_id": m.pipe.pk, "host_id": m.host.pk},
+        {"GET": WRONG_VERB, "HX-POST": {**GOVERN_PIPE, "admin": FORBIDDEN}},
+    ),
     # ------------------------------------------------ rail (namespace "rail")
     "rail:run": Row(lambda m: {"run_id": m.failed_run.pk}, {"GET": RAIL, "POST": WRONG_VERB}),
     "rail:run_retry": Row(
@@ -398,6 +473,11 @@ TABLE: dict[str, Row] = {
     "api:pipes": Row(_none, {"GET": api(SIGNED_IN), "POST": WRONG_VERB_PUBLIC}),
     "api:pipe": Row(_pipe, {"GET": api(SEE_BOARD), "POST": WRONG_VERB_PUBLIC}),
     "api:pipe_sla": Row(_pipe, {"GET": api(GOVERN_PIPE), "POST": WRONG_VERB_PUBLIC}),
+    # Everyone in the pipe: its people get every field, requesters the start form's they may see.
+    "api:pipe_fields": Row(
+        _pipe,
+        {"GET": api(roles(OK, stranger=NOT_FOUND, outsider=NOT_FOUND)), "POST": WRONG_VERB_PUBLIC},
+    ),
     "api:reviews": Row(_none, {"GET": api(SIGNED_IN), "POST": WRONG_VERB_PUBLIC}),
     "api:review": Row(_task, {"GET": api(REVIEW), "POST": WRONG_VERB_PUBLIC}),
     "api:review_decide": Row(
@@ -579,7 +659,7 @@ def matrix(django_db_setup, django_db_blocker, tmp_path_factory):
         world.pipe.save(update_fields=["public_form"])
         stranger = make_user("stranger")
         # Low risk, so the inbox's bulk approval applies to its tasks.
-        approval_step(world, risk=Risk.LOW)
+        step = approval_step(world, risk=Risk.LOW)
         # What the requester answers from My requests while the card waits in Approval.
         Field.objects.create(
             pipe=world.pipe,
@@ -631,6 +711,9 @@ def matrix(django_db_setup, django_db_blocker, tmp_path_factory):
                 payload={},
                 status="failed",
             ),
+            step=step,
+            agent=make_agent(world.pipe),
+            host=AllowedHost.objects.create(organization=world.org, host="erp.acme.example", note="ERP"),
             api_token=token_create(
                 user=world.member,
                 organization=world.org,
@@ -703,7 +786,7 @@ def test_permission_matrix(client, matrix, name, role, method):
     user = getattr(matrix, role)
     if user is not None:
         client.force_login(user)
-    url = reverse(name, kwargs=row.kwargs(matrix)) + row.query
+    url = reverse(name, kwargs=row.kwargs(matrix)) + (row.query(matrix) if callable(row.query) else row.query)
     headers = {"HTTP_HX_REQUEST": "true"} if method.startswith("HX-") else {}
     before = state()
 
