@@ -13,17 +13,18 @@ import json
 from django.contrib.auth import get_user_model
 from django.db.models import Q, prefetch_related_objects
 from django.http import Http404, HttpRequest, JsonResponse
+from django.urls import reverse
 from django.utils.dateparse import parse_datetime
 from django.utils.translation import gettext as _
 from ninja import Field as SchemaField
 from ninja import File, Form, Query, Router, Schema, UploadedFile
 
-from pipes import services
+from pipes import notifications, services
 from pipes.board.selectors import BoardFilters, board_filter_q
 from pipes.masking import field_text
 from pipes.models import Card, CardFile, Label, Phase, Pipe, card_reference
 from pipes.roles import pipe_access
-from pipes.selectors import BoardSchema, board_schema
+from pipes.selectors import BoardSchema, board_people, board_schema
 
 from .errors import ApiInputError
 from .idempotency import idempotent
@@ -378,14 +379,25 @@ def card_labels(request: HttpRequest, pipe_id: Id, card_id: Id, payload: LabelsI
     response={201: CommentOut, **errors(403, 409, 422)},
     url_name="card_comments",
     summary="Comment on a card",
-    description="Members, admins and reviewers of the pipe may comment.",
+    description="Members, admins and reviewers of the pipe may comment. An @username of someone taking part "
+    "in the pipe notifies them, in the app and by email, as a comment on the board does.",
 )
 @idempotent
 def card_comment(request: HttpRequest, pipe_id: Id, card_id: Id, payload: CommentIn):
     card, schema = _write_target(request, pipe_id, card_id, work=False)
     if not (schema.access.can_work or schema.access.can_review):
         raise services.CardPermissionError(_("You may not comment on this card."))
-    event = services.card_comment(actor=request.auth.actor, card=card, text=payload.text)
+    # @username mentions notify those people, as on the board (pipes.board.views.card_comment).
+    mentioned = notifications.mentioned_users(text=payload.text, people=board_people(pipe=schema.pipe))
+    event = services.card_comment(actor=request.auth.actor, card=card, text=payload.text, mentions=mentioned)
+    notifications.notify_mentions(
+        card=card,
+        author=request.auth.user,
+        users=mentioned,
+        text=payload.text.strip(),
+        path=reverse("card_detail", args=[card.pipe_id, card.pk]),
+        base_url=request.build_absolute_uri("/"),
+    )
     body = CommentOut(card_id=card.pk, seq=event.seq, created_at=event.created_at).model_dump(mode="json")
     return _json(body, 201)
 

@@ -21,7 +21,8 @@ from orchestrator.models import ReviewTask, StepRun
 from orchestrator.rail.selectors import RailForbidden, pipe_get_for_costs, run_get_for_user, run_shown
 from pipes.governance.sla_report import MonthError, sla_report
 from pipes.masking import title_shown
-from pipes.models import Membership, Organization
+from pipes.models import Membership, Organization, Pipe
+from pipes.portal.selectors import start_fields
 from pipes.roles import STAFF_PERMS, organizations_for_user, pipe_access, pipes_for_user
 from pipes.selectors import board_schema
 
@@ -31,6 +32,7 @@ from .idempotency import idempotent
 from .schemas import (
     DecideIn,
     DecisionOut,
+    FieldOut,
     Id,
     OrganizationOut,
     PipeOut,
@@ -77,6 +79,20 @@ def organization_list(request: HttpRequest):
 # ---------------------------------------------------------------- pipes
 
 
+def field_out(f, phase_keys: dict[int, str]) -> dict:
+    return {
+        "key": f.key,
+        "label": f.label,
+        "type": f.type,
+        "phase": phase_keys.get(f.phase_id),
+        "required": f.required,
+        "pii": f.pii,
+        "help_text": f.help_text,
+        "options": f.options or [],
+        "condition": f.condition,
+    }
+
+
 def pipe_out(pipe, access) -> dict:
     schema = board_schema(pipe=pipe, access=access)
     phase_keys = {p.pk: p.key for p in schema.phases}
@@ -105,20 +121,7 @@ def pipe_out(pipe, access) -> dict:
             }
             for p in schema.phases
         ],
-        "fields": [
-            {
-                "key": f.key,
-                "label": f.label,
-                "type": f.type,
-                "phase": phase_keys.get(f.phase_id),
-                "required": f.required,
-                "pii": f.pii,
-                "help_text": f.help_text,
-                "options": f.options or [],
-                "condition": f.condition,
-            }
-            for f in schema.fields
-        ],
+        "fields": [field_out(f, phase_keys) for f in schema.fields],
         "labels": [{"id": label.pk, "name": label.name, "color": label.color} for label in pipe.labels.all()],
     }
 
@@ -154,6 +157,39 @@ def pipe_list(request: HttpRequest):
 def pipe_read(request: HttpRequest, pipe_id: Id):
     pipe, access = request.auth.pipe(pipe_id)
     return pipe_out(pipe, access)
+
+
+def requester_fields(pipe) -> list:
+    """The fields a requester sees of a pipe: its start form's, less those marked not visible to
+    requesters (internal ones). A phase's fields belong to the pipe's own people and are never listed."""
+    return [f for f in start_fields(pipe) if f.visible_to_requester]
+
+
+@router.get(
+    "/pipes/{pipe_id}/fields",
+    response={200: list[FieldOut], **errors(403)},
+    url_name="pipe_fields",
+    tags=["pipes"],
+    summary="A pipe's fields",
+    description="For people who see the pipe's board: every field, the start form's (phase null) and each "
+    "phase's. For requesters, who only file requests: the start form's fields shown to requesters, "
+    "enough to build a form that opens cards (POST /pipes/{pipe_id}/cards); never a phase's fields, "
+    "nor a field kept from requesters. pii marks fields that hold personal data.",
+)
+def pipe_fields(request: HttpRequest, pipe_id: Id):
+    caller = request.auth
+    caller.check_pipe(pipe_id)
+    pipe = Pipe.objects.select_related("organization").filter(pk=pipe_id).first()
+    access = pipe_access(user=caller.user, pipe=pipe) if pipe is not None else None
+    if access is None or not access.perms:
+        raise Http404
+    if access.can_view_board:
+        schema = board_schema(pipe=pipe, access=access, transitions=False)
+        phase_keys = {p.pk: p.key for p in schema.phases}
+        return [field_out(f, phase_keys) for f in schema.fields]
+    if access.can_request:
+        return [field_out(f, {}) for f in requester_fields(pipe)]
+    raise PermissionDenied(_("You may not see the fields of %(pipe)s.") % {"pipe": pipe.name})
 
 
 # ---------------------------------------------------------------- SLA report
