@@ -27,6 +27,7 @@ from django.db import transaction
 from django.test import override_settings
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 from django.views import static
+from guardian.models import UserObjectPermission
 
 from agents.models import AllowedHost
 from orchestrator.api.tokens import token_create
@@ -193,6 +194,11 @@ def _start_form_data(m):
 TABLE: dict[str, Row] = {
     # ------------------------------------------------ sign in and language (Django's own views)
     "login": Row(_none, {"GET": EVERYONE, "POST": EVERYONE}),  # an empty POST re-renders the form
+    # An invited person's first password (Django's reset views): a bad link says so, to everyone.
+    "set_password": Row(
+        lambda m: {"uidb64": "MQ", "token": "not-a-token"}, {"GET": EVERYONE, "POST": EVERYONE}
+    ),
+    "set_password_done": Row(_none, {"GET": EVERYONE, "POST": WRONG_VERB_PUBLIC}),
     "logout": Row(_none, {"GET": WRONG_VERB_PUBLIC, "POST": EVERYONE}),
     "set_language": Row(
         _none, {"GET": EVERYONE, "POST": EVERYONE}, data=lambda m: {"language": "pt-br", "next": "/"}
@@ -331,12 +337,12 @@ TABLE: dict[str, Row] = {
     ),
     # ------------------------------------------------ designer (namespace "designer")
     # Its pages are for people who design something (pipe admins and organization owners; the
-    # outsider owns "Other Co"); creating in Acme is for Acme's owners: the design service refuses
-    # its pipe admin (403) and the outsider is told to pick one of their own organizations (422).
+    # outsider owns "Other Co"); creating in Acme is for Acme's owners and pipe admins (the design
+    # service decides); the outsider is told to pick one of their own organizations (422).
     "designer:index": Row(_none, {"GET": DESIGNS, "POST": WRONG_VERB}),
     "designer:create": Row(
         _none,
-        {"GET": DESIGNS, "POST": {**DESIGNS, "admin": FORBIDDEN}},
+        {"GET": DESIGNS, "POST": DESIGNS},
         data=lambda m: {
             "template": "scratch",
             "organization": m.org.pk,
@@ -347,11 +353,24 @@ TABLE: dict[str, Row] = {
     ),
     "designer:import": Row(
         _none,
-        {"GET": DESIGNS, "POST": {**DESIGNS, "admin": FORBIDDEN}},
+        {"GET": DESIGNS, "POST": DESIGNS},
         data=lambda m: {"organization": m.org.pk, "yaml": MATRIX_DEFINITION},
     ),
     "designer:pipe": Row(_pipe, {"GET": GOVERN_PIPE, "POST": WRONG_VERB}),
     "designer:export": Row(_pipe, {"GET": GOVERN_PIPE, "POST": WRONG_VERB}),
+    # Members and roles: the pipe's admins and its organization's owners (design_grant decides).
+    "designer:members": Row(
+        _pipe,
+        {"GET": GOVERN_PIPE, "POST": GOVERN_PIPE, "HX-POST": GOVERN_PIPE},
+        data=lambda m: {"user": m.viewer.pk, "role": "reviewer"},
+        writes=True,
+    ),
+    "designer:member": Row(
+        lambda m: {"pipe_id": m.pipe.pk, "user_id": m.viewer.pk},
+        {"GET": WRONG_VERB, "POST": GOVERN_PIPE, "HX-POST": GOVERN_PIPE},
+        data=lambda m: {"role": "member"},
+        writes=True,
+    ),
     # ------------------------------------------------ the rail's designer pages (namespace "rail_design")
     # Steps and agents: the pipe's admins and its organization's owners, like the designer's pages.
     "rail_design:steps": Row(_pipe, {"GET": GOVERN_PIPE, "POST": WRONG_VERB}),
@@ -750,6 +769,7 @@ def state() -> dict:
         "policies": PipePolicy.objects.count(),
         "privacy_requests": PrivacyRequest.objects.count(),
         "pipes": list(Pipe.objects.order_by("pk").values_list("pk", "slug")),
+        "grants": sorted(UserObjectPermission.objects.values_list("user_id", "permission_id", "object_pk")),
     }
 
 

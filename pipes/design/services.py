@@ -23,6 +23,7 @@ changes nothing. Other apps register their design models with `register_design_m
 from __future__ import annotations
 
 import copy
+import logging
 from collections.abc import Iterable
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -33,11 +34,17 @@ from auditlog.models import LogEntry
 from auditlog.registry import auditlog
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
-from django.core.exceptions import PermissionDenied
+from django.contrib.auth.tokens import default_token_generator
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.mail import EmailMessage
+from django.core.validators import validate_email
 from django.db import models, transaction
 from django.db.models import Q, QuerySet
 from django.forms.models import model_to_dict
+from django.urls import reverse
 from django.utils import timezone
+from django.utils.encoding import force_bytes
+from django.utils.http import urlsafe_base64_encode
 from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
 from guardian.models import UserObjectPermission
@@ -53,9 +60,12 @@ from ..roles import (
     pipe_users_with,
     pipes_for_user,
 )
+from ..siteaddress import absolute
 from .checker import definition_check
 from .format import DefinitionError
 from .importexport import pipe_export, pipe_import
+
+logger = logging.getLogger(__name__)
 
 
 class _System:
@@ -649,6 +659,105 @@ def design_revoke(*, actor: AbstractBaseUser | None, pipe: Pipe, user: AbstractB
         _check_actor(actor, pipe, design_model(Pipe))
         _check_not_last_admin(pipe, user)
         pipe_role_revoke(pipe=pipe, user=user)
+
+
+def design_invite(
+    *, actor: AbstractBaseUser | None, pipe: Pipe, email: str, role: str, name: str = ""
+) -> tuple[AbstractBaseUser, bool]:
+    """Give `role` on `pipe` to the person at `email`, inviting them when they have no account yet.
+
+    A new person gets an account with no password (nobody can sign in to it) and an email with a
+    one-time link to choose one (Django's password-reset tokens: the link dies once a password is
+    set, and after PASSWORD_RESET_TIMEOUT). Someone with an account is told of the new role. Either
+    way they join the pipe's organization as a member. Returns the person and whether the account
+    is new. Who may invite is who may grant: the pipe's admins and the organization's owners."""
+    email = (email or "").strip()
+    try:
+        validate_email(email)
+    except ValidationError:
+        raise DesignError({"email": [_("Enter an email address such as ana@example.com.")]}) from None
+    if role not in ROLE_PERMS:
+        raise DesignError({"role": [_("Choose a role.")]})
+    User = get_user_model()
+    with transaction.atomic(), _acting(actor):
+        _check_actor(actor, pipe, design_model(Pipe))
+        found = list(User.objects.filter(email__iexact=email)[:2])
+        if len(found) > 1:
+            raise DesignError(
+                {"email": [_("Several accounts use this address: pick the person from the list.")]}
+            )
+        user = found[0] if found else None
+        if user is not None and not user.is_active:
+            raise DesignError({"email": [_("This person's account is deactivated: ask an administrator.")]})
+        created = user is None
+        if created:
+            user = User(username=_free_username(email), email=email.lower(), first_name=name.strip()[:150])
+            user.set_unusable_password()
+            user.save()
+        Membership.objects.get_or_create(organization_id=pipe.organization_id, user=user)
+        design_grant(actor=actor, pipe=pipe, user=user, role=role)
+        inviter = _name_of(actor)
+        transaction.on_commit(lambda: _send_invitation(user=user, pipe=pipe, role=role, inviter=inviter))
+    return user, created
+
+
+def _free_username(email: str) -> str:
+    User = get_user_model()
+    base = "".join(c for c in email.split("@")[0].lower() if c.isalnum() or c in "._-")[:140] or "user"
+    name, n = base, 1
+    while User.objects.filter(username__iexact=name).exists():
+        n += 1
+        name = f"{base}{n}"
+    return name
+
+
+def _name_of(actor) -> str:
+    if actor is SYSTEM or actor is None:
+        return "Trilho"
+    return actor.get_full_name() or actor.get_username()
+
+
+def invitation_pending(user: AbstractBaseUser) -> bool:
+    """The person was invited and has not chosen a password yet."""
+    return not user.has_usable_password() and user.last_login is None
+
+
+def _send_invitation(*, user: AbstractBaseUser, pipe: Pipe, role: str, inviter: str) -> None:
+    """The email telling `user` of their role: with a link to choose a password when they have none."""
+    context = {
+        "inviter": inviter,
+        "role": PipeRole(role).label,
+        "pipe": pipe.name,
+        "organization": pipe.organization.name,
+        "username": user.get_username(),
+    }
+    if invitation_pending(user):
+        uid = urlsafe_base64_encode(force_bytes(user.pk))
+        token = default_token_generator.make_token(user)
+        context["link"] = absolute(reverse("set_password", args=[uid, token]))
+        subject = _("%(inviter)s invited you to %(pipe)s on Trilho") % context
+        body = (
+            _(
+                "Hello,\n\n%(inviter)s gave you the role “%(role)s” on the process “%(pipe)s” of %(organization)s.\n\n"
+                "Choose your password to sign in (the link works once, for a few days):\n%(link)s\n\n"
+                "Your user name is %(username)s.\n"
+            )
+            % context
+        )
+    else:
+        context["link"] = absolute("/")
+        subject = _("You now have a role on %(pipe)s") % context
+        body = (
+            _(
+                "Hello,\n\n%(inviter)s gave you the role “%(role)s” on the process “%(pipe)s” of %(organization)s.\n\n"
+                "Sign in as %(username)s to start:\n%(link)s\n"
+            )
+            % context
+        )
+    try:
+        EmailMessage(subject=subject, body=body, to=[user.email]).send()
+    except OSError:  # the role is given; the page says so, and the person can be invited again
+        logger.exception("the invitation to %s could not be sent", user.pk)
 
 
 def pipe_admins(pipe: Pipe) -> QuerySet:

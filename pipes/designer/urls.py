@@ -3,6 +3,7 @@
 from django.urls import path
 
 from . import views
+from .members import member, members
 
 app_name = "designer"
 
@@ -12,4 +13,7 @@ urlpatterns = [
     path("import/", views.import_definition, name="import"),
     path("pipes/<int:pipe_id>/", views.pipe_design, name="pipe"),
     path("pipes/<int:pipe_id>/export/", views.export_definition, name="export"),
+    # members and roles (pipes.designer.members)
+    path("pipes/<int:pipe_id>/members/", members, name="members"),
+    path("pipes/<int:pipe_id>/members/<int:user_id>/", member, name="member"),
 ]
