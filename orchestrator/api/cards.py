@@ -26,12 +26,14 @@ from pipes.models import Card, CardFile, Label, Phase, Pipe, card_reference
 from pipes.roles import pipe_access
 from pipes.selectors import BoardSchema, board_people, board_schema
 
+from . import examples
 from .errors import ApiInputError
 from .idempotency import idempotent
 from .schemas import (
     AssignIn,
     CardCreateIn,
     CardDetailOut,
+    CardId,
     CardPage,
     CommentIn,
     CommentOut,
@@ -40,6 +42,7 @@ from .schemas import (
     Id,
     LabelsIn,
     MoveIn,
+    PipeId,
 )
 
 router = Router(tags=["cards"])
@@ -155,18 +158,36 @@ def _card_answer(card: Card, schema: BoardSchema, status: int = 200) -> JsonResp
 
 
 class CardFilters(Schema):
-    phase: str | None = SchemaField(None, max_length=64, description="A phase key or id.")
-    label: Id | None = SchemaField(None, description="A label id.")
-    assignee: str | None = SchemaField(None, max_length=20, description='A user id, or "me".')
+    phase: str | None = SchemaField(
+        None, max_length=64, description="A phase key or id.", json_schema_extra={"example": "approval"}
+    )
+    label: Id | None = SchemaField(None, description="A label id.", json_schema_extra={"example": 3})
+    assignee: str | None = SchemaField(
+        None, max_length=20, description='A user id, or "me".', json_schema_extra={"example": "me"}
+    )
     created_from: dt.date | None = SchemaField(
-        None, description="Created on or after this day (the organization's time zone)."
+        None,
+        description="Created on or after this day (the organization's time zone).",
+        json_schema_extra={"example": "2025-03-01"},
     )
-    created_to: dt.date | None = SchemaField(None, description="Created on or before this day.")
+    created_to: dt.date | None = SchemaField(
+        None, description="Created on or before this day.", json_schema_extra={"example": "2025-03-31"}
+    )
     q: str | None = SchemaField(
-        None, max_length=100, description="Text in the title or text fields (never in masked PII)."
+        None,
+        max_length=100,
+        description="Text in the title or text fields (never in masked PII).",
+        json_schema_extra={"example": "laptop"},
     )
-    cursor: str | None = SchemaField(None, max_length=200, description="next_cursor of the previous page.")
-    limit: int = SchemaField(PAGE_SIZE, ge=1, le=MAX_PAGE_SIZE)
+    cursor: str | None = SchemaField(
+        None,
+        max_length=200,
+        description="next_cursor of the previous page.",
+        json_schema_extra={"example": examples.CARD_PAGE["next_cursor"]},
+    )
+    limit: int = SchemaField(
+        PAGE_SIZE, ge=1, le=MAX_PAGE_SIZE, description="Cards a page.", json_schema_extra={"example": 25}
+    )
 
 
 def _cursor_encode(card: Card) -> str:
@@ -198,11 +219,12 @@ def _phase_by_ref(schema: BoardSchema, ref: str, *, field: str, status: int = 42
     "/pipes/{pipe_id}/cards",
     response={200: CardPage, **errors(403)},
     url_name="cards",
+    openapi_extra=examples.documented((200, examples.CARD_PAGE)),
     summary="List cards",
     description="Newest first, 25 a page by default (limit up to 100); follow next_cursor for more. "
     "Filters combine (AND). People who may not see a pipe's board (requesters) get 403.",
 )
-def card_list(request: HttpRequest, pipe_id: Id, filters: Query[CardFilters]):
+def card_list(request: HttpRequest, pipe_id: PipeId, filters: Query[CardFilters]):
     caller = request.auth
     pipe, access = caller.pipe(pipe_id)
     schema = board_schema(pipe=pipe, access=access)
@@ -241,9 +263,10 @@ def card_list(request: HttpRequest, pipe_id: Id, filters: Query[CardFilters]):
     "/pipes/{pipe_id}/cards/{card_id}",
     response={200: CardDetailOut, **errors(403)},
     url_name="card",
+    openapi_extra=examples.documented((200, examples.CARD_DETAIL)),
     summary="Read a card",
 )
-def card_read(request: HttpRequest, pipe_id: Id, card_id: Id):
+def card_read(request: HttpRequest, pipe_id: PipeId, card_id: CardId):
     card, access = request.auth.card(pipe_id, card_id)
     schema = board_schema(pipe=card.pipe, access=access)
     return card_detail_out(_fresh(card, schema), schema)
@@ -256,12 +279,16 @@ def card_read(request: HttpRequest, pipe_id: Id, card_id: Id):
     "/pipes/{pipe_id}/cards",
     response={201: CardDetailOut, **errors(403, 409, 422)},
     url_name="cards_create",
+    openapi_extra=examples.documented(
+        (201, {**examples.CARD_DETAIL, "phase": {"id": 11, "key": "triage", "name": "Triage"}}),
+        request=examples.CREATE_IN,
+    ),
     summary="Open a card",
     description="Files a card in the pipe's first phase from its start-form values, as the portal does: "
     "the same required fields, conditions and WIP limit. Send an Idempotency-Key to make retries safe.",
 )
 @idempotent
-def card_create(request: HttpRequest, pipe_id: Id, payload: CardCreateIn):
+def card_create(request: HttpRequest, pipe_id: PipeId, payload: CardCreateIn):
     caller = request.auth
     caller.check_pipe(pipe_id)
     pipe = Pipe.objects.select_related("organization").filter(pk=pipe_id).first()
@@ -292,12 +319,13 @@ def _write_target(request: HttpRequest, pipe_id: int, card_id: int, *, work: boo
     "/pipes/{pipe_id}/cards/{card_id}/fields",
     response={200: CardDetailOut, **errors(403, 409, 422)},
     url_name="card_fields",
+    openapi_extra=examples.documented((200, examples.CARD_DETAIL), request=examples.FIELDS_IN),
     summary="Update fields",
     description="Sets the given values (an empty string clears one). Every value is parsed by its field's type; "
     "one bad value refuses the whole call and names the field.",
 )
 @idempotent
-def card_fields(request: HttpRequest, pipe_id: Id, card_id: Id, payload: FieldsIn):
+def card_fields(request: HttpRequest, pipe_id: PipeId, card_id: CardId, payload: FieldsIn):
     card, schema = _write_target(request, pipe_id, card_id)
     card = services.card_update_fields(
         actor=request.auth.actor,
@@ -313,12 +341,15 @@ def card_fields(request: HttpRequest, pipe_id: Id, card_id: Id, payload: FieldsI
     "/pipes/{pipe_id}/cards/{card_id}/move",
     response={200: CardDetailOut, **errors(403, 409, 422)},
     url_name="card_move",
+    openapi_extra=examples.documented(
+        (200, examples.CARD_DETAIL), request=examples.MOVE_IN, errors={422: examples.TRANSITION_422}
+    ),
     summary="Move a card",
     description="Moves the card if the process allows it now: an allowed transition, the required fields of the "
     "phase being left, room under a blocking WIP limit. A refusal names the missing fields (code transition, 422).",
 )
 @idempotent
-def card_move(request: HttpRequest, pipe_id: Id, card_id: Id, payload: MoveIn):
+def card_move(request: HttpRequest, pipe_id: PipeId, card_id: CardId, payload: MoveIn):
     card, schema = _write_target(request, pipe_id, card_id)
     to_phase = _phase_by_ref(schema, payload.to_phase, field="to_phase")
     reason = " ".join(part for part in (payload.reason.strip(), request.auth.via) if part)
@@ -336,10 +367,11 @@ def card_move(request: HttpRequest, pipe_id: Id, card_id: Id, payload: MoveIn):
     "/pipes/{pipe_id}/cards/{card_id}/assign",
     response={200: CardDetailOut, **errors(403, 409, 422)},
     url_name="card_assign",
+    openapi_extra=examples.documented((200, examples.CARD_DETAIL), request=examples.ASSIGN_IN),
     summary="Set the assignees",
 )
 @idempotent
-def card_assign(request: HttpRequest, pipe_id: Id, card_id: Id, payload: AssignIn):
+def card_assign(request: HttpRequest, pipe_id: PipeId, card_id: CardId, payload: AssignIn):
     card, schema = _write_target(request, pipe_id, card_id)
     ids = set(payload.assignees)
     users = list(get_user_model().objects.filter(pk__in=ids))
@@ -359,10 +391,11 @@ def card_assign(request: HttpRequest, pipe_id: Id, card_id: Id, payload: AssignI
     "/pipes/{pipe_id}/cards/{card_id}/labels",
     response={200: CardDetailOut, **errors(403, 409, 422)},
     url_name="card_labels",
+    openapi_extra=examples.documented((200, examples.CARD_DETAIL), request=examples.LABELS_IN),
     summary="Set the labels",
 )
 @idempotent
-def card_labels(request: HttpRequest, pipe_id: Id, card_id: Id, payload: LabelsIn):
+def card_labels(request: HttpRequest, pipe_id: PipeId, card_id: CardId, payload: LabelsIn):
     card, schema = _write_target(request, pipe_id, card_id)
     ids = set(payload.labels)
     labels = list(Label.objects.filter(pk__in=ids, pipe_id=card.pipe_id))
@@ -378,12 +411,13 @@ def card_labels(request: HttpRequest, pipe_id: Id, card_id: Id, payload: LabelsI
     "/pipes/{pipe_id}/cards/{card_id}/comments",
     response={201: CommentOut, **errors(403, 409, 422)},
     url_name="card_comments",
+    openapi_extra=examples.documented((201, examples.COMMENT), request=examples.COMMENT_IN),
     summary="Comment on a card",
     description="Members, admins and reviewers of the pipe may comment. An @username of someone taking part "
     "in the pipe notifies them, in the app and by email, as a comment on the board does.",
 )
 @idempotent
-def card_comment(request: HttpRequest, pipe_id: Id, card_id: Id, payload: CommentIn):
+def card_comment(request: HttpRequest, pipe_id: PipeId, card_id: CardId, payload: CommentIn):
     card, schema = _write_target(request, pipe_id, card_id, work=False)
     if not (schema.access.can_work or schema.access.can_review):
         raise services.CardPermissionError(_("You may not comment on this card."))
@@ -406,6 +440,9 @@ def card_comment(request: HttpRequest, pipe_id: Id, card_id: Id, payload: Commen
     "/pipes/{pipe_id}/cards/{card_id}/files",
     response={201: list[FileOut], **errors(403, 409, 422)},
     url_name="card_files",
+    openapi_extra=examples.documented(
+        (201, [examples.FILE]), request=examples.FILES_IN, content_type="multipart/form-data"
+    ),
     summary="Attach files",
     description="multipart/form-data with one or more `files`; with `field_key`, to that attachment field "
     "(its type, size and PII rules apply).",
@@ -413,8 +450,8 @@ def card_comment(request: HttpRequest, pipe_id: Id, card_id: Id, payload: Commen
 @idempotent
 def card_files(
     request: HttpRequest,
-    pipe_id: Id,
-    card_id: Id,
+    pipe_id: PipeId,
+    card_id: CardId,
     files: File[list[UploadedFile]],
     field_key: Form[str] = "",
 ):

@@ -26,20 +26,25 @@ from pipes.portal.selectors import start_fields
 from pipes.roles import STAFF_PERMS, organizations_for_user, pipe_access, pipes_for_user
 from pipes.selectors import board_schema
 
+from . import examples
 from .cards import _json, _values_in, errors
 from .errors import ApiInputError
 from .idempotency import idempotent
 from .schemas import (
+    CardId,
     DecideIn,
     DecisionOut,
     FieldOut,
     Id,
     OrganizationOut,
+    PipeId,
     PipeOut,
     ReviewOut,
     RunDetailOut,
+    RunId,
     RunOut,
     SlaOut,
+    TaskId,
 )
 
 router = Router()
@@ -52,6 +57,7 @@ router = Router()
     "/organizations",
     response={200: list[OrganizationOut], **errors()},
     url_name="organizations",
+    openapi_extra=examples.documented((200, [examples.ORGANIZATION])),
     tags=["organizations"],
     summary="The caller's organizations",
     description="A token sees its own organization only.",
@@ -130,6 +136,7 @@ def pipe_out(pipe, access) -> dict:
     "/pipes",
     response={200: list[PipeOut], **errors()},
     url_name="pipes",
+    openapi_extra=examples.documented((200, [examples.PIPE])),
     tags=["pipes"],
     summary="Pipes the caller sees",
     description="Pipes whose board the caller sees (a token: those of them it names), with phases, fields and labels.",
@@ -151,10 +158,11 @@ def pipe_list(request: HttpRequest):
     "/pipes/{pipe_id}",
     response={200: PipeOut, **errors(403)},
     url_name="pipe",
+    openapi_extra=examples.documented((200, examples.PIPE)),
     tags=["pipes"],
     summary="A pipe with its phases, fields and labels",
 )
-def pipe_read(request: HttpRequest, pipe_id: Id):
+def pipe_read(request: HttpRequest, pipe_id: PipeId):
     pipe, access = request.auth.pipe(pipe_id)
     return pipe_out(pipe, access)
 
@@ -169,6 +177,9 @@ def requester_fields(pipe) -> list:
     "/pipes/{pipe_id}/fields",
     response={200: list[FieldOut], **errors(403)},
     url_name="pipe_fields",
+    openapi_extra=examples.documented(
+        (200, examples.START_FIELDS), errors={403: examples.FORBIDDEN_REQUESTER_403}
+    ),
     tags=["pipes"],
     summary="A pipe's fields",
     description="For people who see the pipe's board: every field, the start form's (phase null) and each "
@@ -176,7 +187,7 @@ def requester_fields(pipe) -> list:
     "enough to build a form that opens cards (POST /pipes/{pipe_id}/cards); never a phase's fields, "
     "nor a field kept from requesters. pii marks fields that hold personal data.",
 )
-def pipe_fields(request: HttpRequest, pipe_id: Id):
+def pipe_fields(request: HttpRequest, pipe_id: PipeId):
     caller = request.auth
     caller.check_pipe(pipe_id)
     pipe = Pipe.objects.select_related("organization").filter(pk=pipe_id).first()
@@ -200,6 +211,7 @@ class SlaQuery(Schema):
         None,
         pattern=r"^\d{4}-\d{2}$",
         description="YYYY-MM in the organization's time zone; default: this month.",
+        json_schema_extra={"example": "2025-03"},
     )
 
 
@@ -207,11 +219,12 @@ class SlaQuery(Schema):
     "/pipes/{pipe_id}/sla",
     response={200: SlaOut, **errors(403)},
     url_name="pipe_sla",
+    openapi_extra=examples.documented((200, examples.SLA)),
     tags=["pipes"],
     summary="The SLA report of a month",
     description="As the governance page shows it: for the pipe's admins and the organization's owners.",
 )
-def pipe_sla(request: HttpRequest, pipe_id: Id, query: Query[SlaQuery]):
+def pipe_sla(request: HttpRequest, pipe_id: PipeId, query: Query[SlaQuery]):
     try:
         pipe, access = request.auth.pipe(pipe_id)
     except PermissionDenied:
@@ -293,14 +306,18 @@ class ReviewQuery(Schema):
         "waiting",
         pattern=r"^(waiting|open|overdue|decided)$",
         description="waiting (for me, the default), open, overdue or decided (by me): the inbox's tabs.",
+        json_schema_extra={"example": "waiting"},
     )
-    pipe: Id | None = SchemaField(None, description="Only this pipe's tasks.")
+    pipe: Id | None = SchemaField(
+        None, description="Only this pipe's tasks.", json_schema_extra={"example": 7}
+    )
 
 
 @router.get(
     "/reviews",
     response={200: list[ReviewOut], **errors()},
     url_name="reviews",
+    openapi_extra=examples.documented((200, [examples.REVIEW])),
     tags=["reviews"],
     summary="The caller's review tasks",
     description="What the inbox lists for the caller (its first 200, most urgent first).",
@@ -325,11 +342,12 @@ def _task_title(task: ReviewTask, access) -> str:
     "/reviews/{task_id}",
     response={200: ReviewOut, **errors()},
     url_name="review",
+    openapi_extra=examples.documented((200, examples.REVIEW)),
     tags=["reviews"],
     summary="A review task",
     description="Only reviewers of the task's pipe know it exists (404 for anyone else).",
 )
-def review_read(request: HttpRequest, task_id: Id):
+def review_read(request: HttpRequest, task_id: TaskId):
     task, access = _task_for(request, task_id)
     return review_out(task, _task_title(task, access))
 
@@ -338,13 +356,16 @@ def review_read(request: HttpRequest, task_id: Id):
     "/reviews/{task_id}/decide",
     response={200: DecisionOut, **errors(403, 409, 422)},
     url_name="review_decide",
+    openapi_extra=examples.documented(
+        (200, examples.DECISION), request=examples.DECIDE_IN, errors={409: examples.DECIDE_409}
+    ),
     tags=["reviews"],
     summary="Decide a review",
     description="Through the inbox's rules: four-eyes, never one's own request, the task's assignee, "
     "a comment to reject; approving applies the review's fields through the write path.",
 )
 @idempotent
-def review_decide(request: HttpRequest, task_id: Id, payload: DecideIn):
+def review_decide(request: HttpRequest, task_id: TaskId, payload: DecideIn):
     task, access = _task_for(request, task_id)
     outcome = inbox_decide(
         task=task,
@@ -403,11 +424,12 @@ def _rail(call):
     "/pipes/{pipe_id}/cards/{card_id}/runs",
     response={200: list[RunOut], **errors(403)},
     url_name="card_runs",
+    openapi_extra=examples.documented((200, [examples.RUN])),
     tags=["runs"],
     summary="A card's step runs",
     description="For the pipe's members and admins, as the run page; without the trace (read one run for it).",
 )
-def card_runs(request: HttpRequest, pipe_id: Id, card_id: Id):
+def card_runs(request: HttpRequest, pipe_id: PipeId, card_id: CardId):
     caller = request.auth
     caller.check_pipe(pipe_id)
     pipe = _rail(lambda: pipe_get_for_costs(user=caller.user, pipe_id=pipe_id))
@@ -426,11 +448,12 @@ def card_runs(request: HttpRequest, pipe_id: Id, card_id: Id):
     "/runs/{run_id}",
     response={200: RunDetailOut, **errors(403)},
     url_name="run",
+    openapi_extra=examples.documented((200, examples.RUN_DETAIL)),
     tags=["runs"],
     summary="A step run with its trace",
     description="Inputs, prompts, outputs, tool calls and decisions; personal data masked for people without view_pii.",
 )
-def run_read(request: HttpRequest, run_id: Id):
+def run_read(request: HttpRequest, run_id: RunId):
     caller = request.auth
     pipe_id = StepRun.objects.filter(pk=run_id).values_list("pipe_id", flat=True).first()
     if pipe_id is None:

@@ -12,6 +12,19 @@ from pydantic import StringConstraints
 from pipes.parsing import MAX_INT
 
 Id = Annotated[int, Field(ge=1, le=MAX_INT)]
+
+
+def _id(example: int, description: str):
+    return Annotated[
+        int, Field(ge=1, le=MAX_INT, description=description, json_schema_extra={"example": example})
+    ]
+
+
+# The ids in a path, each with the example the OpenAPI document shows (examples.py uses the same ones).
+PipeId = _id(7, "The pipe's id (GET /pipes lists them).")
+CardId = _id(41, "The card's id (not its reference).")
+TaskId = _id(17, "The review task's id.")
+RunId = _id(231, "The step run's id.")
 # Field values travel as the board's forms send them: text, or a list of texts (multi-select,
 # checklist, people, labels, connections), or a boolean for a checkbox; the write path parses each by type.
 Text = Annotated[str, StringConstraints(max_length=20000)]

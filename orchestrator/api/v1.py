@@ -18,6 +18,7 @@ from ninja.responses import NinjaJSONEncoder
 from .auth import BrowserSessionAuth, CallerRateThrottle, TokenAuth
 from .cards import router as cards_router
 from .errors import ApiInputError, install_handlers
+from .examples import document_errors
 from .process import router as process_router
 
 DESCRIPTION = """
@@ -80,7 +81,14 @@ class TrilhoRenderer(JSONRenderer):
     encoder_class = TrilhoJSONEncoder
 
 
-api = NinjaAPI(
+class TrilhoAPI(NinjaAPI):
+    """ninja's API, whose OpenAPI document describes every error answer (examples.document_errors)."""
+
+    def get_openapi_schema(self, *, path_prefix=None, path_params=None):
+        return document_errors(super().get_openapi_schema(path_prefix=path_prefix, path_params=path_params))
+
+
+api = TrilhoAPI(
     title="Trilho API",
     version="1",
     description=DESCRIPTION,
