@@ -18,13 +18,21 @@ from typing import Any
 from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
 
 from agents.actions import ActionError, Effect, actions_run
 from agents.output import agent_decisions
 from pipes.conditions import evaluate
 from pipes.fieldtypes import display_value
 from pipes.models import Card, Field, Label, Phase, Pipe
-from pipes.services import Actor, CardAuthorityError, CardError, authority_check, card_move
+from pipes.services import (
+    Actor,
+    CardAuthorityError,
+    CardError,
+    CardTransitionError,
+    authority_check,
+    card_move,
+)
 
 from ..models import Mechanism, Risk, Step
 from ..rail.apply import _apply_effects, agent_actor, review_decisions
@@ -49,6 +57,8 @@ class Outcome:
     move: tuple[str, str] | None = None  # (from phase name, to phase name)
     notes: list[str] = field(default_factory=list)
     refused: list[str] = field(default_factory=list)  # the write path's refusals
+    needs: list[str] = field(default_factory=list)  # fields whoever decides fills in before the move
+    filler: str = ""  # who fills them in, as a sentence
     failed: str = ""  # the step itself would fail (an action error)
 
 
@@ -90,9 +100,20 @@ def _show(f: Field | None, value: Any) -> str:
 
 
 def _sandbox(
-    *, card: Card, step: Step, actor: Actor, effects: list[Effect], target_key: str, title: str
+    *,
+    card: Card,
+    step: Step,
+    actor: Actor,
+    effects: list[Effect],
+    target_key: str,
+    title: str,
+    fillable: set[str] | None = None,
+    filler: str = "",
 ) -> Outcome:
-    """Apply `effects` and the move to `target_key` through the write path, and roll it all back."""
+    """Apply `effects` and the move to `target_key` through the write path, and roll it all back.
+
+    `fillable`: fields whoever decides fills in with the decision (a reviewer, an agent); when the only
+    thing missing to move is some of them, the outcome says so instead of calling it a refusal."""
     outcome = Outcome(title=title)
     fields = {f.key: f for f in Field.objects.filter(pipe_id=card.pipe_id)}
     try:
@@ -119,6 +140,16 @@ def _sandbox(
             raise _Rollback(outcome)
     except _Rollback as done:
         return done.outcome
+    except CardTransitionError as exc:
+        keys = exc.field_keys
+        if fillable and keys and set(exc.errors) <= fillable:
+            target = Phase.objects.filter(pipe_id=card.pipe_id, key=target_key).first()
+            outcome.move = (card.phase.name, target.name if target else target_key)
+            outcome.needs = [fields[k].label if k in fields else k for k in keys]
+            outcome.filler = filler
+            return outcome
+        outcome.refused = [exc.message]
+        return outcome
     except CardError as exc:
         outcome.refused = [exc.message]
         return outcome
@@ -200,11 +231,14 @@ def _decision_title(decision: str) -> str:
 
 
 def _decisions(card: Card, step: Step, decisions: list[str], *, by_agent: bool) -> list[Outcome]:
-    actor = (
-        agent_actor(step.agent, card.pipe_id)
-        if by_agent and step.agent is not None
-        else Actor.system(f"Step: {step.name}")
-    )
+    if by_agent and step.agent is not None:
+        actor = agent_actor(step.agent, card.pipe_id)
+        fillable = set(step.agent.writable_fields or [])
+        filler = _("%(agent)s fills them in with its answer.") % {"agent": step.agent.name}
+    else:
+        actor = Actor.system(f"Step: {step.name}")
+        fillable = set(Field.objects.filter(phase_id=card.phase_id).values_list("key", flat=True))
+        filler = _("The reviewer fills them in when deciding.")
     outcomes = []
     for decision in decisions:
         if decision == "escalate":
@@ -217,6 +251,8 @@ def _decisions(card: Card, step: Step, decisions: list[str], *, by_agent: bool) 
                 effects=[],
                 target_key=step.next_phase_key(decision),
                 title=_decision_title(decision),
+                fillable=fillable,
+                filler=filler,
             )
         )
     return outcomes
@@ -272,7 +308,11 @@ def dry_run(*, step: Step, card: Card) -> DryRun:
         return result
     if step.mechanism == Mechanism.AUTOMATION:
         count = len(step.actions or [])
-        result.route = _("Automation: %(n)s action(s) run in order, without a model.") % {"n": count}
+        result.route = ngettext(
+            "Automation: its action runs without a model.",
+            "Automation: its %(n)s actions run in order, without a model.",
+            count,
+        ) % {"n": count}
         result.outcomes = [_automation(card, step)]
         return result
     if step.mechanism == Mechanism.HUMAN:

@@ -335,9 +335,10 @@ def step_dry_run(request: HttpRequest, pipe_id: int, step_id: int) -> HttpRespon
 
 
 def _agents_page(
-    request, pipe: Pipe, *, form: AgentForm | None, agent: Agent | None, status=200, saved=False
+    request, pipe: Pipe, *, form: AgentForm | None, agent: Agent | None, status=200, saved=False, refusal=()
 ):
     context = {
+        "refusal": list(refusal),
         "pipe": pipe,
         "nav_active": "designer",
         "agents": sel.pipe_agents(pipe=pipe),
@@ -421,18 +422,17 @@ def agent_delete(request: HttpRequest, pipe_id: int, agent_id: int) -> HttpRespo
     agent = sel.agent_get(pipe=pipe, pk=agent_id)
     used = list(Step.objects.filter(agent=agent).select_related("phase").order_by("phase__position"))
     if used:
-        form = AgentForm(pipe=pipe, agent=agent)
         names = ", ".join(f"{s.phase.name}: {s.name}" for s in used)
-        form.add_error(None, _("Steps use this agent (%(steps)s): change them first.") % {"steps": names})
-        return _agents_page(request, pipe, form=form, agent=agent, status=409)
+        refusal = [_("Steps use this agent (%(steps)s): change them first.") % {"steps": names}]
+        form = AgentForm(pipe=pipe, agent=agent)
+        return _agents_page(request, pipe, form=form, agent=agent, status=409, refusal=refusal)
     try:
         design_delete(actor=request.user, obj=agent)
     except DesignPermissionError:
         raise
     except DesignError as exc:
         form = AgentForm(pipe=pipe, agent=agent)
-        form.add_design_errors(exc.errors)
-        return _agents_page(request, pipe, form=form, agent=agent, status=422)
+        return _agents_page(request, pipe, form=form, agent=agent, status=422, refusal=exc.messages)
     url = reverse("rail_design:agents", args=[pipe.pk])
     if request.htmx:
         response = HttpResponse()
