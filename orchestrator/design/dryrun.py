@@ -316,12 +316,11 @@ def dry_run(*, step: Step, card: Card) -> DryRun:
         result.outcomes = [_automation(card, step)]
         return result
     if step.mechanism == Mechanism.HUMAN:
-        who = (
-            step.reviewer.get_full_name() or step.reviewer.username
-            if step.reviewer
-            else _("the pipe's reviewers")
-        )
-        result.route = _("A person decides: a review task opens in the inbox of %(who)s.") % {"who": who}
+        if step.reviewer is not None:
+            who = step.reviewer.get_full_name() or step.reviewer.username
+            result.route = _("A person decides: a review task opens in %(who)s's inbox.") % {"who": who}
+        else:
+            result.route = _("A person decides: a review task opens in the inbox of the pipe's reviewers.")
         if step.four_eyes:
             result.route += " " + _("Two people must approve it (four eyes).")
         result.person = True
