@@ -6,8 +6,10 @@ inbound    a posted JSON body → card_create / card_update_fields / card_move, 
            the webhook, with every refusal a JSON error naming the field
 outbound   events → outbox rows (WebhookDelivery) in the fact's own transaction; delivery through the
            agents' SSRF-guarded HTTP client, retries with exponential backoff, the sweep, "send again",
-           auto-disable with a notice to the pipe's admins
-receivers  the subscriptions: pipes.hooks.card_event_recorded, and the rail's ReviewTask and StepRun rows
+           auto-disable with a notice to the pipe's admins; a person's erasure redacts the deliveries
+           (sent or waiting) of the cards it touched
+receivers  the subscriptions: pipes.hooks.card_event_recorded, the rail's ReviewTask and StepRun rows,
+           and pipes.governance.person_erasing
 tasks      the Celery tasks orchestrator.webhooks.deliver and orchestrator.webhooks.sweep
 views, urls, admin   the inbound URL, the delivery log page, the admin of the design objects
 """

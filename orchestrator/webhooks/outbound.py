@@ -31,8 +31,10 @@ from django.utils.translation import gettext as _
 
 from agents.http import HttpFailed, HttpRefused, http_send
 from pipes.design import SYSTEM, design_save
-from pipes.models import Card, Notification, Pipe
+from pipes.governance import erasure_patterns
+from pipes.models import Card, Field, Notification, Pipe
 from pipes.roles import pipe_users_with
+from pipes.services import ERASED, scrub_personal_data
 
 from ..models import DeliveryStatus, OutboundWebhook, WebhookDelivery
 from .signing import EVENT_HEADER, EVENT_ID_HEADER, signed_headers
@@ -350,3 +352,72 @@ def webhook_enable(*, webhook: OutboundWebhook, user: AbstractBaseUser) -> Outbo
         WebhookDelivery.objects.filter(pk__in=ids).update(next_attempt_at=timezone.now(), lease_until=None)
         transaction.on_commit(lambda: [delivery_dispatch(pk) for pk in ids])
     return locked
+
+
+# ---------------------------------------------------------------- a person's erasure
+
+
+def _blank_fields(data: Any, keys: set[str]) -> Any:
+    """`data` of an event with the values of `keys` erased: in data.values (card.created) and in
+    data.changes (card.fields_updated, before and after)."""
+    if not isinstance(data, dict) or not keys:
+        return data
+    data = dict(data)
+    values = data.get("values")
+    if isinstance(values, dict):
+        data["values"] = {k: (ERASED if k in keys and v is not None else v) for k, v in values.items()}
+    changes = data.get("changes")
+    if isinstance(changes, dict):
+        blanked = {}
+        for key, change in changes.items():
+            if key in keys and isinstance(change, dict):
+                change = {k: (ERASED if v is not None else v) for k, v in change.items()}
+            elif key in keys and change is not None:
+                change = ERASED
+            blanked[key] = change
+        data["changes"] = blanked
+    return data
+
+
+def deliveries_erase(*, card_ids: list[int], identifiers: list[str]) -> int:
+    """Erase a person from the outbox and the delivery log of the cards their erasure touched: in every
+    delivery of those cards, sent or not, the values of the pipe's personal-data fields become
+    "[erased]", the title too when the title field is one, and every occurrence of the erased values
+    (`identifiers`) in the payload, the last error and the attempts' log is replaced by the marker.
+
+    A delivery still waiting is sent later with what is left. Runs inside the erasure's transaction
+    (pipes.governance.person_erasing), so a rehearsed erasure changes nothing. Returns rows changed."""
+    if not card_ids:
+        return 0
+    patterns = erasure_patterns(identifiers)
+    deliveries = list(
+        WebhookDelivery.objects.filter(card_id__in=card_ids)
+        .select_related("webhook")
+        .only("pk", "payload", "error", "log", "webhook__pipe_id")
+    )
+    if not deliveries:
+        return 0
+    pipe_ids = {d.webhook.pipe_id for d in deliveries}
+    pii: dict[int, set[str]] = {pk: set() for pk in pipe_ids}
+    for pipe_id, key in Field.objects.filter(pipe_id__in=pipe_ids, pii=True).values_list("pipe_id", "key"):
+        pii[pipe_id].add(key)
+    titles = dict(Pipe.objects.filter(pk__in=pipe_ids).values_list("pk", "title_field"))
+    changed = 0
+    for delivery in deliveries:
+        pipe_id = delivery.webhook.pipe_id
+        payload = delivery.payload
+        if isinstance(payload, dict):
+            payload = dict(payload, data=_blank_fields(payload.get("data"), pii[pipe_id]))
+            card = payload.get("card")
+            if isinstance(card, dict) and titles.get(pipe_id) in pii[pipe_id] and card.get("title"):
+                payload["card"] = dict(card, title=ERASED)
+        update = {
+            "payload": scrub_personal_data(payload, patterns),
+            "error": scrub_personal_data(delivery.error, patterns),
+            "log": scrub_personal_data(delivery.log, patterns),
+        }
+        update = {name: value for name, value in update.items() if value != getattr(delivery, name)}
+        if update:
+            WebhookDelivery.objects.filter(pk=delivery.pk).update(**update)
+            changed += 1
+    return changed

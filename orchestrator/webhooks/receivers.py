@@ -1,6 +1,7 @@
 """The outbound webhooks' subscriptions, each inside the transaction of its fact (so the outbox row
 commits or rolls back with it): pipes' timeline events (pipes.hooks.card_event_recorded), a review
-task decided and a step run failed (the rail's rows, as the inbox subscribes to them)."""
+task decided and a step run failed (the rail's rows, as the inbox subscribes to them); and a person's
+erasure (pipes.governance.person_erasing), which reaches the deliveries of the cards it touched."""
 
 from __future__ import annotations
 
@@ -9,10 +10,11 @@ from django.dispatch import receiver
 
 from orchestrator.models import OutboundWebhook, ReviewStatus, ReviewTask, RunStatus, StepRun, WebhookEvent
 from pipes.choices import EventKind
+from pipes.governance import person_erasing
 from pipes.hooks import card_event_recorded
 from pipes.models import Card, CardEvent
 
-from .outbound import events_record, forget_active_hooks
+from .outbound import deliveries_erase, events_record, forget_active_hooks
 
 # timeline event kind -> webhook event
 CARD_EVENTS = {
@@ -99,6 +101,12 @@ def on_run_saved(sender, instance: StepRun, created: bool, update_fields=None, r
         },
         occurred_at=instance.finished_at,
     )
+
+
+@receiver(person_erasing, dispatch_uid="webhooks.person_erasing")
+def on_person_erasing(sender, card_ids: list[int], identifiers: list[str], **kwargs) -> None:
+    """A person's erasure reaches the outbox and the delivery log of the cards it touched."""
+    deliveries_erase(card_ids=card_ids, identifiers=identifiers)
 
 
 for _signal in (post_save, post_delete):
