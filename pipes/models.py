@@ -124,6 +124,25 @@ class Pipe(models.Model):
         return self.archived_at is not None
 
 
+class DesignStamp(models.Model):
+    """A value that changes whenever a pipe's phases, fields or transitions change (or its steps, for the rail).
+
+    Written only by database triggers (migration 0009 and the rail's), never by Django, so no stale
+    object saved later can put an old value back, and no write, however it is made (the design
+    service, a bulk insert, a data migration, a test), can change the design without changing it.
+    Readers key a process-wide cache of the design on (pipe, stamp): pipes.designcache."""
+
+    pipe = models.OneToOneField(Pipe, on_delete=models.CASCADE, primary_key=True, related_name="+")
+    version = models.BigIntegerField(default=0)
+
+    class Meta:
+        verbose_name = _("design stamp")
+        verbose_name_plural = _("design stamps")
+
+    def __str__(self) -> str:
+        return f"{self.pipe_id}@{self.version}"
+
+
 class Phase(models.Model):
     """A column of the pipe; cards in a final phase are finished."""
 

@@ -16,7 +16,7 @@ from typing import Any
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import PermissionDenied
-from django.db.models import CharField, Prefetch, Value, prefetch_related_objects
+from django.db.models import CharField, Value
 from django.http import Http404
 from django.utils import formats, timezone
 from django.utils.translation import gettext as _
@@ -24,6 +24,7 @@ from guardian.models import UserObjectPermission
 
 from .choices import EventKind, FieldType, OrgRole, RailStatus
 from .conditions import evaluate
+from .designcache import design_of, remember_stamp, stamp_subquery
 from .fieldtypes import is_filled
 from .masking import field_text, mask_text, title_shown
 from .models import Card, CardEvent, CardFile, Field, Label, Membership, Phase, Pipe
@@ -46,9 +47,15 @@ def pipe_get_for_user(*, user: AbstractBaseUser, pk: int, write: bool = False) -
 
     Http404 when the user takes no part in the pipe (its existence is private);
     PermissionDenied when they may not see the board (requesters) or, with `write`, may not work it."""
-    pipe = Pipe.objects.select_related("organization").filter(pk=pk).first()
+    pipe = (
+        Pipe.objects.select_related("organization")
+        .annotate(design_stamp=stamp_subquery("pk"))
+        .filter(pk=pk)
+        .first()
+    )
     if pipe is None:
         raise Http404
+    remember_stamp(pipe, pipe.design_stamp)  # board_schema then loads no phases or fields
     return pipe, _check_access(user=user, pipe=pipe, write=write)
 
 
@@ -57,9 +64,15 @@ def card_get_for_user(
 ) -> tuple[Card, PipeAccess]:
     """The card of pipe `pipe_id` (with its pipe and phase) and the user's access, by the rules of
     pipe_get_for_user; a card that does not exist there is a 404 for everyone."""
-    card = Card.objects.select_related("pipe__organization", "phase").filter(pk=pk, pipe_id=pipe_id).first()
+    card = (
+        Card.objects.select_related("pipe__organization", "phase")
+        .annotate(design_stamp=stamp_subquery())
+        .filter(pk=pk, pipe_id=pipe_id)
+        .first()
+    )
     if card is None:
         raise Http404
+    remember_stamp(card.pipe, card.design_stamp)  # board_schema then loads no phases or fields
     return card, _check_access(user=user, pipe=card.pipe, write=write)
 
 
@@ -147,17 +160,10 @@ def board_schema(*, pipe: Pipe, access: PipeAccess, transitions: bool = True) ->
     """Phases (with their allowed next phases, unless `transitions` is False) and fields of the pipe.
 
     The fields stay prefetched on `pipe`, so a write path given the same pipe reads them again free."""
-    phases = pipe.phases.order_by("position", "id")
-    if transitions:
-        phases = phases.prefetch_related(Prefetch("allowed_next", Phase.objects.order_by("position", "id")))
-    phases = list(phases)
-    # The models' default order starts with the pipe's (its organization's name, its name): the same
-    # for every row here, and two joins to sort by it.
-    prefetch_related_objects(
-        [pipe], Prefetch("fields", Field.objects.order_by("phase__position", "position", "id"))
-    )
-    fields = list(pipe.fields.all())
-    return BoardSchema(pipe=pipe, phases=phases, fields=fields, access=access)
+    # From the process-wide design cache, at the stamp the pipe's getter read (pipes.designcache):
+    # no query when the design has not changed since this process last loaded it.
+    design = design_of(pipe, prefetch=True)
+    return BoardSchema(pipe=pipe, phases=design.phases, fields=design.fields, access=access)
 
 
 def _is_late(

@@ -16,6 +16,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from ..choices import ActorKind, EventKind, FieldType, RailStatus
+from ..designcache import design_of
 from ..fieldtypes import FieldValueError, is_filled
 from ..files import inspect_upload
 from ..models import Card, CardEvent, Label, Phase, Pipe
@@ -146,7 +147,7 @@ def card_create(
     schema, parsed = _check_start(actor=actor, pipe=pipe, values=values, uploads=uploads, inspect_files=False)
     errors: dict[str, list[str]] = {}
 
-    first_phase = pipe.phases.order_by("position", "id").first()
+    first_phase = schema.design.phases[0] if schema.design.phases else None
     if first_phase is None:
         raise CardError(_("This pipe has no phases yet."))
     saved_files: list[str] = []
@@ -226,7 +227,7 @@ def card_update_fields(
     """Set field values of `card`. Values the actor may not write, or cannot be parsed, reject the whole call."""
     with transaction.atomic():
         card = _lock(card, expected_version)
-        schema = _PipeSchema(card.pipe)
+        schema = _PipeSchema(card.pipe, card.design_stamp)
         _check_update(actor, card, schema, values.keys())
         errors: dict[str, list[str]] = {}
         parsed = _parse_values(schema, values, card, errors)
@@ -296,8 +297,11 @@ def card_move(
             authority_check(actor=actor, pipe=pipe, values=card.values)
         if to_phase.pk == source.pk:
             raise CardTransitionError(_("The card is already in %(phase)s.") % {"phase": source.name})
-        allowed = list(source.allowed_next.order_by("position", "id"))  # (one pipe: no need to sort by it)
-        if allowed and to_phase not in allowed:
+        # The pipe's transitions and fields from the design cache, at the stamp the lock read.
+        design = design_of(pipe, card.design_stamp)
+        known = design.phases_by_id.get(source.pk)
+        allowed = list(known.allowed_next.all()) if known is not None else []  # in position order
+        if allowed and to_phase.pk not in {p.pk for p in allowed}:
             names = ", ".join(p.name for p in allowed)
             raise CardTransitionError(
                 _("From %(source)s a card may only move to: %(names)s.")
@@ -305,8 +309,7 @@ def card_move(
             )
         if to_phase.position > source.position:
             # The fields of the phase being left must be filled (those their conditions show).
-            # pipe.fields.all(): no query when the caller prefetched them (selectors.board_schema).
-            leaving = [f for f in pipe.fields.all() if f.phase_id == source.pk]
+            leaving = [f for f in design.fields if f.phase_id == source.pk]
             missing = _required_missing(leaving, card.values)
             if missing:
                 raise CardTransitionError(
@@ -458,7 +461,7 @@ def card_request_changes(
                 raise _deny(_("You may not ask for changes on cards of %(pipe)s.") % {"pipe": card.pipe.name})
         elif actor.kind == ActorKind.AGENT:
             _check_agent_pipe(actor, card.pipe)
-        schema = _PipeSchema(card.pipe)
+        schema = _PipeSchema(card.pipe, card.design_stamp)
         errors: dict[str, list[str]] = {}
         if not field_keys:
             errors["fields"] = [_("Name at least one field the requester should correct.")]

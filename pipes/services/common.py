@@ -15,6 +15,7 @@ from django.utils.translation import gettext as _
 from .. import hooks
 from ..choices import ActorKind, FieldType
 from ..conditions import evaluate
+from ..designcache import design_of, stamp_subquery
 from ..fieldtypes import FieldValueError, ParseContext, display_value, is_filled, parse_value
 from ..files import inspect_upload
 from ..models import Card, CardEvent, CardFile, Field, Label, Phase, PhaseEntry, Pipe
@@ -27,11 +28,13 @@ from .errors import CardConflictError, CardPermissionError, CardTransitionError
 
 
 class _PipeSchema:
-    """The fields of a pipe, loaded once per call."""
+    """The fields of a pipe, from the design cache at `stamp` (the one the card's lock read: see _lock),
+    or at the stamp read now when none is given."""
 
-    def __init__(self, pipe: Pipe):
+    def __init__(self, pipe: Pipe, stamp: int | None = None):
         self.pipe = pipe
-        self.fields: dict[str, Field] = {f.key: f for f in pipe.fields.select_related("phase").all()}
+        self.design = design_of(pipe, stamp)
+        self.fields: dict[str, Field] = {f.key: f for f in self.design.fields}
         self.ctx = ParseContext(pipe=pipe)
 
     def labels(self, keys: Iterable[str]) -> dict[str, str]:
@@ -56,7 +59,9 @@ def _lock(card: Card, expected_version: int | None) -> Card:
     # Lock and read the card row alone, in one query: a join would lock the pipe and phase rows too
     # and serialise every move into a phase. Under READ COMMITTED, FOR UPDATE returns the row as the
     # previous lock holder committed it.
-    locked = Card.objects.select_for_update().get(pk=card.pk)
+    # The design stamp comes along (a subquery, not a join: nothing else is locked), so the write
+    # reads the pipe's phases and fields from the design cache as they are now (pipes.designcache).
+    locked = Card.objects.select_for_update().annotate(design_stamp=stamp_subquery()).get(pk=card.pk)
     if expected_version is not None and locked.version != expected_version:
         raise CardConflictError(
             _("Someone else changed this card a moment ago. Reload it to see their change, then try again.")

@@ -74,7 +74,7 @@ def card_erase_personal_data(
         card = _lock(card, None)
         if actor.kind == ActorKind.USER and not _access(actor, card.pipe).can_administer:
             raise _deny(_("Only admins of %(pipe)s may erase personal data.") % {"pipe": card.pipe.name})
-        schema = _PipeSchema(card.pipe)
+        schema = _PipeSchema(card.pipe, card.design_stamp)
         # A card's PII fields describe its subject: erasing only the field that matched would leave
         # their phone, address or documents behind.
         erase_keys = {k for k, f in schema.fields.items() if f.pii} | set(field_keys)

@@ -40,7 +40,7 @@ def card_attach_files(
     try:
         with transaction.atomic():
             card = _lock(card, expected_version)
-            schema = _PipeSchema(card.pipe)
+            schema = _PipeSchema(card.pipe, card.design_stamp)
             if field_key:
                 _check_update(actor, card, schema, [field_key])
             else:

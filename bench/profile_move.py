@@ -1,0 +1,124 @@
+"""Where a card move and a board render spend their time: queries and a cProfile, in-process.
+
+Seeds bench/board.py's data (10,000 cards over 6 phases by default) in a database of its own
+(`trilho_bench_profile`, dropped and created anew), then, with Django's test client signed in as a
+member and the same settings as the server (DEBUG off):
+
+- lists the SQL statements of one board render and one card move (after a warm-up);
+- profiles N moves and N board renders with cProfile and prints the top functions by own time and
+  by cumulative time, with the CPU per operation.
+
+Usage:
+    DATABASE_URL=postgres://postgres@127.0.0.1:5432/trilho .venv/bin/python bench/profile_move.py \
+        [--cards 10000] [--moves 300] [--renders 100] [--top 25] [--sql]
+A figure here is CPU in one process (no HTTP, no gunicorn); bench/board.py measures over HTTP.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import io
+import os
+import pstats
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import board  # noqa: E402 - bench/board.py: database, seed
+
+board.BENCH_DB = "trilho_bench_profile"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cards", type=int, default=10_000)
+    parser.add_argument("--phases", type=int, default=6)
+    parser.add_argument("--moves", type=int, default=300)
+    parser.add_argument("--renders", type=int, default=100)
+    parser.add_argument("--top", type=int, default=25)
+    parser.add_argument("--sql", action="store_true", help="print each statement of one move and one render")
+    parser.add_argument("--broker", default="memory://")
+    args = parser.parse_args()
+    database_url = os.environ.get("DATABASE_URL", "")
+    if not database_url.startswith(("postgres://", "postgresql://")):
+        raise SystemExit("set DATABASE_URL to a PostgreSQL server")
+    data_dir = tempfile.mkdtemp(prefix="trilho-profile-")
+    os.environ.update(board.server_env(args, board.bench_database_url(database_url), data_dir))
+    sys.path.insert(0, str(board.ROOT))
+    board.recreate_database(database_url)
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+    from django.db import connection
+    from django.test import Client
+    from django.test.utils import CaptureQueriesContext
+
+    call_command("migrate", run_syncdb=True, verbosity=0)
+    call_command("collectstatic", interactive=False, verbosity=0)
+    pipe, phases, users, cards = board.seed(cards=args.cards, phases=args.phases)
+    phase_ids = [p.pk for p in phases]
+    client = Client()
+    client.force_login(users[0])
+    board_path = f"/pipes/{pipe.pk}/"
+    state = {c.pk: [c.phase_id, c.version] for c in cards[: args.moves + 20]}
+    order = list(state)
+
+    def move(card_id: int) -> int:
+        phase_id, version = state[card_id]
+        target = phase_ids[(phase_ids.index(phase_id) + 1) % len(phase_ids)]
+        response = client.post(
+            f"/pipes/{pipe.pk}/cards/{card_id}/move/",
+            {"to_phase": target, "expected_version": version},
+            HTTP_HX_REQUEST="true",
+        )
+        if response.status_code == 200:
+            state[card_id] = [target, version + 1]
+        return response.status_code
+
+    for card_id in order[-10:]:  # warm up: templates, schema caches, connections
+        move(card_id)
+        client.get(board_path)
+
+    with CaptureQueriesContext(connection) as render_q:
+        assert client.get(board_path).status_code == 200
+    with CaptureQueriesContext(connection) as move_q:
+        assert move(order[-11]) == 200
+    print(f"board render: {len(render_q)} statements; card move: {len(move_q)} statements")
+    if args.sql:
+        for title, queries in (("render", render_q), ("move", move_q)):
+            print(f"--- {title}")
+            for q in queries:
+                print("  " + q["sql"][:220])
+
+    for title, count, run in (
+        ("card move", args.moves, lambda i: move(order[i])),
+        ("board render", args.renders, lambda i: client.get(board_path).status_code),
+    ):
+        profiler = cProfile.Profile()
+        started = time.process_time()
+        profiler.enable()
+        statuses = [run(i) for i in range(count)]
+        profiler.disable()
+        cpu = time.process_time() - started
+        bad = sum(1 for s in statuses if s != 200)
+        print(
+            f"\n=== {title}: {count} in {cpu:.2f} s of CPU under the profiler ({1000 * cpu / count:.1f} ms each)"
+            f"{f', {bad} not 200' if bad else ''}"
+        )
+        for key in ("tottime", "cumulative"):
+            out = io.StringIO()
+            pstats.Stats(profiler, stream=out).strip_dirs().sort_stats(key).print_stats(args.top)
+            lines = out.getvalue().splitlines()
+            start = next(i for i, line in enumerate(lines) if "ncalls" in line)
+            print(f"--- by {key}")
+            print("\n".join(lines[start : start + args.top + 1]))
+    connection.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

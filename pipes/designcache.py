@@ -1,0 +1,175 @@
+"""A process-wide cache of each pipe's design: its phases (with their allowed next phases) and fields.
+
+A card move, a board render or a field update needs the pipe's phases and fields; they change
+rarely (a design change), cards change all the time. The database keeps a stamp per pipe
+(`DesignStamp`) that triggers change on every write to a phase, a field or a transition, however
+it is made; a reader gets the stamp in a query it makes anyway (the card or pipe it loads, the
+row it locks) and asks this cache for the design at that stamp. A stamp never seen loads the design
+(three queries) and keeps it; an old stamp is simply never asked for again.
+
+The cache holds rows (tuples of column values), never model instances: every call builds fresh
+instances, so nothing one request sets on a phase or a field leaks into another's.
+"""
+
+from __future__ import annotations
+
+import copy
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from django.db import models
+from django.db.models import OuterRef, Subquery
+
+from .models import DesignStamp, Field, Phase, Pipe
+
+# One entry per pipe design in use; the oldest is dropped past this (a few KB each).
+MAX_ENTRIES = 512
+STAMP_ATTR = "_design_stamp"
+
+_lock = threading.Lock()
+_entries: OrderedDict[tuple[int, int, str], Any] = OrderedDict()
+
+
+def stamp_subquery(pipe_ref: str = "pipe_id") -> Subquery:
+    """The design stamp of the pipe `pipe_ref` names, for `.annotate(...)` on the query that loads it."""
+    return Subquery(DesignStamp.objects.filter(pipe_id=OuterRef(pipe_ref)).values("version")[:1])
+
+
+def remember_stamp(pipe: Pipe, stamp: int | None) -> Pipe:
+    """Note on `pipe` the stamp read with it (annotated on the query that loaded it for this request).
+
+    Only getters that load a pipe for one request call this: a pipe object kept longer would keep a
+    stamp the design has moved on from. Services read the stamp in their own transaction instead."""
+    if stamp is not None:
+        setattr(pipe, STAMP_ATTR, stamp)
+    return pipe
+
+
+def stamp_of(pipe: Pipe, stamp: int | None = None) -> int:
+    """`stamp` if given, else the one the pipe's getter read with it, else one small query."""
+    if stamp is None:
+        stamp = getattr(pipe, STAMP_ATTR, None)
+    if stamp is None:
+        stamp = DesignStamp.objects.filter(pipe_id=pipe.pk).values_list("version", flat=True).first() or 0
+    return stamp
+
+
+def cached(pipe: Pipe, name: str, load: Callable[[Pipe], Any], stamp: int | None = None) -> Any:
+    """`load(pipe)`'s answer at the pipe's stamp, loaded once per stamp and process.
+
+    Other apps keep what they derive from the design here too (the rail: which phases have steps;
+    the stamp changes with a step, by the trigger the rail's migration adds). `load` must return
+    plain data (no model instances) that callers never change."""
+    key = (pipe.pk, stamp_of(pipe, stamp), name)
+    with _lock:
+        if key in _entries:
+            _entries.move_to_end(key)
+            return _entries[key]
+    value = load(pipe)
+    with _lock:
+        _entries[key] = value
+        while len(_entries) > MAX_ENTRIES:
+            _entries.popitem(last=False)
+    return value
+
+
+def clear() -> None:
+    with _lock:
+        _entries.clear()
+
+
+# ---------------------------------------------------------------- the design of a pipe
+
+
+def _columns(model: type[models.Model]) -> tuple[str, ...]:
+    return tuple(f.attname for f in model._meta.concrete_fields)
+
+
+def _json_columns(model: type[models.Model]) -> frozenset[int]:
+    return frozenset(i for i, f in enumerate(model._meta.concrete_fields) if isinstance(f, models.JSONField))
+
+
+@dataclass(frozen=True)
+class _Rows:
+    phases: tuple[tuple, ...]
+    allowed_next: dict[int, tuple[int, ...]]
+    fields: tuple[tuple, ...]
+
+
+def _load(pipe: Pipe) -> _Rows:
+    phases = tuple(
+        Phase.objects.filter(pipe_id=pipe.pk).order_by("position", "id").values_list(*_columns(Phase))
+    )
+    allowed: dict[int, list[int]] = {}
+    transitions = (
+        Phase.allowed_next.through.objects.filter(from_phase__pipe_id=pipe.pk)
+        .order_by("to_phase__position", "to_phase_id")
+        .values_list("from_phase_id", "to_phase_id")
+    )
+    for source, target in transitions:
+        allowed.setdefault(source, []).append(target)
+    # The order the board has always shown fields in (the models' default order without the pipe's).
+    fields = tuple(
+        Field.objects.filter(pipe_id=pipe.pk)
+        .order_by("phase__position", "position", "id")
+        .values_list(*_columns(Field))
+    )
+    return _Rows(phases=phases, allowed_next={k: tuple(v) for k, v in allowed.items()}, fields=fields)
+
+
+def _build(model: type[models.Model], row: tuple, db: str) -> models.Model:
+    json_columns = _json_columns(model)
+    values = [copy.deepcopy(v) if i in json_columns and v is not None else v for i, v in enumerate(row)]
+    return model.from_db(db, _columns(model), values)
+
+
+@dataclass
+class Design:
+    """Fresh instances of a pipe's phases (each with `allowed_next` prefetched) and fields (each with
+    its `phase` and `pipe` set), built from the cached rows."""
+
+    phases: list[Phase]
+    fields: list[Field]
+
+    @property
+    def phases_by_id(self) -> dict[int, Phase]:
+        return {p.pk: p for p in self.phases}
+
+    def allowed_next(self, phase: Phase) -> list[Phase]:
+        return list(phase.allowed_next.all())
+
+
+def _prefetched(instance: models.Model, name: str, manager, objects: list) -> None:
+    """Set what prefetch_related would have: `instance.<name>.all()` answers `objects` with no query."""
+    queryset = manager.get_queryset() if hasattr(manager, "get_queryset") else manager.all()
+    queryset._result_cache = list(objects)
+    queryset._prefetch_done = True
+    if not hasattr(instance, "_prefetched_objects_cache"):
+        instance._prefetched_objects_cache = {}
+    instance._prefetched_objects_cache[name] = queryset
+
+
+def design_of(pipe: Pipe, stamp: int | None = None, *, prefetch: bool = False) -> Design:
+    """The pipe's phases and fields at `stamp` (see stamp_of). With `prefetch`, `pipe.fields.all()`
+    answers from them too, with no query (for code that reads the fields from the pipe)."""
+    rows = cached(pipe, "design", _load, stamp)
+    db = pipe._state.db or "default"
+    phases = [_build(Phase, row, db) for row in rows.phases]
+    by_id = {p.pk: p for p in phases}
+    for phase in phases:
+        phase.pipe = pipe
+    for phase in phases:
+        targets = [by_id[i] for i in rows.allowed_next.get(phase.pk, ()) if i in by_id]
+        _prefetched(phase, "allowed_next", phase.allowed_next, targets)
+    fields = []
+    for row in rows.fields:
+        f = _build(Field, row, db)
+        f.pipe = pipe
+        f.phase = by_id.get(f.phase_id) if f.phase_id else None
+        fields.append(f)
+    if prefetch:
+        _prefetched(pipe, "fields", pipe.fields, fields)
+    return Design(phases=phases, fields=fields)
