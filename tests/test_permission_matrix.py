@@ -358,6 +358,54 @@ TABLE: dict[str, Row] = {
     ),
     "designer:pipe": Row(_pipe, {"GET": GOVERN_PIPE, "POST": WRONG_VERB}),
     "designer:export": Row(_pipe, {"GET": GOVERN_PIPE, "POST": WRONG_VERB}),
+    # The phases and fields editor (issue #13): the pipe's admins and its organization's owners.
+    "designer:preview": Row(_pipe, {"GET": GOVERN_PIPE, "POST": WRONG_VERB}),
+    "designer:phase_add": Row(
+        _pipe, {"GET": WRONG_VERB, "POST": GOVERN_PIPE}, data=lambda m: {"name": "Matrix phase"}
+    ),
+    "designer:phases_order": Row(
+        _pipe,
+        {"GET": WRONG_VERB, "POST": GOVERN_PIPE},
+        data=lambda m: {"order": ",".join(str(p.pk) for p in m.pipe.phases.order_by("-position"))},
+    ),
+    "designer:phase_edit": Row(
+        lambda m: {"pipe_id": m.pipe.pk, "phase_id": m.triage.pk},
+        {"GET": GOVERN_PIPE, "POST": GOVERN_PIPE},
+        data=lambda m: {"name": "First look", "sla_hours": "12"},
+    ),
+    "designer:phase_rename": Row(
+        lambda m: {"pipe_id": m.pipe.pk, "phase_id": m.triage.pk},
+        {"GET": WRONG_VERB, "POST": GOVERN_PIPE},
+        data=lambda m: {"name": "First look"},
+    ),
+    "designer:phase_delete": Row(
+        lambda m: {"pipe_id": m.pipe.pk, "phase_id": m.triage.pk}, {"GET": GOVERN_PIPE, "POST": GOVERN_PIPE}
+    ),
+    "designer:field_add": Row(
+        _pipe, {"GET": WRONG_VERB, "POST": GOVERN_PIPE}, data=lambda m: {"phase": "start", "type": "number"}
+    ),
+    "designer:fields_order": Row(
+        _pipe,
+        {"GET": WRONG_VERB, "POST": GOVERN_PIPE},
+        data=lambda m: {
+            "phase": m.triage.pk,
+            "order": ",".join(str(f.pk) for f in m.triage.fields.order_by("-position")),
+        },
+    ),
+    "designer:field_edit": Row(
+        lambda m: {"pipe_id": m.pipe.pk, "field_id": m.pipe.fields.get(key="cost_center").pk},
+        {"GET": GOVERN_PIPE, "POST": GOVERN_PIPE},
+        data=lambda m: {"label": "Cost centre", "visible_to_requester": "on"},
+    ),
+    "designer:field_delete": Row(
+        lambda m: {"pipe_id": m.pipe.pk, "field_id": m.pipe.fields.get(key="cost_center").pk},
+        {"GET": GOVERN_PIPE, "POST": GOVERN_PIPE},
+    ),
+    "designer:condition_row": Row(
+        lambda m: {"pipe_id": m.pipe.pk, "field_id": m.pipe.fields.get(key="cost_center").pk},
+        {"GET": GOVERN_PIPE, "POST": WRONG_VERB},
+        query="?index=0",
+    ),
     # Members and roles: the pipe's admins and its organization's owners (design_grant decides).
     "designer:members": Row(
         _pipe,

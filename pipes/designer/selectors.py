@@ -11,7 +11,7 @@ from django.utils.translation import gettext as _
 
 from ..design import DefinitionError, process_template_load, process_templates
 from ..design.services import administered_pipes, owned_organizations
-from ..models import Field, Organization, Phase, Pipe
+from ..models import Card, Field, Organization, Phase, PhaseEntry, Pipe
 from ..roles import PipeAccess
 from ..selectors import pipe_get_for_user
 
@@ -108,3 +108,35 @@ def design_overview(*, pipe: Pipe) -> DesignOverview:
     )
     start_fields = list(fields.filter(pipe=pipe, phase__isnull=True))
     return DesignOverview(pipe=pipe, start_fields=start_fields, phases=phases)
+
+
+# ---------------------------------------------------------------- what a design change would touch
+
+
+def phase_card_count(*, phase: Phase) -> int:
+    """Cards resting in `phase` now."""
+    return Card.objects.filter(phase=phase).count()
+
+
+def phase_in_use(*, phase: Phase) -> bool:
+    """True once a card has been in `phase`: its key is then part of card histories and stays."""
+    return Card.objects.filter(phase=phase).exists() or PhaseEntry.objects.filter(phase=phase).exists()
+
+
+def field_card_count(*, field: Field) -> int:
+    """Cards of the field's pipe that hold a value for it."""
+    return Card.objects.filter(pipe_id=field.pipe_id, values__has_key=field.key).count()
+
+
+def field_in_use(*, field: Field) -> bool:
+    """True once a card holds a value for the field: its key then stays as it is."""
+    return Card.objects.filter(pipe_id=field.pipe_id, values__has_key=field.key).exists()
+
+
+def pipe_has_cards(*, pipe: Pipe) -> bool:
+    return Card.objects.filter(pipe=pipe).exists()
+
+
+def connectable_pipes(*, pipe: Pipe) -> QuerySet[Pipe]:
+    """Pipes a connection field of `pipe` may point to: those of its organization."""
+    return Pipe.objects.filter(organization_id=pipe.organization_id).order_by("name")

@@ -1,5 +1,5 @@
 """Designer pages: the template gallery and "start from scratch", YAML import and export, and a
-pipe's design overview.
+pipe's design page (its editing views are in phases.py and fields.py).
 
 Views parse the request, call the design service (pipes.design: design_import, pipe_export) or a
 selector and render. Who may do what is decided by the getters (pipe_get_for_designer: 404 when
@@ -34,8 +34,9 @@ from ..design import (
 from ..design.services import designable_organizations
 from ..parsing import parse_id
 from ..selectors import user_areas
+from .editing import board_html
+from .preview import start_form_preview
 from .selectors import (
-    design_overview,
     designed_pipes,
     designer_organizations,
     pipe_get_for_designer,
@@ -232,12 +233,19 @@ def import_definition(request: HttpRequest) -> HttpResponse:
 @login_required
 @require_GET
 def pipe_design(request: HttpRequest, pipe_id: int) -> HttpResponse:
-    """A pipe's design, read-only for now: its start form and its phases as columns, with their fields."""
+    """A pipe's phases and fields editor: its start form and phases as columns (the board's look),
+    each edited in the side pane, beside a live preview of the start form."""
     pipe, access = pipe_get_for_designer(user=request.user, pk=pipe_id)
     return render(
         request,
         "designer/pipe.html",
-        {"overview": design_overview(pipe=pipe), "pipe": pipe, "access": access, "nav_active": "designer"},
+        {
+            "board": board_html(request, pipe),
+            "preview": start_form_preview(pipe=pipe),
+            "pipe": pipe,
+            "access": access,
+            "nav_active": "designer",
+        },
     )
 
 
