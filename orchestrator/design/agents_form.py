@@ -6,6 +6,7 @@ import re
 from decimal import Decimal
 
 from django import forms
+from django.db.models import F
 from django.utils.text import slugify
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
@@ -40,9 +41,8 @@ CHECKER_NAMES = {
 }
 
 
-def _field_label(f: Field) -> str:
-    where = f.phase.name if f.phase_id else _("Start form")
-    return f"{f.label} · {where}"
+def _group_of(f: Field) -> str:
+    return f.phase.name if f.phase_id else _("Start form")
 
 
 class AgentForm(forms.Form):
@@ -53,12 +53,12 @@ class AgentForm(forms.Form):
         label=gettext_lazy("Key"),
         max_length=64,
         required=False,
-        help_text=gettext_lazy("How steps and the YAML name it; made from the name when empty."),
+        help_text=gettext_lazy("Made from the name when empty."),
     )
     instructions = forms.CharField(
         label=gettext_lazy("Instructions"),
         required=False,
-        widget=forms.Textarea(attrs={"rows": 6}),
+        widget=forms.Textarea(attrs={"rows": 4}),
         help_text=gettext_lazy("What the agent is for and how it decides, in plain words."),
     )
     provider = forms.ChoiceField(label=gettext_lazy("Provider"), choices=Provider.choices)
@@ -121,17 +121,17 @@ class AgentForm(forms.Form):
         fields = list(
             Field.objects.filter(pipe=pipe)
             .select_related("phase")
-            .order_by("phase__position", "position", "pk")
+            .order_by(F("phase__position").asc(nulls_first=True), "position", "pk")
         )
+        self.groups = {f.key: _group_of(f) for f in fields}
         self.pipe_fields = {f.key: f for f in fields}
         phases = list(Phase.objects.filter(pipe=pipe).order_by("position", "pk"))
         if "initial" not in kwargs:
             kwargs["initial"] = self._initial(agent, pipe)
         super().__init__(*args, **kwargs)
-        choices = [(f.key, _field_label(f)) for f in fields]
-        self.fields["readable_fields"].choices = choices
+        self.fields["readable_fields"].choices = [(f.key, f.label) for f in fields]
         self.fields["writable_fields"].choices = [
-            (f.key, _field_label(f)) for f in fields if f.type != FieldType.ATTACHMENT
+            (f.key, f.label) for f in fields if f.type != FieldType.ATTACHMENT
         ]
         self.fields["allowed_phases"].choices = [(p.key, p.name) for p in phases]
         self.fields["decisions"].choices = list(KNOWN_DECISIONS.items())
@@ -143,6 +143,21 @@ class AgentForm(forms.Form):
             if code and code not in currencies:
                 currencies.insert(0, code)
         self.fields["authority_currency"].choices = [(c, c) for c in currencies]
+
+    def _grouped(self, name: str) -> list[tuple[str, list]]:
+        """The checkboxes of a field list, under the start form and each phase they belong to."""
+        groups: dict[str, list] = {}
+        for box in self[name]:
+            groups.setdefault(self.groups.get(str(box.data["value"]), ""), []).append(box)
+        return list(groups.items())
+
+    @property
+    def readable_groups(self) -> list[tuple[str, list]]:
+        return self._grouped("readable_fields")
+
+    @property
+    def writable_groups(self) -> list[tuple[str, list]]:
+        return self._grouped("writable_fields")
 
     @staticmethod
     def _initial(agent: Agent, pipe: Pipe) -> dict:
@@ -200,13 +215,6 @@ class AgentForm(forms.Form):
             self.add_error("authority_currency", _("A three-letter currency code, e.g. BRL."))
         if bool(data.get("escalation_provider")) != bool((data.get("escalation_model") or "").strip()):
             self.add_error("escalation_model", _("Name the foundation model, or choose none."))
-        writes = set(data.get("writable_fields") or [])
-        unread = writes - set(data.get("readable_fields") or [])
-        if unread and "readable_fields" not in self.errors:
-            labels = ", ".join(self.pipe_fields[k].label for k in sorted(unread) if k in self.pipe_fields)
-            self.add_error(
-                "readable_fields", _("It writes %(fields)s: let it read them too.") % {"fields": labels}
-            )
         return data
 
     def apply(self) -> Agent:

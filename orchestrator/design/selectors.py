@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import PermissionDenied
-from django.db.models import Prefetch, QuerySet
+from django.db.models import F, Prefetch, QuerySet
 from django.http import Http404
 from django.utils.translation import gettext as _
 
@@ -83,7 +83,9 @@ def phases_with_steps(*, pipe: Pipe) -> list[Phase]:
 def pipe_fields(*, pipe: Pipe) -> list[Field]:
     """Start-form fields first, then each phase's, in the order the requester and the team meet them."""
     return list(
-        Field.objects.filter(pipe=pipe).select_related("phase").order_by("phase__position", "position", "pk")
+        Field.objects.filter(pipe=pipe)
+        .select_related("phase")
+        .order_by(F("phase__position").asc(nulls_first=True), "position", "pk")
     )
 
 
