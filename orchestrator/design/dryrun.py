@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 from django.contrib.auth import get_user_model
 from django.db import transaction
@@ -21,6 +22,7 @@ from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
 
 from agents.actions import ActionError, Effect, actions_run
+from agents.http import host_allowed
 from agents.output import agent_decisions
 from pipes.conditions import evaluate
 from pipes.fieldtypes import display_value
@@ -206,6 +208,11 @@ def _automation(card: Card, step: Step) -> Outcome:
     )
     for index, spec in enumerate(step.actions or []):
         if spec.get("type") == "http":
+            hostname = urlsplit(str(spec.get("url", ""))).hostname or ""
+            if not host_allowed(organization_id=card.pipe.organization_id, hostname=hostname):
+                outcome.failed = _(
+                    "The call to %(host)s would be refused: it is not one of the organization's allowed hosts."
+                ) % {"host": hostname}
             outcome.notes.append(
                 _("Would call %(method)s %(url)s (action %(n)s; not sent in a dry run).")
                 % {

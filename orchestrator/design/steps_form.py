@@ -191,6 +191,7 @@ class RuleDraft:
     value: str = ""
     decision: str = "approve"
     reason: str = ""
+    values: list[Row] = dc_field(default_factory=list)  # fields the rule sets with its decision
 
 
 @dataclass
@@ -355,7 +356,8 @@ def draft_from_step(step: Step) -> StepDraft:
             action.kept_index = index
     for index, rule in enumerate(step.rules or []):
         leaf = _leaf_row(rule.get("when")) if isinstance(rule, dict) else None
-        if leaf is None or not set(rule) <= {"when", "decision", "reason"}:
+        values = _rows_of(rule.get("values") or {}) if isinstance(rule, dict) else None
+        if leaf is None or values is None or not set(rule) <= {"when", "decision", "reason", "values"}:
             d.rules.append(
                 RuleDraft(kept=rule if isinstance(rule, dict) else {"value": rule}, kept_index=index)
             )
@@ -367,6 +369,7 @@ def draft_from_step(step: Step) -> StepDraft:
                     value=leaf.value,
                     decision=str(rule.get("decision", "")),
                     reason=str(rule.get("reason", "")),
+                    values=values,
                 )
             )
     return d
@@ -474,6 +477,7 @@ def draft_from_post(data: QueryDict, *, stored: Step | None) -> StepDraft:
                 value=data.get(f"rule-{i}-value", "").strip(),
                 decision=data.get(f"rule-{i}-decision", "").strip(),
                 reason=data.get(f"rule-{i}-reason", "").strip(),
+                values=_rows(data, f"rule-{i}-values"),
             )
         )
     return d
@@ -504,6 +508,15 @@ def draft_edit(d: StepDraft, op: str) -> bool:
         _remove(d.rules, arg)
     elif verb in ("add_row", "remove_row"):
         target, _sep, index = arg.partition(":")
+        rule_match = re.fullmatch(r"rule-(\d+)-values", target)
+        if rule_match:
+            if int(rule_match.group(1)) < len(d.rules) and d.rules[int(rule_match.group(1))].kept is None:
+                rows = d.rules[int(rule_match.group(1))].values
+                if verb == "add_row" and len(rows) < MAX_ROWS:
+                    rows.append(Row())
+                elif verb == "remove_row":
+                    _remove(rows, index)
+            return True
         match = re.fullmatch(r"act-(\d+)-(headers|bodyrows|map|values)", target)
         if not match or int(match.group(1)) >= len(d.actions):
             return True
@@ -556,7 +569,17 @@ class Errors(dict):
         self.setdefault(name, []).append(message)
 
 
-def _json_value(v: Value, ctx: Context, name: str, errors: Errors) -> Any:
+LITERAL_MODES = ("text", "number", "yes", "no", "empty")
+
+
+def _json_value(v: Value, ctx: Context, name: str, errors: Errors, *, literal: bool = False) -> Any:
+    """The JSON a value row stands for; `literal`: only values as written (a rule's values are applied as
+    they are, with no substitution)."""
+    if literal and v.mode not in LITERAL_MODES:
+        errors.add(f"{name}-mode", _("A rule sets values as written: text, a number, yes, no or empty."))
+        return None
+    if v.mode == "text" and literal:
+        return v.text
     if v.mode == "text":
         return {"$text": v.text} if re.search(r"\{(field|card)\.", v.text) else v.text
     if v.mode == "number":
@@ -814,6 +837,15 @@ def draft_apply(d: StepDraft, step: Step, ctx: Context) -> Errors:
             rule["decision"] = r.decision
             if r.reason:
                 rule["reason"] = r.reason
+            if r.values:
+                values: dict[str, Any] = {}
+                for j, row in enumerate(r.values):
+                    if row.key not in ctx.fields or ctx.fields[row.key].type == FieldType.ATTACHMENT:
+                        errors.add(f"rule-{i}-values-{j}-key", _("Choose the field to set."))
+                    values[row.key] = _json_value(
+                        row.value, ctx, f"rule-{i}-values-{j}", errors, literal=True
+                    )
+                rule["values"] = values
             rules.append(rule)
     step.name = d.name[:120]
     step.key = key

@@ -424,6 +424,65 @@ def test_a_dry_run_sends_no_http_request(client, world):
     assert _snapshot(card) == before
 
 
+def test_a_dry_run_says_a_call_to_a_host_not_allowed_would_be_refused(client, world):
+    step = make_step(
+        world.phase("triage"),
+        mechanism=Mechanism.AUTOMATION,
+        actions=[{"type": "http", "method": "GET", "url": "https://unknown.example/x"}],
+    )
+    card = _card(world)
+    url = _step_url("step_dry_run", world, step) + f"?card={card.pk}"
+    html = _as(client, world.admin).get(url, **HX).content.decode().replace("&#x27;", "'")
+    assert "The call to unknown.example would be refused" in html
+
+
+def test_a_rule_sets_fields_as_written_with_its_decision(client, world):
+    agent = make_agent(world.pipe)
+    step = make_step(world.phase("triage"), agent=agent)
+    data = {
+        "name": "Classify the request",
+        "mechanism": "auto",
+        "trigger": "entered",
+        "risk": "medium",
+        "agent": str(agent.pk),
+        "on_approve": "approval",
+        "on_reject": "rejected",
+        "attempts": "2",
+        "rule-count": "1",
+        "rule-0-field": "amount",
+        "rule-0-op": "lt",
+        "rule-0-value": "100",
+        "rule-0-decision": "approve",
+        "rule-0-reason": "small purchase",
+        "rule-0-values-count": "2",
+        "rule-0-values-0-key": "category",
+        "rule-0-values-0-mode": "text",
+        "rule-0-values-0-text": "Services",
+        "rule-0-values-1-key": "cost_center",
+        "rule-0-values-1-mode": "text",
+        "rule-0-values-1-text": "CC-100",
+    }
+    client = _as(client, world.admin)
+    response = client.post(_step_url("step_edit", world, step), data, **HX)
+    assert response.status_code == 200, response.content.decode()[:2000]
+    step.refresh_from_db()
+    assert step.rules == [
+        {
+            "when": {"field": "amount", "op": "lt", "value": 100},
+            "decision": "approve",
+            "reason": "small purchase",
+            "values": {"category": "Services", "cost_center": "CC-100"},
+        }
+    ]
+    # a rule's values are applied as written: a field's value is not substituted there, so it is refused
+    data.update({"rule-0-values-1-mode": "field", "rule-0-values-1-field": "item"})
+    response = client.post(_step_url("step_edit", world, step), data, **HX)
+    assert response.status_code == 422
+    assert "A rule sets values as written" in response.content.decode()
+    step.refresh_from_db()
+    assert step.rules[0]["values"]["cost_center"] == "CC-100"
+
+
 def test_a_dry_run_needs_a_card_of_this_pipe(client, world):
     step = make_step(world.phase("triage"))
     other = build_purchase_pipe(Organization.objects.get(slug="other"), slug="theirs", code="TH")
