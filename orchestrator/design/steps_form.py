@@ -165,6 +165,7 @@ class ActionDraft:
     host: str = ""
     path: str = ""
     timeout: str = "10"
+    host_allowed: bool | None = None  # set for the editor: whether the host is on the allowed list
     headers: list[Row] = dc_field(default_factory=list)
     body_rows: list[Row] = dc_field(default_factory=list)
     response_map: list[Row] = dc_field(default_factory=list)  # key: field, value.text: response path
@@ -658,6 +659,13 @@ def condition_build(d: StepDraft, ctx: Context, errors: Errors) -> Any:
     if len(leaves) == 1:
         return leaves[0]
     return {d.match: leaves}
+
+
+def mark_hosts(d: StepDraft, ctx: Context) -> None:
+    """Say on each HTTP action whether its host is allowed (the editor warns before a save refuses it)."""
+    for a in d.actions:
+        if a.type == "http" and a.kept is None and a.host:
+            a.host_allowed = _host_allowed(a.host, ctx)
 
 
 def _host_allowed(host: str, ctx: Context) -> bool:

@@ -47,6 +47,7 @@ from .steps_form import (
     draft_from_step,
     draft_new,
     errors_from_design,
+    mark_hosts,
     step_path,
 )
 from .summaries import step_summary
@@ -98,6 +99,7 @@ def _editor_context(
         card = sel.card_for_dry_run(pipe=pipe, pk=card_id)
         if card is not None:
             result = dry_run(step=step, card=card)
+    mark_hosts(draft, ctx)
     if step is not None and step.pk:
         form_url = reverse("rail_design:step_edit", args=[pipe.pk, step.pk])
     else:
