@@ -239,3 +239,9 @@ def preview(request: HttpRequest, pipe_id: int) -> HttpResponse:
         "designer/_preview.html", {"pipe": pipe, "preview": start_form_preview(pipe=pipe)}, request=request
     )
     return answer(html, changed=False)
+
+
+def field_editor_for(request: HttpRequest, pipe: Pipe, field_id: int) -> str:
+    """The editor of one of the pipe's fields (for a link that opens it); "" when there is no such field."""
+    f = Field.objects.select_related("pipe__organization", "phase").filter(pk=field_id, pipe=pipe).first()
+    return _editor(request, _form(f)) if f is not None else ""

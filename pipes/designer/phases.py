@@ -233,3 +233,9 @@ def _move_all(request: HttpRequest, cards: list[Card], target: Phase | None) -> 
         except CardError as exc:
             refused.append(f"{card.reference} “{card.title}”: {exc.message}")
     return refused
+
+
+def phase_editor_for(request: HttpRequest, pipe, phase_id: int) -> str:
+    """The settings of one of the pipe's phases (for a link that opens them); "" when there is none."""
+    phase = Phase.objects.filter(pk=phase_id, pipe=pipe).first()
+    return _editor(request, _form(phase)) if phase is not None else ""

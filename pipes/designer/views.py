@@ -35,6 +35,8 @@ from ..design.services import designable_organizations
 from ..parsing import parse_id
 from ..selectors import user_areas
 from .editing import board_html
+from .fields import field_editor_for
+from .phases import phase_editor_for
 from .preview import start_form_preview
 from .selectors import (
     designed_pipes,
@@ -241,12 +243,23 @@ def pipe_design(request: HttpRequest, pipe_id: int) -> HttpResponse:
         "designer/pipe.html",
         {
             "board": board_html(request, pipe),
+            "editor": opened_editor(request, pipe),
             "preview": start_form_preview(pipe=pipe),
             "pipe": pipe,
             "access": access,
             "nav_active": "designer",
         },
     )
+
+
+def opened_editor(request: HttpRequest, pipe) -> str:
+    """The editor a link opens in the side pane (?field=<id> or ?phase=<id>), or "" for the preview."""
+    field_id, phase_id = parse_id(request.GET.get("field", "")), parse_id(request.GET.get("phase", ""))
+    if field_id:
+        return field_editor_for(request, pipe, field_id)
+    if phase_id:
+        return phase_editor_for(request, pipe, phase_id)
+    return ""
 
 
 @login_required

@@ -76,7 +76,7 @@
     markSelected();
   }
 
-  function markSelected() {
+  function markSelected(scroll) {
     var pane = document.getElementById("design-pane");
     var editing = pane && pane.querySelector("[data-editing]");
     var key = editing ? editing.getAttribute("data-editing") : "";
@@ -86,7 +86,10 @@
     if (!key) return;
     var parts = key.split("-");
     var el = document.getElementById(parts[0] === "field" ? "design-field-" + parts[1] : "design-phase-" + parts[1]);
-    if (el) el.classList.add("is-selected");
+    if (el) {
+      el.classList.add("is-selected");
+      if (scroll) el.scrollIntoView({ block: "nearest", inline: "nearest" });
+    }
   }
 
   document.addEventListener("htmx:afterSettle", function (event) {
@@ -184,6 +187,6 @@
       }
     } catch (e) { /* private mode */ }
     var board = document.getElementById("design-board");
-    if (board) { board._ready = true; afterBoard(board); }
+    if (board) { board._ready = true; afterBoard(board); markSelected(true); }
   });
 })();
