@@ -7,8 +7,24 @@ from django.dispatch import Signal
 
 # sent with entry_id: a card entered a phase (a PhaseEntry row was recorded).
 phase_entered = Signal()
-# sent with card_id, kind, field_keys: something on a card changed.
+# sent with card_id, kind, field_keys (and requester_email, from the write path): something on a card changed.
 card_changed = Signal()
 # sent with event (a CardEvent just saved) and card, INSIDE the transaction that records it: what a
 # subscriber writes (an outbox row) commits or rolls back with the fact. Keep receivers to a few queries.
 card_event_recorded = Signal()
+
+# Asked inside the transaction that records a phase entry: does anything need the entry sent on (the
+# rail: the phase has steps)? Each check is called as check(phase, stamp) -- stamp being the pipe's
+# design stamp the write read, or None -- and answers True or False. An entry no check needs is
+# recorded processed at once: no phase_entered, no broker message. With no check registered (pipes
+# alone) every entry is announced.
+entry_checks: list = []
+
+
+def register_entry_check(check) -> None:
+    if check not in entry_checks:
+        entry_checks.append(check)
+
+
+def entry_needed(phase, stamp) -> bool:
+    return not entry_checks or any(check(phase, stamp) for check in entry_checks)

@@ -16,9 +16,10 @@ from django.dispatch import receiver
 from django.utils import timezone
 
 from agents.documents import document_text_request
+from pipes import designcache
 from pipes.choices import EventKind
-from pipes.hooks import card_changed, phase_entered
-from pipes.models import CardFile, PhaseEntry
+from pipes.hooks import card_changed, phase_entered, register_entry_check
+from pipes.models import CardFile, Phase, PhaseEntry, Pipe
 
 from ..models import RunStatus, Step, StepRun, Trigger
 
@@ -42,6 +43,22 @@ def dispatch_entry(entry_id: int) -> bool:
         dispatched_at=timezone.now(), dispatch_count=F("dispatch_count") + 1
     )
     return True
+
+
+def _phases_with_steps(pipe: Pipe) -> frozenset[int]:
+    return frozenset(
+        Step.objects.filter(phase__pipe_id=pipe.pk).values_list("phase_id", flat=True).distinct()
+    )
+
+
+def phase_has_steps(phase: Phase, stamp: int | None) -> bool:
+    """Whether a card entering `phase` has anything for the rail to run: from the design cache (a
+    step written changes the pipe's stamp), so a move into a phase without steps asks no query."""
+    pipe = Pipe(pk=phase.pipe_id)
+    return phase.pk in designcache.cached(pipe, "rail.phases_with_steps", _phases_with_steps, stamp)
+
+
+register_entry_check(phase_has_steps)
 
 
 @receiver(phase_entered)

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
+from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import connection
 from django.db.models import Count, F, Q, QuerySet, Window
@@ -27,7 +28,7 @@ from django.utils import timezone
 
 from ..choices import FieldType
 from ..masking import field_text, title_masked
-from ..models import Card, Field, Phase, Pipe, card_reference
+from ..models import Card, Field, Label, Phase, Pipe, card_reference
 from ..parsing import parse_day, parse_id
 from ..roles import STAFF_PERMS, pipes_for_user
 from ..selectors import BoardSchema, _is_late, rail_badges
@@ -289,25 +290,37 @@ class TileBatch:
 
     def people(self, pk: int) -> list[Person]:
         if self._people is None:
-            self._people = defaultdict(list)
-            rows = Card.assignees.through.objects.filter(card_id__in=self.ids).values_list(
-                "card_id", "user_id", "user__username", "user__first_name", "user__last_name"
-            )
-            for card_id, user_id, username, first, last in rows:
-                self._people[card_id].append(Person(user_id, username, first, last))
+            self._fetch_people_and_labels()
         return self._people.get(pk, [])
 
     def labels(self, pk: int) -> list[TileLabel]:
         if self._labels is None:
-            self._labels = defaultdict(list)
-            rows = (
-                Card.labels.through.objects.filter(card_id__in=self.ids)
-                .order_by("label__name")
-                .values_list("card_id", "label__name", "label__color")
-            )
-            for card_id, name, color in rows:
-                self._labels[card_id].append(TileLabel(name, color))
+            self._fetch_people_and_labels()
         return self._labels.get(pk, [])
+
+    def _fetch_people_and_labels(self) -> None:
+        """The batch's assignees and labels in one statement (a UNION ALL of both link tables)."""
+        self._people, self._labels = defaultdict(list), defaultdict(list)
+        if not self.ids:
+            return
+        User = get_user_model()
+        assignees, labels = Card.assignees.through._meta.db_table, Card.labels.through._meta.db_table
+        users, label_table = User._meta.db_table, Label._meta.db_table
+        marks = ", ".join(["%s"] * len(self.ids))
+        sql = (
+            f"SELECT a.card_id, 1, u.id, u.username, u.first_name, u.last_name FROM {assignees} a "
+            f"JOIN {users} u ON u.id = a.user_id WHERE a.card_id IN ({marks}) "
+            f"UNION ALL SELECT cl.card_id, 2, l.id, l.name, l.color, '' FROM {labels} cl "
+            f"JOIN {label_table} l ON l.id = cl.label_id WHERE cl.card_id IN ({marks})"
+        )
+        with connection.cursor() as cursor:
+            cursor.execute(sql, [*self.ids, *self.ids])
+            rows = cursor.fetchall()
+        for card_id, kind, pk, a, b, c in sorted(rows, key=lambda r: (r[1], r[3])):
+            if kind == 1:
+                self._people[card_id].append(Person(pk, a, b, c))
+            else:
+                self._labels[card_id].append(TileLabel(a, b))
 
 
 @dataclass(slots=True)

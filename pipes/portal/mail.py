@@ -106,8 +106,14 @@ def on_card_changed(sender, *, card_id: int, kind: str, **kwargs) -> None:
     if kind not in (EventKind.MOVED, "changes_requested"):
         return
     try:
-        if not Card.objects.filter(pk=card_id).values_list("requester_email", flat=True).first():
-            return  # no one to tell (most board moves): one cheap lookup, no joins
+        known = kwargs.get("requester_email")  # the write path says it; other senders may not
+        if known is not None and not known:
+            return  # no one to tell (most board moves), and no query to learn it
+        if (
+            known is None
+            and not Card.objects.filter(pk=card_id).values_list("requester_email", flat=True).first()
+        ):
+            return
         card = Card.objects.select_related("pipe__organization", "phase").filter(pk=card_id).first()
         if card is None or not card.requester_email:
             return

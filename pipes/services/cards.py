@@ -185,6 +185,7 @@ def card_create(
                 saved_files += [cf.file.name for cf in card_files]
                 card.values[key] = [cf.pk for cf in card_files]
             _sync_due(schema, card)
+            card.design_stamp = schema.stamp  # what _enter_phase's checks read the design at
             _event(
                 card,
                 actor,

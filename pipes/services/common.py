@@ -7,7 +7,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from django.core.files.uploadedfile import UploadedFile
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from django.utils.translation import gettext as _
@@ -15,7 +15,7 @@ from django.utils.translation import gettext as _
 from .. import hooks
 from ..choices import ActorKind, FieldType
 from ..conditions import evaluate
-from ..designcache import design_of, stamp_subquery
+from ..designcache import design_of, stamp_of, stamp_subquery
 from ..fieldtypes import FieldValueError, ParseContext, display_value, is_filled, parse_value
 from ..files import inspect_upload
 from ..models import Card, CardEvent, CardFile, Field, Label, Phase, PhaseEntry, Pipe
@@ -33,7 +33,8 @@ class _PipeSchema:
 
     def __init__(self, pipe: Pipe, stamp: int | None = None):
         self.pipe = pipe
-        self.design = design_of(pipe, stamp)
+        self.stamp = stamp_of(pipe, stamp)
+        self.design = design_of(pipe, self.stamp)
         self.fields: dict[str, Field] = {f.key: f for f in self.design.fields}
         self.ctx = ParseContext(pipe=pipe)
 
@@ -106,17 +107,46 @@ def _event(
 
 
 def _announce_change(card: Card, kind: str, field_keys: Iterable[str] = ()) -> None:
-    card_id, keys = card.pk, list(field_keys)
+    card_id, keys, requester_email = card.pk, list(field_keys), card.requester_email
     transaction.on_commit(
-        lambda: hooks.card_changed.send(sender=Card, card_id=card_id, kind=kind, field_keys=keys)
+        lambda: hooks.card_changed.send(
+            sender=Card, card_id=card_id, kind=kind, field_keys=keys, requester_email=requester_email
+        )
     )
 
 
 def _enter_phase(card: Card, phase: Phase) -> PhaseEntry:
+    """Close the card's stay in its old phase and record the new one. An entry nothing needs (a phase
+    without steps: hooks.entry_needed) is recorded processed, so it costs no message and no sweep."""
     now = timezone.now()
-    PhaseEntry.objects.filter(card=card, left_at__isnull=True).update(left_at=now)
-    entry = PhaseEntry.objects.create(card=card, phase=phase, entered_at=now)
-    transaction.on_commit(lambda: hooks.phase_entered.send(sender=PhaseEntry, entry_id=entry.pk))
+    needed = hooks.entry_needed(phase, getattr(card, "design_stamp", None))
+    done = None if needed else now
+    if connection.vendor == "postgresql":
+        # One round trip: the old stay closed and the new one opened by the same statement.
+        table = PhaseEntry._meta.db_table
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"WITH closed AS (UPDATE {table} SET left_at = %s WHERE card_id = %s AND left_at IS NULL) "
+                f"INSERT INTO {table} (card_id, phase_id, entered_at, left_at, dispatched_at, dispatch_count, "
+                "processed_at) VALUES (%s, %s, %s, NULL, %s, 0, %s) RETURNING id",
+                [now, card.pk, card.pk, phase.pk, now, done, done],
+            )
+            entry = PhaseEntry(
+                id=cursor.fetchone()[0],
+                card=card,
+                phase=phase,
+                entered_at=now,
+                dispatched_at=done,
+                processed_at=done,
+            )
+            entry._state.adding = False
+    else:
+        PhaseEntry.objects.filter(card=card, left_at__isnull=True).update(left_at=now)
+        entry = PhaseEntry.objects.create(
+            card=card, phase=phase, entered_at=now, processed_at=done, dispatched_at=done
+        )
+    if needed:
+        transaction.on_commit(lambda: hooks.phase_entered.send(sender=PhaseEntry, entry_id=entry.pk))
     return entry
 
 
