@@ -9,6 +9,7 @@ class OrchestratorConfig(AppConfig):
     def ready(self) -> None:
         # dispatch subscribes to pipes' hooks; privacy to erasure and registers the trace pruner; tasks
         # registers the rail's Celery tasks under the names dispatch sends them by
+        from .api import receivers as _api_receivers  # noqa: F401 - erasure reaches kept API answers
         from .rail import definitions, dispatch, privacy, tasks  # noqa: F401
         from .webhooks import receivers as _webhook_receivers  # noqa: F401
 

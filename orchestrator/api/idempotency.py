@@ -23,11 +23,15 @@ import json
 from collections.abc import Callable
 
 from django.db import connection, transaction
+from django.db.models import Q
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from orchestrator.models import IdempotencyRecord
+from pipes.governance import erasure_patterns
+from pipes.models import Field, Pipe
+from pipes.services import ERASED, scrub_personal_data
 
 from .errors import error_body, response_for
 
@@ -144,3 +148,49 @@ def idempotency_records_purge(*, now: dt.datetime | None = None) -> int:
     cutoff = (now or timezone.now()) - IDEMPOTENCY_TTL
     deleted, _by_model = IdempotencyRecord.objects.filter(created_at__lt=cutoff).delete()
     return deleted
+
+
+def _blank_card(body: dict, pii: dict[int, set[str]], titles: dict[int, str]) -> dict:
+    """A stored card answer with its personal-data values (and a personal title) erased."""
+    keys = pii.get(body.get("pipe_id"), set())
+    values = body.get("values")
+    if isinstance(values, dict) and keys:
+        body = dict(
+            body, values={k: (ERASED if k in keys and v is not None else v) for k, v in values.items()}
+        )
+    if titles.get(body.get("pipe_id")) in keys and body.get("title"):
+        body = dict(body, title=ERASED)
+    return body
+
+
+def idempotency_records_erase(*, card_ids: list[int], identifiers: list[str]) -> int:
+    """Erase a person from the answers kept for Idempotency-Key repeats (IDEMPOTENCY_TTL): the answers
+    about the cards their erasure touched -- a card (its personal-data values and a personal title
+    become "[erased]"), a comment, a review decision -- and every list of attached files; in all of
+    them, every occurrence of the erased values is replaced by the marker. A repeat of the request
+    then replays the redacted answer. Runs inside the erasure's transaction; returns rows changed."""
+    if not card_ids:
+        return 0
+    patterns = erasure_patterns(identifiers)
+    about_cards = (
+        Q(body__id__in=card_ids, body__reference__isnull=False)
+        | Q(body__card_id__in=card_ids)
+        | Q(body__task__card_id__in=card_ids)
+        | Q(body__0__uploaded_at__isnull=False)  # files: a list naming no card, so scrubbed all
+    )
+    records = list(IdempotencyRecord.objects.filter(about_cards).only("pk", "body"))
+    pipe_ids = {r.body.get("pipe_id") for r in records if isinstance(r.body, dict)} - {None}
+    pii: dict[int, set[str]] = {}
+    for pipe_id, key in Field.objects.filter(pipe_id__in=pipe_ids, pii=True).values_list("pipe_id", "key"):
+        pii.setdefault(pipe_id, set()).add(key)
+    titles = dict(Pipe.objects.filter(pk__in=pipe_ids).values_list("pk", "title_field"))
+    changed = 0
+    for record in records:
+        body = record.body
+        if isinstance(body, dict) and body.get("id") in card_ids and "values" in body:
+            body = _blank_card(body, pii, titles)
+        body = scrub_personal_data(body, patterns)
+        if body != record.body:
+            IdempotencyRecord.objects.filter(pk=record.pk).update(body=body)
+            changed += 1
+    return changed
