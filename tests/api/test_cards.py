@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.utils import timezone
 
 from orchestrator.models import ApiToken
 from pipes.models import Card
@@ -249,3 +250,17 @@ def test_a_service_token_needs_an_admin_of_its_pipes(world):
     with pytest.raises(TokenError) as refused:
         make_token(world, world.member, kind="service")
     assert "pipes" in refused.value.errors
+
+
+def test_a_token_whose_pipes_were_all_deleted_reaches_nothing(world):
+    from pipes.models import Pipe
+    from tests.personas import build_purchase_pipe
+
+    spare = build_purchase_pipe(world.org, slug="spare", code="SP")
+    secret = make_token(world, world.owner, pipes=[spare])
+    Pipe.objects.filter(pk=spare.pk).delete()
+    api = ApiClient(secret)
+    assert api.get("/api/v1/organizations").status_code == 200  # the token itself is still good
+    assert api.get(cards_url(world)).status_code == 404
+    ApiToken.objects.update(revoked_at=timezone.now())
+    assert api.get("/api/v1/organizations").json()["errors"][0]["message"] == "This token was revoked."
