@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import re
 from collections.abc import Iterable
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -85,15 +86,29 @@ class _System:
 SYSTEM = _System()
 
 
-class DesignError(Exception):
-    """A design change refused: `errors` maps a field name ("" for the whole object) to messages."""
+@dataclass(frozen=True)
+class Located:
+    """A checker message placed on the object of the pipe it is about (a form shows it beside that
+    object's row and field)."""
 
-    def __init__(self, errors: dict[str, list[str]] | list[str] | str):
+    model: type[models.Model]  # Pipe, Phase, Field or Label
+    key: str  # the phase's or field's key, the label's name; "" for the pipe itself
+    attr: str  # the model field the message is about; "" for the object as a whole
+    text: str  # the message without the object's path ("bogus: unknown key")
+    message: str  # the whole message, path included
+
+
+class DesignError(Exception):
+    """A design change refused: `errors` maps a field name ("" for the whole object) to messages;
+    `located` places the checker's messages on the objects they are about, when it could."""
+
+    def __init__(self, errors: dict[str, list[str]] | list[str] | str, located: list[Located] | None = None):
         if isinstance(errors, str):
             errors = [errors]
         if isinstance(errors, list):
             errors = {"": list(errors)}
         self.errors = {k: list(v) for k, v in errors.items() if v}
+        self.located = list(located or [])
         super().__init__("; ".join(self.messages))
 
     @property
@@ -346,7 +361,63 @@ def _check_pipe(pipe: Pipe | None) -> None:
     try:
         definition_check(definition)
     except DefinitionError as exc:
-        raise DesignError(list(exc.messages)) from None
+        messages = list(exc.messages)
+        raise DesignError(messages, located=[_locate(definition, m) for m in messages]) from None
+
+
+_PATH = re.compile(
+    r"^(?:phases\[(?P<pi>\d+)\](?:\.fields\[(?P<fi>\d+)\])?|start_form\[(?P<si>\d+)\]|labels\[(?P<li>\d+)\])?"
+    r"\.?(?P<attr>[a-z_]+)?(?P<rest>[^:\s]*): (?P<text>.*)$",
+    re.S,
+)
+_MODEL_ATTRS = {"final": "is_final"}  # the definition's names that differ from the model's
+
+
+def _locate(definition: dict, message: str) -> Located:
+    """The object (by its key) and the field a checker message's definition path names."""
+    match = _PATH.match(message)
+    if match is None:
+        return Located(Pipe, "", "", message, message)
+    g = match.groupdict()
+    try:
+        if g["si"] is not None:
+            model, key = Field, definition["start_form"][int(g["si"])]["key"]
+        elif g["fi"] is not None:
+            model, key = Field, definition["phases"][int(g["pi"])]["fields"][int(g["fi"])]["key"]
+        elif g["pi"] is not None:
+            model, key = Phase, definition["phases"][int(g["pi"])]["key"]
+        elif g["li"] is not None:
+            model, key = Label, definition["labels"][int(g["li"])]["name"]
+        else:
+            model, key = Pipe, ""
+    except (KeyError, IndexError, TypeError):
+        return Located(Pipe, "", "", message, message)
+    attr = g["attr"] or ""
+    rest = (g["rest"] or "").lstrip(".")
+    text = f"{rest}: {g['text']}" if rest else g["text"]
+    return Located(model, str(key), _MODEL_ATTRS.get(attr, attr), text, message)
+
+
+def _own_key(obj: models.Model) -> str:
+    if isinstance(obj, Pipe):
+        return ""
+    if isinstance(obj, Label):
+        return obj.name
+    return str(getattr(obj, "key", ""))
+
+
+def located_errors(obj: models.Model, exc: DesignError) -> dict[str, list[str]]:
+    """The refusal's messages by field of `obj`: the checker's messages about `obj` itself under the
+    field they name, the others (about the rest of the pipe) whole under ""."""
+    if not exc.located:
+        return exc.errors
+    errors = {k: list(v) for k, v in exc.errors.items() if k}
+    for loc in exc.located:
+        if type(obj) is loc.model and _own_key(obj) == loc.key and loc.attr:
+            errors.setdefault(loc.attr, []).append(loc.text)
+        else:
+            errors.setdefault("", []).append(loc.message)
+    return errors
 
 
 # ---------------------------------------------------------------- audit
@@ -634,7 +705,7 @@ def design_check(
     except _DryRun:
         return {}
     except DesignError as exc:
-        return exc.errors
+        return located_errors(clone, exc)
 
 
 def design_grant(*, actor: AbstractBaseUser | None, pipe: Pipe, user: AbstractBaseUser, role: str) -> None:

@@ -290,3 +290,36 @@ def test_it_refuses_a_pipe_admin_the_objects_of_another_organization_by_url(tena
         reverse("admin:pipes_pipe_roles", args=[zeta_pipe.pk]), {"user": world.admin.pk, "role": "admin"}
     )
     assert snapshot() == before
+
+
+@pytest.mark.parametrize("persona", ["pipe admin", "org owner"])
+def test_it_refuses_every_forged_inline_row_naming_another_organizations_object(tenants, client, persona):
+    """The pipe page's inlines (phases, fields, labels): each relation of each row, its hidden id
+    included, forged to a Zeta object, changes nothing of either tenant."""
+    world, zeta, zeta_owner = tenants
+    user = admin_personas(world)[persona]
+    assert client.login(username=user.username, password=PASSWORD)
+    forged = 0
+    for model, model_admin in registered():
+        obj = model_admin.get_queryset(request_for(user)).first()
+        if obj is None or not model_admin.has_change_permission(request_for(user), obj):
+            continue
+        url = reverse(f"admin:{model._meta.app_label}_{model._meta.model_name}_change", args=[obj.pk])
+        page = client.get(url)
+        honest = _form_data(page)
+        for inline in page.context["inline_admin_formsets"]:
+            for row in inline.formset.initial_forms[:2]:
+                for name, field in _relation_fields(row):
+                    target = zeta_objects(field.queryset.model, zeta_owner, world).first()
+                    if target is None:
+                        continue
+                    data = dict(honest)
+                    key = row.add_prefix(name)
+                    data[key] = (
+                        [str(target.pk)] if isinstance(field, ModelMultipleChoiceField) else str(target.pk)
+                    )
+                    before = snapshot()
+                    response = client.post(url, data)
+                    assert snapshot() == before, (model.__name__, key, response.status_code)
+                    forged += 1
+    assert forged >= 4
