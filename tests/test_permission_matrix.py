@@ -454,6 +454,11 @@ TABLE: dict[str, Row] = {
     "rail_design:step_delete": Row(
         lambda m: {"pipe_id": m.pipe.pk, "step_id": m.step.pk}, {"GET": WRONG_VERB, "HX-POST": GOVERN_PIPE}
     ),
+    "rail_design:step_move": Row(
+        lambda m: {"pipe_id": m.pipe.pk, "step_id": m.step.pk},
+        {"GET": WRONG_VERB, "HX-POST": GOVERN_PIPE},
+        data=lambda m: {"direction": "down"},
+    ),
     "rail_design:step_dry_run": Row(
         lambda m: {"pipe_id": m.pipe.pk, "step_id": m.step.pk},
         {"HX-GET": GOVERN_PIPE, "POST": WRONG_VERB},

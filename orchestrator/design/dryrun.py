@@ -101,6 +101,13 @@ def _show(f: Field | None, value: Any) -> str:
         return str(value)
 
 
+def _listing(items: list[str]) -> str:
+    """["A", "B", "C"] → "A, B and C" in the reader's language."""
+    if len(items) < 2:
+        return "".join(items)
+    return ", ".join(items[:-1]) + _(" and ") + items[-1]
+
+
 def _sandbox(
     *,
     card: Card,
@@ -147,7 +154,7 @@ def _sandbox(
         if fillable and keys and set(exc.errors) <= fillable:
             target = Phase.objects.filter(pipe_id=card.pipe_id, key=target_key).first()
             outcome.move = (card.phase.name, target.name if target else target_key)
-            outcome.needs = [fields[k].label if k in fields else k for k in keys]
+            outcome.needs = [_listing([fields[k].label if k in fields else k for k in keys])]
             outcome.filler = filler
             return outcome
         outcome.refused = [exc.message]

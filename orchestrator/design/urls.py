@@ -11,6 +11,7 @@ urlpatterns = [
     path("pipes/<int:pipe_id>/steps/new/", views.step_new, name="step_new"),
     path("pipes/<int:pipe_id>/steps/<int:step_id>/", views.step_edit, name="step_edit"),
     path("pipes/<int:pipe_id>/steps/<int:step_id>/delete/", views.step_delete, name="step_delete"),
+    path("pipes/<int:pipe_id>/steps/<int:step_id>/move/", views.step_move, name="step_move"),
     path("pipes/<int:pipe_id>/steps/<int:step_id>/dry-run/", views.step_dry_run, name="step_dry_run"),
     path("pipes/<int:pipe_id>/agents/", views.agents, name="agents"),
     path("pipes/<int:pipe_id>/agents/new/", views.agent_new, name="agent_new"),

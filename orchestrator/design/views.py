@@ -23,7 +23,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from agents.models import Agent, AllowedHost, Provider
 from pipes.choices import FieldType
 from pipes.design import DesignError, DesignPermissionError
-from pipes.design.services import design_delete, design_save
+from pipes.design.services import design_delete, design_save, design_validate
 from pipes.models import Field, Label, Pipe
 from pipes.parsing import parse_id
 
@@ -308,6 +308,33 @@ def step_delete(request: HttpRequest, pipe_id: int, step_id: int) -> HttpRespons
     )
     response["HX-Push-Url"] = url
     return response
+
+
+@login_required
+@require_POST
+def step_move(request: HttpRequest, pipe_id: int, step_id: int) -> HttpResponse:
+    """Run the step earlier or later in its phase (`direction`: up or down): it trades places with its neighbour."""
+    pipe, _access = sel.pipe_get_for_rail_designer(user=request.user, pk=pipe_id)
+    step = sel.step_get(pipe=pipe, pk=step_id)
+    siblings = list(Step.objects.filter(phase=step.phase).order_by("position", "pk"))
+    index = next(i for i, s in enumerate(siblings) if s.pk == step.pk)
+    other = index - 1 if request.POST.get("direction") == "up" else index + 1
+    if 0 <= other < len(siblings):
+        siblings[index], siblings[other] = siblings[other], siblings[index]
+        with transaction.atomic():
+            for position, sibling in enumerate(siblings, start=1):
+                if sibling.position != position:
+                    sibling.position = position
+                    design_save(actor=request.user, obj=sibling, validate=False)
+            design_validate(actor=request.user, pipe=pipe)
+    if not request.htmx:
+        return HttpResponseRedirect(reverse("rail_design:steps", args=[pipe.pk]) + f"?step={step.pk}")
+    step = sel.step_get(pipe=pipe, pk=step.pk)
+    ctx = _form_context(pipe)
+    editor = _editor_context(
+        request, pipe=pipe, ctx=ctx, draft=draft_from_step(step), phase=step.phase, step=step
+    )
+    return _editor_response(request, pipe, editor, oob_list=True)
 
 
 @login_required

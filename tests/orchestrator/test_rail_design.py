@@ -304,6 +304,27 @@ def test_it_deletes_a_step_through_the_design_service(client, world):
     assert not Step.objects.filter(pk=step.pk).exists()
 
 
+def test_it_runs_a_step_earlier_or_later_in_its_phase(client, world):
+    triage = world.phase("triage")
+    first = make_step(triage, key="first", name="First", position=1, mechanism=Mechanism.HUMAN)
+    second = make_step(triage, key="second", name="Second", position=2, mechanism=Mechanism.HUMAN)
+    url = reverse("rail_design:step_move", args=[world.pipe.pk, second.pk])
+    assert _as(client, world.member).post(url, {"direction": "up"}, **HX).status_code == 403
+    assert list(Step.objects.filter(phase=triage).order_by("position").values_list("key", flat=True)) == [
+        "first",
+        "second",
+    ]
+    response = _as(client, world.admin).post(url, {"direction": "up"}, **HX)
+    assert response.status_code == 200
+    assert list(Step.objects.filter(phase=triage).order_by("position").values_list("key", flat=True)) == [
+        "second",
+        "first",
+    ]
+    assert pipe_export(world.pipe)["phases"][0]["steps"][0]["key"] == "second"
+    client.post(url, {"direction": "up"}, **HX)  # already first: nothing to trade
+    assert Step.objects.get(pk=first.pk).position == 2
+
+
 def test_a_member_cannot_save_a_step(client, world):
     response = _as(client, world.member).post(_step_url("step_new", world), _automation_post(world), **HX)
     assert response.status_code == 403
