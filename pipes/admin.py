@@ -252,12 +252,14 @@ class DesignAdmin(DesignChoicesMixin, admin.ModelAdmin):
                 else:
                     formset.changed_objects.append((obj, inline_form.changed_data))
 
+    # Django's delete page is the confirmation the service asks for on a live process; it says how
+    # many cards the deletion touches before the person confirms (delete_view below).
     def delete_model(self, request, obj):
-        design_delete(actor=request.user, obj=obj)
+        design_delete(actor=request.user, obj=obj, confirm=True)
 
     def delete_queryset(self, request, queryset):
         for obj in queryset:
-            design_delete(actor=request.user, obj=obj)
+            design_delete(actor=request.user, obj=obj, confirm=True)
 
     def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
         try:
@@ -270,6 +272,11 @@ class DesignAdmin(DesignChoicesMixin, admin.ModelAdmin):
             return HttpResponseRedirect(request.get_full_path())
 
     def delete_view(self, request, object_id, extra_context=None):
+        if request.method == "GET":
+            obj = self.get_queryset(request).filter(pk=object_id).first()
+            impact = design_impact(obj) if obj is not None else None
+            if impact:
+                messages.warning(request, impact.message)
         try:
             return super().delete_view(request, object_id, extra_context)
         except DesignError as exc:
@@ -277,7 +284,8 @@ class DesignAdmin(DesignChoicesMixin, admin.ModelAdmin):
                 raise
             for message in exc.messages:
                 messages.error(request, message)
-            return HttpResponseRedirect(request.get_full_path())
+            info = self.model._meta.app_label, self.model._meta.model_name
+            return HttpResponseRedirect(reverse("admin:{}_{}_change".format(*info), args=[object_id]))
 
 
 CONFIRM_IMPACT = "_confirm_impact"

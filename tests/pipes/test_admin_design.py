@@ -199,3 +199,28 @@ def test_it_refuses_members_the_archive_action(client, world):
         {"action": "archive_pipes", "_selected_action": [world.pipe.pk]},
     )
     assert not Pipe.objects.get(pk=world.pipe.pk).is_archived
+
+
+def test_it_says_on_a_fields_delete_page_how_many_cards_hold_a_value_and_deletes_on_confirmation(
+    client, world
+):
+    card = _card(world)
+    field = Field.objects.get(pipe=world.pipe, key="requester_email")
+    _as(client, world.admin)
+    url = reverse("admin:pipes_field_delete", args=[field.pk])
+    assert "1 card holds a value in this field." in client.get(url).content.decode()
+    assert client.post(url, {"post": "yes"}).status_code == 302
+    assert not Field.objects.filter(pk=field.pk).exists()
+    card.refresh_from_db()
+    assert card.values["requester_email"] == "ana@example.com"
+
+
+def test_it_refuses_a_phase_with_cards_on_its_delete_page(client, world):
+    _card(world)
+    triage = world.phase("triage")
+    _as(client, world.admin)
+    response = client.post(
+        reverse("admin:pipes_phase_delete", args=[triage.pk]), {"post": "yes"}, follow=True
+    )
+    assert Phase.objects.filter(pk=triage.pk).exists()
+    assert "card" in response.content.decode()
