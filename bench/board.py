@@ -342,6 +342,92 @@ class Mover:
         return elapsed
 
 
+class FloorMover:
+    """Moves floor cards (bench/floor.py) one phase on: the same client, the same kind of request."""
+
+    def __init__(self, session: Session, cards: list[int]):
+        self.session = session
+        self.cards = cards
+        self.turn = 0
+        self.failures = 0
+
+    def move_one(self) -> float:
+        card = self.cards[self.turn % len(self.cards)]
+        self.turn += 1
+        status, _, elapsed = self.session.request("POST", f"/m/{card}", {}, {"HX-Request": "true"})
+        if status != 200:
+            self.failures += 1
+        return elapsed
+
+
+# The floor's two tables (bench/floor.py), in the bench database, with 10,000 cards.
+FLOOR_TABLES = (
+    "DROP TABLE IF EXISTS floor_event, floor_card",
+    "CREATE TABLE floor_card (id serial PRIMARY KEY, phase int NOT NULL, version int NOT NULL)",
+    "CREATE TABLE floor_event (id bigserial PRIMARY KEY, card_id int NOT NULL REFERENCES floor_card, "
+    "kind text NOT NULL, body text NOT NULL)",
+    "INSERT INTO floor_card (phase, version) SELECT mod(g, 6), 1 FROM generate_series(1, 10000) g",
+    "ANALYZE floor_card",
+)
+
+
+def start_floor(args, database_url: str) -> subprocess.Popen:
+    """gunicorn serving bench/floor.py on --port + 1 with as many workers as Trilho's."""
+    import psycopg
+
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        for statement in FLOOR_TABLES:
+            conn.execute(statement)
+    gunicorn = shutil.which("gunicorn", path=str(Path(sys.executable).parent)) or "gunicorn"
+    env = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
+    env["FLOOR_DATABASE_URL"] = database_url
+    process = subprocess.Popen(
+        [gunicorn, "floor:application", "--bind", f"127.0.0.1:{args.port + 1}", "--workers", str(args.workers),
+         "--worker-class", "sync", "--backlog", "256", "--log-level", "warning"],
+        cwd=ROOT / "bench",
+        env=env,
+    )  # fmt: skip
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", args.port + 1), timeout=0.5).close()
+            return process
+        except OSError:
+            if process.poll() is not None:
+                raise SystemExit("the floor's gunicorn exited at start-up") from None
+            time.sleep(0.2)
+    process.terminate()
+    raise SystemExit("the floor's gunicorn did not start listening within 30 s")
+
+
+def run_concurrently(movers, seconds: float) -> tuple[list[float], float, int]:
+    """Every mover moving as fast as it can for `seconds`: (all times, wall seconds, failures)."""
+    times: list[list[float]] = [[] for _ in movers]
+    stop = threading.Event()
+    gate = threading.Barrier(len(movers) + 1)
+    failures_before = sum(m.failures for m in movers)
+
+    def run(i: int) -> None:
+        gate.wait()
+        while not stop.is_set():
+            try:
+                times[i].append(movers[i].move_one())
+            except (http.client.HTTPException, OSError):
+                movers[i].failures += 1
+
+    threads = [threading.Thread(target=run, args=(i,), daemon=True) for i in range(len(movers))]
+    for t in threads:
+        t.start()
+    gate.wait()
+    began = time.perf_counter()
+    time.sleep(seconds)
+    stop.set()
+    for t in threads:
+        t.join()
+    wall = time.perf_counter() - began
+    return [x for ts in times for x in ts], wall, sum(m.failures for m in movers) - failures_before
+
+
 def count_queries(pipe_id: int, user, card_id: int, phase_id: int, version: int) -> tuple[int, int]:
     from django.db import connection
     from django.test import Client
@@ -372,6 +458,11 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 2)
     parser.add_argument("--port", type=int, default=8199)
     parser.add_argument("--broker", default=os.environ.get("CELERY_BROKER_URL") or "memory://")
+    parser.add_argument(
+        "--no-floor",
+        action="store_true",
+        help="skip the floor (bench/floor.py: Django's own authenticated move)",
+    )
     args = parser.parse_args()
 
     database_url = os.environ.get("DATABASE_URL", "")
@@ -400,7 +491,8 @@ def main() -> int:
     print(f"seeded {args.cards} cards over {args.phases} phases in {time.perf_counter() - started:.1f} s")
     phase_ids = [p.pk for p in phases]
 
-    board_queries, move_queries = count_queries(pipe.pk, users[0], cards[-1].pk, phase_ids[1], 1)
+    probe = next(c for c in reversed(cards) if c.phase_id == phase_ids[0])  # one not moved below
+    board_queries, move_queries = count_queries(pipe.pk, users[0], probe.pk, phase_ids[1], 1)
     from django.db import connection
 
     connection.close()
@@ -484,6 +576,31 @@ def main() -> int:
     finally:
         server.terminate()
         server.wait(timeout=20)
+    floor_figures = None
+    if not args.no_floor:
+        # The floor, served the same way, on the same database, by as many workers, with as many clients.
+        floor_server = start_floor(args, bench_url)
+        try:
+            floor_movers = []
+            for i in range(args.clients):
+                s = Session(args.port + 1)
+                s.login(users[i].username)
+                floor_movers.append(FloorMover(s, list(range(1 + i, 10_000, args.clients))))
+            run_concurrently(floor_movers, 2)  # warm every worker
+            floor_cpu_before = (workers_cpu_seconds(floor_server.pid), machine_busy_seconds())
+            floor_times, floor_wall, floor_failures = run_concurrently(floor_movers, args.seconds)
+            floor_cpu = [
+                after - before
+                for before, after in zip(
+                    floor_cpu_before,
+                    (workers_cpu_seconds(floor_server.pid), machine_busy_seconds()),
+                    strict=True,
+                )
+            ]
+            floor_figures = (floor_times, floor_wall, floor_failures, floor_cpu)
+        finally:
+            floor_server.terminate()
+            floor_server.wait(timeout=20)
         shutil.rmtree(data_dir, ignore_errors=True)
         if args.broker.startswith("redis://"):
             import redis
@@ -527,9 +644,25 @@ def main() -> int:
         f"  machine busy          {100 * machine / (wall * (os.cpu_count() or 1)):.0f}% of {os.cpu_count()} CPUs "
         f"({100 * (machine - web - database - client) / (wall * (os.cpu_count() or 1)):.0f}% by other processes)"
     )
+    if floor_figures is not None:
+        floor_times, floor_wall, floor_failures, (floor_web, floor_machine) = floor_figures
+        floor_rate = len(floor_times) / floor_wall
+        floor_moves = max(1, len(floor_times))
+        print(
+            f"floor: Django's own authenticated move (bench/floor.py), {args.clients} clients for {floor_wall:.1f} s"
+        )
+        print(f"  moves per second      {floor_rate:.0f}   ({floor_failures} failed)")
+        print(
+            f"  p50 / p95             {ms(statistics.median(floor_times))} / {ms(percentile(floor_times, 95))}"
+        )
+        print(
+            f"  CPU per move          web workers {ms(floor_web / floor_moves)}, "
+            f"whole machine {ms(floor_machine / floor_moves)}"
+        )
+        print(f"  Trilho / floor        {len(all_concurrent) / wall / floor_rate:.2f}   (target >= 0.50)")
     print()
     print("load average after: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
-    print("targets: board p95 < 60 ms, move p95 < 40 ms, >= 300 moves/s")
+    print("targets: board p95 < 60 ms, move p95 < 40 ms, moves/s >= 0.5 x the floor of the same run")
     return 0
 
 
