@@ -59,7 +59,7 @@ class Outcome:
     move: tuple[str, str] | None = None  # (from phase name, to phase name)
     notes: list[str] = field(default_factory=list)
     refused: list[str] = field(default_factory=list)  # the write path's refusals
-    needs: list[str] = field(default_factory=list)  # fields whoever decides fills in before the move
+    needs: str = ""  # the fields whoever decides fills in before the move, as a sentence
     filler: str = ""  # who fills them in, as a sentence
     failed: str = ""  # the step itself would fail (an action error)
 
@@ -108,6 +108,14 @@ def _listing(items: list[str]) -> str:
     return ", ".join(items[:-1]) + _(" and ") + items[-1]
 
 
+def _needs_text(labels: list[str]) -> str:
+    return ngettext(
+        "To leave the phase, %(fields)s must be filled in.",
+        "To leave the phase, %(fields)s must be filled in.",
+        len(labels),
+    ) % {"fields": _listing(labels)}
+
+
 def _sandbox(
     *,
     card: Card,
@@ -154,7 +162,7 @@ def _sandbox(
         if fillable and keys and set(exc.errors) <= fillable:
             target = Phase.objects.filter(pipe_id=card.pipe_id, key=target_key).first()
             outcome.move = (card.phase.name, target.name if target else target_key)
-            outcome.needs = [_listing([fields[k].label if k in fields else k for k in keys])]
+            outcome.needs = _needs_text([fields[k].label if k in fields else k for k in keys])
             outcome.filler = filler
             return outcome
         outcome.refused = [exc.message]
