@@ -101,6 +101,31 @@ def test_it_opens_the_steps_page_to_admins_and_owners_only(client, world, role, 
     assert _as(client, getattr(world, role)).get(_step_url("steps", world)).status_code == status
 
 
+def test_the_steps_page_costs_the_same_queries_however_many_steps(
+    client, world, django_assert_max_num_queries
+):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    client = _as(client, world.admin)
+    agent = make_agent(world.pipe)
+    make_step(world.phase("triage"), key="one", agent=agent)
+    url = _step_url("steps", world)
+    client.get(url)  # sessions and caches warmed
+    with CaptureQueriesContext(connection) as few:
+        assert client.get(url).status_code == 200
+    for i, phase in enumerate(("triage", "approval", "approval", "done", "rejected")):
+        make_step(
+            world.phase(phase),
+            key=f"more{i}",
+            agent=agent,
+            condition={"field": "amount", "op": "gt", "value": i},
+        )
+    with CaptureQueriesContext(connection) as many:
+        assert client.get(url).status_code == 200
+    assert len(many) == len(few)
+
+
 def test_it_keeps_another_organizations_pipe_out_of_reach(client, world):
     other = build_purchase_pipe(Organization.objects.get(slug="other"), slug="theirs", code="TH")
     step = make_step(other.phases.get(key="triage"))
