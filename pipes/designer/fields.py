@@ -181,7 +181,9 @@ def fields_order(request: HttpRequest, pipe_id: int) -> HttpResponse:
     wanted = [i for i in (parse_id(p) for p in request.POST.get("order", "").split(",")) if i]
     focus = request.POST.get("focus", "")
     if sorted(wanted) != sorted(fields):
-        html = board_html(request, pipe, errors=[_("The board changed meanwhile; here it is as it is now.")])
+        html = board_html(
+            request, pipe, oob=True, errors=[_("The board changed meanwhile; here it is as it is now.")]
+        )
         return answer(html, status=409, changed=False)
     try:
         with transaction.atomic(), described(pipe):
@@ -191,9 +193,9 @@ def fields_order(request: HttpRequest, pipe_id: int) -> HttpResponse:
                     design_save(actor=request.user, obj=fields[pk], validate=False)
             design_validate(actor=request.user, pipe=pipe)
     except Refusal as exc:
-        html = board_html(request, pipe, errors=exc.messages, focus=focus)
+        html = board_html(request, pipe, oob=True, errors=exc.messages, focus=focus)
         return answer(html, status=422, changed=False)
-    return answer(board_html(request, pipe, focus=focus))
+    return answer(board_html(request, pipe, oob=True, focus=focus))
 
 
 @login_required

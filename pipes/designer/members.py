@@ -144,7 +144,7 @@ def members(request: HttpRequest, pipe_id: int) -> HttpResponse:
             }
     except DesignError as exc:
         return _render(request, pipe, status=422, form=form, errors=_errors(exc))
-    return _render(request, pipe, done=done, changed=person.pk)
+    return _render(request, pipe, done=done, done_where="add", changed=person.pk)
 
 
 def _person(value: str):

@@ -118,7 +118,11 @@ def phase_rename(request: HttpRequest, pipe_id: int, phase_id: int) -> HttpRespo
         problems.append(_("Give the phase a name."))
     elif len(name) > 120:
         problems.append(_("A phase name has at most 120 characters."))
-    elif name != phase.name:
+    elif name == phase.name:
+        # Enter then leaving the input posts twice; the second has nothing to do and swaps nothing,
+        # so it can't bring back a board older than a move made meanwhile.
+        return HttpResponse(status=204)
+    else:
         phase.name = name
         try:
             design_save(actor=request.user, obj=phase)
@@ -143,7 +147,9 @@ def phases_order(request: HttpRequest, pipe_id: int) -> HttpResponse:
     wanted = _ids(request.POST.get("order", ""))
     focus = request.POST.get("focus", "")
     if sorted(wanted) != sorted(phases):
-        html = board_html(request, pipe, errors=[_("The board changed meanwhile; here it is as it is now.")])
+        html = board_html(
+            request, pipe, oob=True, errors=[_("The board changed meanwhile; here it is as it is now.")]
+        )
         return answer(html, status=409, changed=False)
     try:
         with transaction.atomic(), described(pipe):
@@ -154,9 +160,9 @@ def phases_order(request: HttpRequest, pipe_id: int) -> HttpResponse:
                     design_save(actor=request.user, obj=phase, validate=False)
             design_validate(actor=request.user, pipe=pipe)
     except Refusal as exc:
-        html = board_html(request, pipe, errors=exc.messages, focus=focus)
+        html = board_html(request, pipe, oob=True, errors=exc.messages, focus=focus)
         return answer(html, status=422, changed=False)
-    return answer(board_html(request, pipe, focus=focus))
+    return answer(board_html(request, pipe, oob=True, focus=focus))
 
 
 @login_required

@@ -6,9 +6,10 @@
 
   function root() { return document.querySelector("[data-designer]"); }
 
+  // The answer swaps the board out of band, found by its id when it arrives: a board swapped by
+  // another answer meanwhile is replaced all the same (a target taken now could be gone by then).
   function post(url, values) {
-    var board = document.getElementById("design-board");
-    return window.htmx.ajax("POST", url, { source: board, target: "#design-board", swap: "outerHTML", values: values });
+    return window.htmx.ajax("POST", url, { source: root(), target: root(), swap: "none", values: values });
   }
 
   function ids(container, selector, attr) {

@@ -31,7 +31,7 @@ def test_it_creates_a_process_from_a_template_and_lands_on_its_design(login, liv
     expect(page).to_have_url(f"{live_server.url}/design/pipes/{pipe.pk}/")
     expect(page.get_by_role("heading", name="Onboarding in Acme")).to_be_visible()
     first = pipe.phases.order_by("position").first()
-    expect(page.locator(f"#design-phase-{first.pk}")).to_contain_text(first.name)
+    expect(page.locator(f"#rename-{first.pk}")).to_have_value(first.name)  # its name, editable in place
 
     page.get_by_role("link", name="Open board").click()
     expect(page).to_have_url(f"{live_server.url}/pipes/{pipe.pk}/")
