@@ -596,6 +596,18 @@ def test_it_creates_an_agent_from_checkboxes_with_its_authority_currency(client,
     assert Agent.objects.get(pipe=copy).authority_currency == "USD"
 
 
+def test_the_definition_checker_refuses_a_currency_that_is_not_a_code(world):
+    from pipes.design import DefinitionError, definition_check
+
+    make_agent(world.pipe, authority_limit=Decimal("10000"), authority_currency="USD")
+    definition = pipe_export(world.pipe)
+    definition_check(definition)
+    definition["agents"][0]["authority"]["currency"] = "dollars"
+    with pytest.raises(DefinitionError) as refused:
+        definition_check(definition)
+    assert any("agents[0].authority.currency" in m for m in refused.value.messages)
+
+
 def test_the_authority_currency_reaches_the_write_path(world):
     agent = make_agent(world.pipe, authority_limit=Decimal("10000"), authority_currency="USD")
     card = _card(world, amount="500.00")  # 500 BRL: within the number, but in another currency
