@@ -30,7 +30,7 @@ class AgentAdmin(DesignAdmin):
                     "writable_fields",
                     "allowed_phases",
                     "decisions",
-                    ("authority_field", "authority_limit"),
+                    ("authority_field", "authority_limit", "authority_currency"),
                     "confidence_threshold",
                     "may_see_pii",
                 )
