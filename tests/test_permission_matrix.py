@@ -384,6 +384,9 @@ TABLE: dict[str, Row] = {
     "designer:field_add": Row(
         _pipe, {"GET": WRONG_VERB, "POST": GOVERN_PIPE}, data=lambda m: {"phase": "start", "type": "number"}
     ),
+    "designer:field_palette": Row(
+        _pipe, {"GET": GOVERN_PIPE, "POST": WRONG_VERB}, query=lambda m: f"?phase={m.triage.pk}"
+    ),
     "designer:fields_order": Row(
         _pipe,
         {"GET": WRONG_VERB, "POST": GOVERN_PIPE},

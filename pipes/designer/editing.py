@@ -94,7 +94,6 @@ def board_html(
         {
             "pipe": pipe,
             "overview": overview,
-            "palette": palette(),
             "oob": oob,
             "board_errors": errors or [],
             "focus": focus,

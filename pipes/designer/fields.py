@@ -32,6 +32,7 @@ from .editing import (
     definition_path,
     described,
     describer,
+    palette,
 )
 from .forms import FIELD_ALIASES, Errors, FieldEdit, add_design_errors, key_from, row_for
 from .preview import start_form_preview
@@ -95,6 +96,18 @@ def _where(pipe: Pipe, raw: str) -> Phase | None:
     if phase is None:
         raise Http404(_("No such phase in this pipe."))
     return phase
+
+
+@login_required
+@require_GET
+def field_palette(request: HttpRequest, pipe_id: int) -> HttpResponse:
+    """The field types to add to the start form or to a phase (?phase=<id> or "start")."""
+    pipe, _access = pipe_get_for_designer(user=request.user, pk=pipe_id)
+    phase = _where(pipe, request.GET.get("phase", ""))
+    html = render_to_string(
+        "designer/_palette_pane.html", {"pipe": pipe, "phase": phase, "palette": palette()}, request=request
+    )
+    return answer(html, changed=False)
 
 
 @login_required

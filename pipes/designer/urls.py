@@ -22,6 +22,7 @@ urlpatterns = [
     path("pipes/<int:pipe_id>/phases/<int:phase_id>/delete/", phases.phase_delete, name="phase_delete"),
     # fields
     path("pipes/<int:pipe_id>/fields/add/", fields.field_add, name="field_add"),
+    path("pipes/<int:pipe_id>/fields/palette/", fields.field_palette, name="field_palette"),
     path("pipes/<int:pipe_id>/fields/order/", fields.fields_order, name="fields_order"),
     path("pipes/<int:pipe_id>/fields/<int:field_id>/", fields.field_edit, name="field_edit"),
     path("pipes/<int:pipe_id>/fields/<int:field_id>/delete/", fields.field_delete, name="field_delete"),

@@ -86,7 +86,8 @@
     });
     if (!key) return;
     var parts = key.split("-");
-    var el = document.getElementById(parts[0] === "field" ? "design-field-" + parts[1] : "design-phase-" + parts[1]);
+    var id = parts[0] === "field" ? "design-field-" + parts[1] : parts[0] === "start" ? "design-start" : "design-phase-" + parts[1];
+    var el = document.getElementById(id);
     if (el) {
       el.classList.add("is-selected");
       if (scroll) el.scrollIntoView({ block: "nearest", inline: "nearest" });

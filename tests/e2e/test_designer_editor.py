@@ -102,8 +102,8 @@ def test_a_pipe_admin_builds_phases_and_a_conditional_field_without_a_reload(log
     expect(page.locator(f"#phase-handle-{legal.pk}")).to_be_focused()
 
     # A required amount on the start form, from the palette.
-    page.locator("#add-field-start summary").click()
-    page.locator("#add-field-start button[data-type=currency]").click()
+    page.click("#add-field-start")
+    page.locator("#field-palette button[data-type=currency]").click()
     expect(page.locator("#field-editor")).to_be_visible()
     page.fill("#field-label", "Contract value")
     page.check("#field-required")
@@ -113,8 +113,8 @@ def test_a_pipe_admin_builds_phases_and_a_conditional_field_without_a_reload(log
     assert value.required and value.phase_id is None and value.type == "currency"
 
     # A field shown and required only when the amount is above 5,000: built with dropdowns.
-    page.locator("#add-field-start summary").click()
-    page.locator("#add-field-start button[data-type=long_text]").click()
+    page.click("#add-field-start")
+    page.locator("#field-palette button[data-type=long_text]").click()
     expect(page.locator("#field-label")).to_have_value("Long text")
     page.fill("#field-label", "Why so expensive?")
     page.check("#field-required")

@@ -94,6 +94,7 @@ EDIT_URLS = [
     ("GET", "field_edit", "field"),
     ("POST", "field_edit", "field"),
     ("POST", "field_add", None),
+    ("GET", "field_palette", None),
     ("POST", "fields_order", None),
     ("GET", "field_delete", "field"),
     ("POST", "field_delete", "field"),
@@ -145,7 +146,7 @@ def test_it_does_not_reach_a_phase_of_another_pipe(client, world):
 def test_it_opens_the_design_page_with_the_editor_and_the_preview(client, world):
     html = _as(client, world.admin).get(_url("pipe", world)).content.decode()
     assert 'id="design-board"' in html and 'id="design-pane"' in html and 'id="start-preview"' in html
-    assert 'id="new-phase-name"' in html and 'data-type="currency"' in html
+    assert 'id="new-phase-name"' in html and 'id="add-field-start"' in html
     # the preview draws the start form with the portal's own field template
     assert 'id="row-urgency_reason"' in html and "Appears when" in html
 
@@ -341,6 +342,14 @@ def test_it_adds_a_field_from_the_palette_and_opens_it(client, world):
     assert f.key == "multi_select" and f.options == ["Option 1", "Option 2"]
     assert f.position == 3
     assert 'id="field-editor"' in response.content.decode()
+
+
+def test_it_offers_the_18_types_to_add_to_a_phase(client, world):
+    triage = world.phase("triage")
+    url = _url("field_palette", world) + f"?phase={triage.pk}"
+    html = _as(client, world.admin).get(url, **HX).content.decode()
+    assert html.count('class="palette-type"') == 18 == len(FieldType.values)
+    assert f'name="phase" value="{triage.pk}"' in html and "to Triage" in html
 
 
 def test_it_adds_a_field_to_the_start_form(client, world):
