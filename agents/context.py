@@ -127,7 +127,8 @@ def prompt_build(
     if agent.authority_field and agent.authority_limit is not None:
         parts.append(
             f"Your authority: you may approve only while '{agent.authority_field}' is at most "
-            f"{agent.authority_limit}; above that, choose escalate if you can, or reject."
+            f"{agent.authority_limit}{' ' + agent.authority_currency if agent.authority_currency else ''}; "
+            "above that, or in another currency, choose escalate if you can, or reject."
         )
     parts.append("Allowed decisions: " + ", ".join(agent_decisions(agent)))
     parts.append("Answer JSON schema:\n" + json.dumps(schema, ensure_ascii=False))
