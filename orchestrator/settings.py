@@ -247,6 +247,10 @@ CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TIMEZONE = "UTC"
 CELERY_TASK_ALWAYS_EAGER = False
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# A worker keeps its database connection from task to task: Celery would close it before and after
+# every task (a new PostgreSQL session per step) unless this is set; it closes it every that many tasks
+# instead, and orchestrator.rail.leases.connections_checked drops a broken or expired one around each.
+CELERY_DB_REUSE_MAX = envint("CELERY_DB_REUSE_MAX", 1000)
 
 # Models (see agents/). Local models through Ollama; foundation models optional.
 OLLAMA_BASE_URL = os.environ.get("OLLAMA_BASE_URL", "http://127.0.0.1:11434")

@@ -21,8 +21,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 
+from celery.signals import task_postrun, task_prerun
 from django.conf import settings
-from django.db import InterfaceError, OperationalError, connection
+from django.db import InterfaceError, OperationalError, close_old_connections, connection
 from django.db.models import F
 from django.utils import timezone
 from kombu.exceptions import OperationalError as BrokerError
@@ -58,6 +59,17 @@ def connection_reset() -> None:
         connection.close()
     except Exception:  # noqa: BLE001 - a dead connection may fail to close; it is dropped all the same
         connection.connection = None
+
+
+@task_prerun.connect(dispatch_uid="trilho.rail.connections_checked.pre")
+@task_postrun.connect(dispatch_uid="trilho.rail.connections_checked.post")
+def connections_checked(sender=None, **kwargs) -> None:
+    """Around each task on a worker: drop a connection that broke or outlived CONN_MAX_AGE, keep a
+    sound one. Celery's own handling (which closes the connection before and after every task, a new
+    PostgreSQL session per step) keeps it for settings.CELERY_DB_REUSE_MAX tasks instead."""
+    if sender is None or getattr(sender.request, "is_eager", False):
+        return  # an eager call runs inside its caller's connection and transaction
+    close_old_connections()
 
 
 # ---------------------------------------------------------------- the runs this process holds
