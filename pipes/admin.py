@@ -9,6 +9,7 @@ must go through pipes.services.
 
 from __future__ import annotations
 
+from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin import RelatedOnlyFieldListFilter
 from django.core.exceptions import FieldDoesNotExist, PermissionDenied
@@ -409,14 +410,68 @@ def _place(exc: DesignError, form, formsets) -> None:
         form.add_error(None, gettext("The process can't be saved as it is: see the rows below."))
 
 
+class LinesField(forms.CharField):
+    """A list of short texts edited one per line (a field's options, a pipe's key fields), not as JSON."""
+
+    widget = forms.Textarea(attrs={"rows": 3, "cols": 40})
+
+    def prepare_value(self, value):
+        if isinstance(value, list | tuple):
+            return "\n".join(str(v) for v in value)
+        return value
+
+    def to_python(self, value):
+        text = super().to_python(value) or ""
+        return [line.strip() for line in str(text).splitlines() if line.strip()]
+
+
+def _json_widget():
+    return forms.Textarea(attrs={"rows": 2, "cols": 48, "class": "vLargeTextField", "spellcheck": "false"})
+
+
 class FieldForm(DesignForm):
+    options = LinesField(
+        label=_("options"),
+        required=False,
+        help_text=_("One choice per line (select, multiple select and checklist fields)."),
+    )
+
     class Meta:
         model = Field
         fields = "__all__"  # noqa: DJ007 - the inline chooses the fields it shows
+        widgets = {"validation": _json_widget(), "config": _json_widget(), "condition": _json_widget()}
+
+
+class PhaseForm(DesignForm):
+    class Meta:
+        model = Phase
+        fields = "__all__"  # noqa: DJ007 - the inline chooses the fields it shows
+        widgets = {
+            "position": forms.NumberInput(attrs={"style": "width: 4em"}),
+            "name": forms.TextInput(attrs={"size": 22}),
+            "key": forms.TextInput(attrs={"size": 14}),
+            "sla_hours": forms.NumberInput(attrs={"style": "width: 5em"}),
+            "wip_limit": forms.NumberInput(attrs={"style": "width: 5em"}),
+            "requester_status": forms.TextInput(attrs={"size": 16}),
+        }
+
+
+class PipeForm(DesignForm):
+    key_fields = LinesField(
+        label=_("key fields"),
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 3, "cols": 30}),
+        help_text=_("Keys of up to three fields shown on board cards, one per line."),
+    )
+
+    class Meta:
+        model = Pipe
+        fields = "__all__"  # noqa: DJ007 - the admin chooses the fields it shows
 
 
 class PhaseInline(DesignInlineMixin, admin.TabularInline):
     model = Phase
+    form = PhaseForm
     extra = 0
     fields = (
         "position",
@@ -474,6 +529,7 @@ class ArchivedFilter(admin.SimpleListFilter):
 
 @admin.register(Pipe)
 class PipeAdmin(DesignAdmin):
+    form = PipeForm
     list_display = ("name", "organization", "code", "public_form", "in_use")
     list_filter = ("organization", ArchivedFilter)
     search_fields = ("name", "code")
@@ -679,11 +735,18 @@ class OrganizationAdmin(DesignAdmin):
     def has_add_permission(self, request):
         return request.user.is_superuser
 
+    def has_module_permission(self, request):
+        # Owners only: a pipe admin has nothing to change here (and no pencil beside a pipe's organization).
+        return super().has_module_permission(request) and owned_organizations(request.user).exists()
+
 
 @admin.register(Membership)
 class MembershipAdmin(DesignAdmin):
     list_display = ("user", "organization", "role")
     list_filter = ("role",)
+
+    def has_module_permission(self, request):
+        return super().has_module_permission(request) and owned_organizations(request.user).exists()
 
     def get_queryset(self, request):
         qs = super(DesignAdmin, self).get_queryset(request)

@@ -62,7 +62,7 @@ def test_it_lets_a_pipe_admin_who_is_not_an_owner_add_a_pipe_with_its_phases_and
         "code": "TR",
         "description": "",
         "title_field": "destination",
-        "key_fields": "[]",
+        "key_fields": "destination",
         "portal_group": "",
         **_empty_formsets(),
         "phases-TOTAL_FORMS": "2",
@@ -79,7 +79,7 @@ def test_it_lets_a_pipe_admin_who_is_not_an_owner_add_a_pipe_with_its_phases_and
         "fields-0-type": "short_text",
         "fields-0-position": "1",
         "fields-0-required": "on",
-        "fields-0-options": "[]",
+        "fields-0-options": "",
         "fields-0-validation": "{}",
         "fields-0-config": "{}",
         "fields-0-condition": "null",
@@ -89,7 +89,7 @@ def test_it_lets_a_pipe_admin_who_is_not_an_owner_add_a_pipe_with_its_phases_and
     assert response.status_code == 302, response.content.decode()[:3000]
     pipe = Pipe.objects.get(slug="travel")
     assert [p.key for p in pipe.phases.order_by("position")] == ["booking", "booked"]
-    assert pipe.fields.get().key == "destination"
+    assert pipe.fields.get().key == "destination" and pipe.key_fields == ["destination"]
     assert pipe_access(user=world.admin, pipe=pipe).can_administer
 
 
@@ -109,7 +109,7 @@ def test_it_shows_the_checkers_message_beside_the_inline_row_and_field_and_saves
     _as(client, world.admin)
     url, page, data = _change(client, world.pipe)
     i, _form = _row(page, "fields", key="cost_center")
-    data[f"fields-{i}-options"] = '["red"]'
+    data[f"fields-{i}-options"] = "red\nblue"
     data[f"fields-{i}-validation"] = '{"bogus": 1}'
     j, _phase = _row(page, "phases", key="triage")
     data[f"phases-{j}-name"] = "Renamed"
@@ -224,3 +224,18 @@ def test_it_refuses_a_phase_with_cards_on_its_delete_page(client, world):
     )
     assert Phase.objects.filter(pk=triage.pk).exists()
     assert "card" in response.content.decode()
+
+
+def test_it_edits_a_select_fields_options_one_per_line(client, world):
+    _as(client, world.admin)
+    url, page, data = _change(client, world.pipe)
+    i, form = _row(page, "fields", key="category")
+    assert data[f"fields-{i}-options"] == "Hardware\nSoftware\nServices"
+    data[f"fields-{i}-options"] = "Hardware\n  Software \n\nServices\nTravel"
+    assert client.post(url, data).status_code == 302
+    assert Field.objects.get(pipe=world.pipe, key="category").options == [
+        "Hardware",
+        "Software",
+        "Services",
+        "Travel",
+    ]
