@@ -425,13 +425,20 @@ class LinesField(forms.CharField):
         return [line.strip() for line in str(text).splitlines() if line.strip()]
 
 
+class OptionalJSONField(forms.JSONField):
+    """A JSON box that shows nothing, rather than `null`, when there is no value (a field's condition)."""
+
+    def prepare_value(self, value):
+        return "" if value is None else super().prepare_value(value)
+
+
 def _json_widget():
     return forms.Textarea(attrs={"rows": 2, "cols": 48, "class": "vLargeTextField", "spellcheck": "false"})
 
 
 class FieldForm(DesignForm):
     options = LinesField(
-        label=_("options"),
+        label=_("Options"),
         required=False,
         help_text=_("One choice per line (select, multiple select and checklist fields)."),
     )
@@ -440,6 +447,7 @@ class FieldForm(DesignForm):
         model = Field
         fields = "__all__"  # noqa: DJ007 - the inline chooses the fields it shows
         widgets = {"validation": _json_widget(), "config": _json_widget(), "condition": _json_widget()}
+        field_classes = {"condition": OptionalJSONField}
 
 
 class PhaseForm(DesignForm):
@@ -458,7 +466,7 @@ class PhaseForm(DesignForm):
 
 class PipeForm(DesignForm):
     key_fields = LinesField(
-        label=_("key fields"),
+        label=_("Key fields"),
         required=False,
         widget=forms.Textarea(attrs={"rows": 3, "cols": 30}),
         help_text=_("Keys of up to three fields shown on board cards, one per line."),
@@ -504,6 +512,7 @@ class FieldInline(DesignInlineMixin, admin.StackedInline):
         if db_field.name == "phase":
             pipe_id = request.resolver_match.kwargs.get("object_id")
             kwargs["queryset"] = Phase.objects.filter(pipe_id=pipe_id) if pipe_id else Phase.objects.none()
+            kwargs["empty_label"] = _("Start form (no phase)")
         return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
 
