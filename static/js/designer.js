@@ -101,6 +101,7 @@
       afterBoard(board);
     }
     if (event.target.id === "design-pane") {
+      if (event.detail.requestConfig) event.target.scrollTop = 0;  // a new editor starts at its top
       markSelected();
       var config = event.detail.requestConfig || {};
       var first = event.target.querySelector(".pane-form input[type=text]:not([readonly])");
