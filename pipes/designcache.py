@@ -154,7 +154,16 @@ def _prefetched(instance: models.Model, name: str, manager, objects: list) -> No
 
 def design_of(pipe: Pipe, stamp: int | None = None, *, prefetch: bool = False) -> Design:
     """The pipe's phases and fields at `stamp` (see stamp_of). With `prefetch`, `pipe.fields.all()`
-    answers from them too, with no query (for code that reads the fields from the pipe)."""
+    answers from them too, with no query (for code that reads the fields from the pipe).
+
+    The instances are built for `pipe` (this object) and shared by every call on it at the same
+    stamp; another pipe object, or another stamp, gets instances of its own."""
+    stamp = stamp_of(pipe, stamp)
+    built = getattr(pipe, "_design_built", None)
+    if built is not None and built[0] == stamp:  # built for this pipe object at this stamp already
+        if prefetch:
+            _prefetched(pipe, "fields", pipe.fields, built[1].fields)
+        return built[1]
     rows = cached(pipe, "design", _load, stamp)
     db = pipe._state.db or "default"
     phases = [_build(Phase, row, db) for row in rows.phases]
@@ -172,4 +181,8 @@ def design_of(pipe: Pipe, stamp: int | None = None, *, prefetch: bool = False) -
         fields.append(f)
     if prefetch:
         _prefetched(pipe, "fields", pipe.fields, fields)
-    return Design(phases=phases, fields=fields)
+    design = Design(phases=phases, fields=fields)
+    # One request (the view, then the write path) reads the design of the same pipe object more than
+    # once: the instances built for it are its own, so they are kept on it for the same stamp.
+    pipe._design_built = (stamp, design)
+    return design

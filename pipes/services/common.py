@@ -18,7 +18,7 @@ from ..conditions import evaluate
 from ..designcache import design_of, stamp_of, stamp_subquery
 from ..fieldtypes import FieldValueError, ParseContext, display_value, is_filled, parse_value
 from ..files import inspect_upload
-from ..models import Card, CardEvent, CardFile, Field, Label, Phase, PhaseEntry, Pipe
+from ..models import Card, CardEvent, CardFile, DesignStamp, Field, Label, Phase, PhaseEntry, Pipe
 from ..roles import STAFF_PERMS, pipe_users_with
 from ..timeline import event_build
 from .actors import Actor, _access, _check_agent_pipe, _deny, _is_own_request, _refuse_public
@@ -51,6 +51,12 @@ class _PipeSchema:
         return [f for f in self.fields.values() if f.phase_id == phase.pk]
 
 
+_LOCK_SQL = (
+    f"SELECT c.*, (SELECT s.version FROM {DesignStamp._meta.db_table} s WHERE s.pipe_id = c.pipe_id) "
+    f"AS design_stamp FROM {Card._meta.db_table} c WHERE c.id = %s FOR UPDATE OF c"
+)
+
+
 def _lock(card: Card, expected_version: int | None) -> Card:
     """The card re-read under a row lock; raises CardConflictError when its version moved on.
 
@@ -62,7 +68,12 @@ def _lock(card: Card, expected_version: int | None) -> Card:
     # previous lock holder committed it.
     # The design stamp comes along (a subquery, not a join: nothing else is locked), so the write
     # reads the pipe's phases and fields from the design cache as they are now (pipes.designcache).
-    locked = Card.objects.select_for_update().annotate(design_stamp=stamp_subquery()).get(pk=card.pk)
+    if connection.vendor == "postgresql":  # the hottest statement of every write, spared the ORM's compiling
+        locked = next(iter(Card.objects.raw(_LOCK_SQL, [card.pk])), None)
+        if locked is None:
+            raise Card.DoesNotExist
+    else:  # SQLite locks the whole database for the transaction's writes; no FOR UPDATE there
+        locked = Card.objects.select_for_update().annotate(design_stamp=stamp_subquery()).get(pk=card.pk)
     if expected_version is not None and locked.version != expected_version:
         raise CardConflictError(
             _("Someone else changed this card a moment ago. Reload it to see their change, then try again.")

@@ -10,7 +10,7 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from pipes import designcache
-from pipes.models import Card, DesignStamp, Field, Phase
+from pipes.models import Card, DesignStamp, Field, Phase, Pipe
 from pipes.services import Actor, CardError, CardTransitionError, card_move, card_update_fields
 from pipes.timeline import verify_timelines
 from tests.personas import good_start_values
@@ -127,11 +127,20 @@ def test_a_design_change_rolled_back_is_never_served(world):
     assert designcache.design_of(pipe).phases[0].name == "Triage"
 
 
-def test_each_caller_gets_its_own_instances(world):
+def test_each_pipe_object_gets_its_own_instances(world):
     first = designcache.design_of(world.pipe)
     first.phases[0].name = "Changed in memory"
     first.fields[0].options.append("Leaked")
-    second = designcache.design_of(world.pipe)
+    assert designcache.design_of(world.pipe).phases[0] is first.phases[0]  # the same object, same stamp
+    second = designcache.design_of(Pipe.objects.get(pk=world.pipe.pk))  # another request's pipe
     assert second.phases[0].name == "Triage"
     assert "Leaked" not in second.fields[0].options
     assert second.phases[0] is not first.phases[0]
+
+
+def test_a_pipe_object_gets_new_instances_when_its_design_changes(world):
+    pipe = world.pipe
+    before = designcache.design_of(pipe)
+    Phase.objects.filter(pk=world.phase("triage").pk).update(name="Intake")
+    after = designcache.design_of(pipe)
+    assert after.phases[0].name == "Intake" and before.phases[0].name == "Triage"
