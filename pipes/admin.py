@@ -513,6 +513,7 @@ class FieldInline(DesignInlineMixin, admin.StackedInline):
             pipe_id = request.resolver_match.kwargs.get("object_id")
             kwargs["queryset"] = Phase.objects.filter(pipe_id=pipe_id) if pipe_id else Phase.objects.none()
             kwargs["empty_label"] = _("Start form (no phase)")
+            kwargs["label"] = _("Phase")
         return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
 
