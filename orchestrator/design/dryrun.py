@@ -36,7 +36,7 @@ from pipes.services import (
     card_move,
 )
 
-from ..models import Mechanism, Risk, Step
+from ..models import Mechanism, Risk, Step, Trigger
 from ..rail.apply import _apply_effects, agent_actor, review_decisions
 from ..rail.reasons import decision_word
 from ..rail.router import authority_reason, budget_left
@@ -73,6 +73,7 @@ class DryRun:
     route: str
     person: bool  # a person decides (a review task)
     outcomes: list[Outcome] = field(default_factory=list)
+    notices: list[str] = field(default_factory=list)  # what to keep in mind reading it
 
 
 class _Rollback(Exception):
@@ -325,6 +326,18 @@ def dry_run(*, step: Step, card: Card) -> DryRun:
     runs = evaluate(step.condition, card.values) if step.condition else True
     condition = condition_text(step.condition, fields) if step.condition else ""
     result = DryRun(card=card, step=step, runs=runs, condition=condition, route="", person=False)
+    if card.phase_id != step.phase_id:
+        result.notices.append(
+            _(
+                "%(card)s is in %(phase)s, not in %(step_phase)s: this is what the step would do if it ran "
+                "on the card as it is now."
+            )
+            % {"card": card.reference, "phase": card.phase.name, "step_phase": step.phase.name}
+        )
+    if step.trigger == Trigger.LATE:
+        result.notices.append(_("This step runs when a card becomes late in its phase."))
+    elif step.trigger == Trigger.EXPIRED:
+        result.notices.append(_("This step runs when a card passes the pipe's deadline in its phase."))
     if not runs:
         result.route = _("The condition is not met for this card, so the step would be skipped.")
         return result

@@ -529,6 +529,17 @@ def test_a_rule_sets_fields_as_written_with_its_decision(client, world):
     assert step.rules[0]["values"]["cost_center"] == "CC-100"
 
 
+def test_a_dry_run_on_a_card_elsewhere_says_so(client, world):
+    step = make_step(
+        world.phase("approval"), mechanism=Mechanism.HUMAN, trigger=Trigger.LATE, on_approve="done"
+    )
+    card = _card(world)  # in Triage
+    url = _step_url("step_dry_run", world, step) + f"?card={card.pk}"
+    html = _as(client, world.admin).get(url, **HX).content.decode()
+    assert f"{card.reference} is in Triage, not in Approval" in html
+    assert "This step runs when a card becomes late in its phase." in html
+
+
 def test_a_dry_run_needs_a_card_of_this_pipe(client, world):
     step = make_step(world.phase("triage"))
     other = build_purchase_pipe(Organization.objects.get(slug="other"), slug="theirs", code="TH")
