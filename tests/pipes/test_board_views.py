@@ -640,14 +640,15 @@ def bulk_cards(world, n: int) -> None:
     )
 
 
-# 13 of the board's own (session, user, pipe, access, phases 2, fields, counts, first cards,
-# people, label list, and the tiles' assignees and labels when they are not cached yet) and the
-# navigation's inbox badge when it is counted again.
-BOARD_QUERY_BOUND = 14
-# session, user, card, access, phases, fields; in the transaction (a savepoint here) the lock, the
-# allowed next phases, the event, the card, the phase entries (2); then the column counts and the
-# tile's people and labels.
-MOVE_QUERY_BOUND = 17
+# 10 of the board's own (session, user, pipe with its design stamp, access, counts, first cards,
+# people, label list, and the tiles' assignees and labels in one statement when they are not cached
+# yet; phases and fields come from the design cache) and the navigation's inbox badge when it is
+# counted again.
+BOARD_QUERY_BOUND = 11
+# session, user, card (with the design stamp: phases, transitions and fields come from the design
+# cache); in the transaction (a savepoint here) the lock, the event, the card, the phase entries (one
+# statement on PostgreSQL, two elsewhere); then the column counts and the tile's people and labels.
+MOVE_QUERY_BOUND = 12
 
 
 @pytest.mark.parametrize("n", [100, 5000])
@@ -702,6 +703,43 @@ def test_it_moves_a_card_in_constant_queries(client, world, n):
     # The access check ran once (the write path reused the view's answer), and no audit-log row.
     assert sum("guardian_userobjectpermission" in q for q in sql) == 1
     assert not any("auditlog_logentry" in q for q in sql)
+
+
+# card_create through the write path: access, the design stamp, two savepoints (the card's transaction
+# and the insert's), the card number (update and read), the card, its audit row, the event, the audit
+# log's read and the card's update, and the phase entry (one statement on PostgreSQL).
+CREATE_QUERY_BOUND = 14
+# The board's field save: session, user, card, access; the write (savepoint, lock, event, audit read and
+# row, update); then the field's panel as it now reads.
+FIELD_QUERY_BOUND = 22
+
+
+@pytest.mark.parametrize("n", [100, 5000])
+def test_it_creates_a_card_in_constant_queries(world, n):
+    bulk_cards(world, n)
+    actor = Actor.for_user(world.member)
+    card_create(actor=actor, pipe=world.pipe, values=good_start_values())  # warms the design cache
+    with CaptureQueriesContext(connection) as queries:
+        card = card_create(actor=actor, pipe=world.pipe, values=good_start_values(item="Counted"))
+    assert card.title == "Counted"
+    assert len(queries) <= CREATE_QUERY_BOUND, "\n".join(q["sql"] for q in queries.captured_queries)
+
+
+@pytest.mark.parametrize("n", [100, 5000])
+def test_it_saves_a_field_in_constant_queries(client, world, n):
+    bulk_cards(world, n)
+    login(client, world.member)
+    warm, card = Card.objects.filter(pipe=world.pipe, phase=world.phase("triage"))[:2]
+    client.post(
+        reverse("card_field", args=[world.pipe.pk, warm.pk, "category"]), {"value": "Software"}, **hx()
+    )
+    url = reverse("card_field", args=[world.pipe.pk, card.pk, "category"])
+    with CaptureQueriesContext(connection) as queries:
+        response = client.post(url, {"value": "Services", "expected_version": card.version}, **hx())
+    assert response.status_code == 200
+    card.refresh_from_db()
+    assert card.values["category"] == "Services"
+    assert len(queries) <= FIELD_QUERY_BOUND, "\n".join(q["sql"] for q in queries.captured_queries)
 
 
 def test_it_answers_a_quiet_poll_cheaply(client, world, django_assert_max_num_queries):
