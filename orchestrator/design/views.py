@@ -225,13 +225,10 @@ def _step_post(request: HttpRequest, pipe: Pipe, *, step: Step, phase) -> HttpRe
     except DesignPermissionError:
         raise
     except DesignError as exc:
-        path = step_path(step) if not creating else None
-        if creating:
+        if creating:  # the refused save left an id on the object that no row has
             step.pk, step._state.adding = None, True
-            path = step_path(step)
-        return _editor_response(
-            request, pipe, editor(errors_from_design(exc.errors, step_path=path)), status=422
-        )
+        errors = errors_from_design(exc.errors, step_path=step_path(step))
+        return _editor_response(request, pipe, editor(errors), status=422)
     step = sel.step_get(pipe=pipe, pk=step.pk)
     shown = step
     draft = draft_from_step(step)

@@ -255,6 +255,24 @@ def test_it_refuses_a_model_step_without_an_agent(client, world):
     assert not Step.objects.filter(key="big_purchases").exists()
 
 
+def test_the_design_services_refusal_lands_beside_the_agent_and_nothing_is_saved(client, world):
+    hosted_only = make_agent(
+        world.pipe,
+        key="hosted",
+        provider="openai",
+        model="gpt-test",
+        escalation_provider="",
+        escalation_model="",
+    )
+    data = _automation_post(world, mechanism="local_model", agent=str(hosted_only.pk), **{"act-count": "0"})
+    response = _as(client, world.admin).post(_step_url("step_new", world), data, **HX)
+    assert response.status_code == 422
+    html = response.content.decode().replace("&#x27;", "'")
+    assert "agent 'hosted' has no local (ollama/…) model" in html
+    assert html.index("agent 'hosted' has no local") > html.index('id="step-agent"')  # beside the input
+    assert not Step.objects.filter(key="big_purchases").exists()
+
+
 def test_it_saves_a_person_step_with_what_each_decision_does(client, world):
     step = make_step(world.phase("approval"), key="approve", name="Approve", mechanism=Mechanism.HUMAN)
     data = {
