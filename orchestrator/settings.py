@@ -13,6 +13,9 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.translation import gettext_lazy as _
+from kombu import Queue
+
+from orchestrator.brokers import AMQP_SCHEMES, REDIS_SCHEMES, broker_transport_options
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -251,6 +254,14 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # every task (a new PostgreSQL session per step) unless this is set; it closes it every that many tasks
 # instead, and orchestrator.rail.leases.connections_checked drops a broken or expired one around each.
 CELERY_DB_REUSE_MAX = envint("CELERY_DB_REUSE_MAX", 1000)
+# Queues: steps and other work on the default queue; beat's sweeps and heartbeat on a queue of their
+# own, so a backlog of steps never delays them (orchestrator/celery.py routes them). A worker started
+# without -Q consumes both; a dedicated sweep worker takes `-Q rail-sweep`. Beat's heartbeat rides the
+# sweep queue, so /rail/health/ says "late" when nothing consumes it.
+CELERY_TASK_DEFAULT_QUEUE = os.environ.get("TRILHO_TASK_QUEUE", "celery")
+TRILHO_SWEEP_QUEUE = os.environ.get("TRILHO_SWEEP_QUEUE", "rail-sweep")
+CELERY_TASK_QUEUES = [Queue(q, routing_key=q) for q in (CELERY_TASK_DEFAULT_QUEUE, TRILHO_SWEEP_QUEUE)]
+CELERY_TASK_ROUTES = ("orchestrator.celery.task_route",)
 
 # Models (see agents/). Local models through Ollama; foundation models optional.
 OLLAMA_BASE_URL = os.environ.get("OLLAMA_BASE_URL", "http://127.0.0.1:11434")
@@ -375,16 +386,10 @@ TRILHO_TIMELINE_SEALS_KEPT = envint("TRILHO_TIMELINE_SEALS_KEPT", 48)
 # A move while the broker is down or hung must not hang the request: connect and socket timeouts of
 # about a second and at most one quick retry; the entry stays in the outbox and the sweep sends it later.
 TRILHO_BROKER_TIMEOUT_SECONDS = float(os.environ.get("TRILHO_BROKER_TIMEOUT_SECONDS", "1"))
-TRILHO_REDIS_TRANSPORT_OPTIONS = {
-    "max_retries": 1,
-    "interval_start": 0,
-    "interval_step": 0.2,
-    "interval_max": 0.2,
-    "socket_connect_timeout": TRILHO_BROKER_TIMEOUT_SECONDS,
-    "socket_timeout": TRILHO_BROKER_TIMEOUT_SECONDS,
-}
-if CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
-    CELERY_BROKER_TRANSPORT_OPTIONS = TRILHO_REDIS_TRANSPORT_OPTIONS
+if CELERY_BROKER_URL.startswith(REDIS_SCHEMES + AMQP_SCHEMES):
+    CELERY_BROKER_TRANSPORT_OPTIONS = broker_transport_options(
+        CELERY_BROKER_URL, timeout=TRILHO_BROKER_TIMEOUT_SECONDS
+    )
 CELERY_BROKER_CONNECTION_TIMEOUT = TRILHO_BROKER_TIMEOUT_SECONDS
 CELERY_TASK_PUBLISH_RETRY_POLICY = {
     "max_retries": 1,

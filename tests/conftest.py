@@ -18,7 +18,8 @@ os.environ.setdefault("TRILHO_DATA_DIR", os.path.join(os.path.dirname(__file__),
 
 GROUPS = {
     "postgres": "set DATABASE_URL=postgres://postgres@127.0.0.1:5432/trilho (PostgreSQL running)",
-    "redis": "set TRILHO_TEST_REDIS_URL=redis://127.0.0.1:6379/15 (Redis running)",
+    "redis": "set TRILHO_TEST_REDIS_URL=redis://127.0.0.1:6379/15 (Redis running); the same tests run on"
+    " RabbitMQ with TRILHO_TEST_BROKER_URL=amqp://guest:guest@127.0.0.1:5672// as well",
     "e2e": "install Chromium (apt-get install chromium) so /usr/bin/chromium exists",
 }
 
@@ -35,7 +36,8 @@ def _available(group: str) -> bool:
     if group == "postgres":
         return _database_is_postgres()
     if group == "redis":
-        return bool(os.environ.get("TRILHO_TEST_REDIS_URL")) and _database_is_postgres()
+        broker = os.environ.get("TRILHO_TEST_BROKER_URL") or os.environ.get("TRILHO_TEST_REDIS_URL")
+        return bool(broker) and _database_is_postgres()
     if group == "e2e":
         return _chromium_path() is not None
     return True

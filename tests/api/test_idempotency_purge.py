@@ -16,7 +16,7 @@ from django.utils import timezone
 
 from orchestrator.api.tasks import purge_idempotency
 from orchestrator.models import IdempotencyRecord
-from tests.orchestrator.conftest import rail_settings, redis_celery, wait_for, worker  # noqa: F401 - fixtures
+from tests.orchestrator.conftest import broker_celery, rail_settings, wait_for, worker  # noqa: F401 - fixtures
 from tests.personas import good_start_values
 
 ROOT = Path(__file__).resolve().parents[2]

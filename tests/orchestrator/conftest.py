@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from decimal import Decimal
 
 import pytest
@@ -110,12 +111,26 @@ def drain(rounds: int = 30) -> None:
 # ---------------------------------------------------------------- a real broker and worker
 
 
-def celery_point(app, *, broker_url: str, queue: str) -> None:
-    """Send to and consume from `queue` on `broker_url` (drops connections pooled for the old broker)."""
+def broker_url_for_tests() -> str:
+    """The broker of the tests with a real worker: TRILHO_TEST_BROKER_URL (redis://... or
+    amqp://... for RabbitMQ), else TRILHO_TEST_REDIS_URL."""
     import os
+
+    return os.environ.get("TRILHO_TEST_BROKER_URL") or os.environ["TRILHO_TEST_REDIS_URL"]
+
+
+def celery_point(app, *, broker_url: str, queue: str, transport_options: dict | None = None) -> None:
+    """Send to and consume from `queue` on `broker_url` (drops connections pooled for the old broker),
+    with the transport options settings give that broker (or `transport_options`)."""
+    import os
+
+    from orchestrator.brokers import broker_transport_options
 
     os.environ["CELERY_BROKER_URL"] = broker_url  # Celery reads the environment before its own setting
     app.conf.broker_url = broker_url
+    app.conf.broker_transport_options = (
+        broker_transport_options(broker_url) if transport_options is None else transport_options
+    )
     app.conf.task_default_queue = queue
     app.conf.task_default_routing_key = queue
     from kombu import pools
@@ -130,44 +145,57 @@ def celery_point(app, *, broker_url: str, queue: str) -> None:
 
 
 @pytest.fixture
-def redis_celery(rail_settings):
-    """The Celery app on the test Redis, with a queue of this test's own (other runs share the server)."""
+def broker_celery(rail_settings):
+    """The Celery app on the test broker (Redis or RabbitMQ, broker_url_for_tests), with a step queue and a
+    sweep queue of this test's own (other runs share the server)."""
     import os
     import uuid
     from types import SimpleNamespace
 
     from orchestrator.celery import app
 
-    url = os.environ["TRILHO_TEST_REDIS_URL"]
+    url = broker_url_for_tests()
     queue = f"trilho-test-{uuid.uuid4().hex[:10]}"
+    sweep_queue = f"{queue}-sweep"
+    rail_settings.TRILHO_SWEEP_QUEUE = sweep_queue  # where the sweeps are routed (orchestrator.celery)
     before = (
         os.environ.get("CELERY_BROKER_URL", ""),
         app.conf.task_default_queue,
         app.conf.task_default_routing_key,
+        app.conf.broker_transport_options,
     )
     celery_point(app, broker_url=url, queue=queue)
-    assert app.connection_for_write().transport_cls == "redis"
+    transport = app.connection_for_write().transport_cls
+    assert transport in ("redis", "amqp", "pyamqp"), transport
     try:
-        yield SimpleNamespace(app=app, url=url, queue=queue)
+        yield SimpleNamespace(
+            app=app, url=url, queue=queue, sweep_queue=sweep_queue, amqp=transport != "redis"
+        )
     finally:
         celery_point(app, broker_url=url, queue=queue)  # a test may have pointed it elsewhere
         with app.connection_for_write() as conn:
-            conn.default_channel.queue_delete(queue)
-        celery_point(app, broker_url=before[0], queue=before[1])
+            for name in (queue, sweep_queue):
+                conn.default_channel.queue_delete(name)
+        celery_point(app, broker_url=before[0], queue=before[1], transport_options=before[3])
         app.conf.task_default_routing_key = before[2]
 
 
-@pytest.fixture
-def worker(redis_celery):
-    """An in-process Celery worker (solo pool) consuming this test's queue."""
+@contextmanager
+def worker_in_process(app, queues, *, shutdown_timeout: float = 10):
+    """Celery's in-process test worker (solo pool) consuming `queues`."""
     from celery.contrib.testing.worker import start_worker
 
     with start_worker(
-        redis_celery.app,
-        pool="solo",
-        perform_ping_check=False,
-        queues=[redis_celery.queue],
-        shutdown_timeout=15,
+        app, pool="solo", perform_ping_check=False, queues=list(queues), shutdown_timeout=shutdown_timeout
+    ) as w:
+        yield w
+
+
+@pytest.fixture
+def worker(broker_celery):
+    """An in-process Celery worker (solo pool) consuming this test's queues."""
+    with worker_in_process(
+        broker_celery.app, [broker_celery.queue, broker_celery.sweep_queue], shutdown_timeout=15
     ) as w:
         yield w
 
@@ -188,7 +216,7 @@ def wait_for(predicate, *, timeout: float = 20.0, interval: float = 0.05, what: 
 class WorkerProcess:
     """A `celery worker` subprocess (solo pool) on the test database and this test's queue."""
 
-    def __init__(self, *, name: str, queue: str, broker_url: str, overrides: dict):
+    def __init__(self, *, name: str, queues: list[str], broker_url: str, overrides: dict, beat: str = ""):
         import json
         import os
         import subprocess
@@ -204,11 +232,14 @@ class WorkerProcess:
             "DJANGO_SETTINGS_MODULE": "tests.orchestrator.worker_settings",
             "DATABASE_URL": database_url,
             "CELERY_BROKER_URL": broker_url,
-            "TRILHO_TEST_OVERRIDES": json.dumps({"CELERY_TASK_DEFAULT_QUEUE": queue, **overrides}),
+            "TRILHO_TEST_OVERRIDES": json.dumps(
+                {"CELERY_TASK_DEFAULT_QUEUE": queues[0], "TRILHO_SWEEP_QUEUE": queues[-1], **overrides}
+            ),
         }
         celery = os.path.join(os.path.dirname(sys.executable), "celery")
         self.output: list[str] = []
         self.ready = threading.Event()
+        self.terminated = False
         self.process = subprocess.Popen(
             [
                 celery,
@@ -218,7 +249,7 @@ class WorkerProcess:
                 "-P",
                 "solo",
                 "-Q",
-                queue,
+                ",".join(queues),
                 "-n",
                 f"{name}@%h",
                 "--without-heartbeat",
@@ -226,6 +257,7 @@ class WorkerProcess:
                 "--without-mingle",
                 "-l",
                 "info",
+                *(["--beat", "--schedule", beat] if beat else []),
             ],
             env=env,
             stdout=subprocess.PIPE,
@@ -251,9 +283,15 @@ class WorkerProcess:
         self.process.send_signal(signal.SIGKILL)
         self.process.wait(10)
 
+    def terminate(self) -> None:
+        """Tell the worker to stop (a warm shutdown: it finishes its step and lets go of its leases)."""
+        if self.process.poll() is None and not self.terminated:
+            self.terminated = True
+            self.process.terminate()
+
     def stop(self) -> None:
         if self.process.poll() is None:
-            self.process.terminate()
+            self.terminate()
             try:
                 self.process.wait(15)
             except Exception:  # noqa: BLE001 - a stuck worker is killed
@@ -262,17 +300,25 @@ class WorkerProcess:
 
 
 @pytest.fixture
-def worker_processes(redis_celery):
-    """Start worker subprocesses with start(name, **settings); all are stopped after the test."""
+def worker_processes(broker_celery):
+    """Start worker subprocesses with start(name, **settings); all are stopped after the test. A worker
+    consumes this test's step and sweep queues, or those named by `queues` ("step", "sweep")."""
     started: list[WorkerProcess] = []
+    queue_of = {"step": broker_celery.queue, "sweep": broker_celery.sweep_queue}
 
-    def start(name: str, **overrides) -> WorkerProcess:
+    def start(name: str, *, queues=("step", "sweep"), beat: str = "", **overrides) -> WorkerProcess:
         w = WorkerProcess(
-            name=name, queue=redis_celery.queue, broker_url=redis_celery.url, overrides=overrides
+            name=name,
+            queues=[queue_of[q] for q in queues],
+            broker_url=broker_celery.url,
+            overrides={"TRILHO_SWEEP_QUEUE": broker_celery.sweep_queue, **overrides},
+            beat=beat,
         )
         started.append(w)
         return w.wait_ready()
 
     yield start
+    for w in started:  # all told to stop at once: each takes a second or two to let go
+        w.terminate()
     for w in started:
         w.stop()

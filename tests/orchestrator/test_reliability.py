@@ -1,17 +1,15 @@
-"""The rail under failure, on PostgreSQL and Redis: the broker down when a card moves, a worker
-killed in the middle of a step, and two workers handed the same entry."""
+"""The rail under failure, on PostgreSQL and a real broker (Redis, or RabbitMQ with
+TRILHO_TEST_BROKER_URL=amqp://...): the broker down or frozen when a card moves, a worker killed in the
+middle of a step, two workers handed the same entry, and the sweeps on time behind a backlog of steps."""
 
 from __future__ import annotations
 
-import shutil
 import socket
-import subprocess
 import threading
 import time
-from contextlib import contextmanager
 
 import pytest
-from celery.contrib.testing.worker import start_worker
+from django.db.models import Q
 from django.utils import timezone
 
 from orchestrator.models import Mechanism, RunStatus, StepRun
@@ -19,8 +17,9 @@ from orchestrator.rail.dispatch import dispatch_entry
 from orchestrator.rail.tasks import sweep_phase_entries, sweep_stale_leases
 from pipes.models import PhaseEntry
 from pipes.services import Actor, card_create
+from tests.brokerproxy import BrokerProxy
 from tests.modelservers import ok
-from tests.orchestrator.conftest import celery_point, make_step, wait_for
+from tests.orchestrator.conftest import celery_point, make_step, wait_for, worker_in_process
 from tests.personas import good_start_values
 
 pytestmark = [pytest.mark.redis, pytest.mark.django_db(transaction=True)]
@@ -32,27 +31,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-@contextmanager
-def redis_server(port: int):
-    """A Redis of our own, so the test can take the broker down and bring it back."""
-    process = subprocess.Popen(
-        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        wait_for(lambda: _listening(port), timeout=10, what="redis-server to listen")
-        yield process
-    finally:
-        process.terminate()
-        process.wait(10)
-
-
-def _listening(port: int) -> bool:
-    with socket.socket() as s:
-        return s.connect_ex(("127.0.0.1", port)) == 0
 
 
 def set_category_step(world, *, external=None):
@@ -90,35 +68,27 @@ def category_changes(card) -> int:
     return sum("category" in e.field_keys for e in card.events.filter(kind="fields_changed"))
 
 
-@pytest.mark.skipif(
-    shutil.which("redis-server") is None, reason="needs redis-server to stop and start a broker"
-)
-def test_it_runs_an_entry_recorded_while_the_broker_was_down(world, redis_celery):
-    app, queue = redis_celery.app, redis_celery.queue
-    port = free_port()
-    own_broker = f"redis://127.0.0.1:{port}/0"
+def test_it_runs_an_entry_recorded_while_the_broker_was_down(world, broker_celery):
+    app, queue = broker_celery.app, broker_celery.queue
     set_category_step(world)
-    with redis_server(port):
-        celery_point(app, broker_url=own_broker, queue=queue)
-        with start_worker(app, pool="solo", perform_ping_check=False, queues=[queue]):
+    with BrokerProxy(broker_celery.url) as broker:
+        celery_point(app, broker_url=broker.url, queue=queue)
+        with worker_in_process(app, [queue]):
             before = submit(world)
             wait_for(lambda: (r := run_of(before)) and r.status == RunStatus.DONE, what="the first card")
 
-    # The broker is down: moving a card still works; its entry waits in the outbox. With the
-    # transport options settings should give Redis brokers, the request waits well under a second.
-    app.conf.broker_transport_options = {"max_retries": 1, "interval_start": 0, "interval_step": 0.2}
-    celery_point(app, broker_url=own_broker, queue=queue)
-    started = time.monotonic()
-    card = submit(world)
-    assert time.monotonic() - started < 1
-    entry = PhaseEntry.objects.get(card=card)
-    assert entry.dispatched_at is None and entry.processed_at is None
-    assert sweep_phase_entries(older_than_seconds=0) == 0  # still down: nothing sent, nothing lost
+        # The broker is gone (its connections cut, nothing listening): moving a card still works and
+        # answers at once; its entry waits in the outbox.
+        broker.down()
+        started = time.monotonic()
+        card = submit(world)
+        assert time.monotonic() - started < 1
+        entry = PhaseEntry.objects.get(card=card)
+        assert entry.dispatched_at is None and entry.processed_at is None
+        assert sweep_phase_entries(older_than_seconds=0) == 0  # still down: nothing sent, nothing lost
 
-    app.conf.broker_transport_options = {}
-    with redis_server(port):  # the broker is back
-        celery_point(app, broker_url=own_broker, queue=queue)
-        with start_worker(app, pool="solo", perform_ping_check=False, queues=[queue]):
+        broker.up()  # the broker is back
+        with worker_in_process(app, [queue]):
             assert sweep_phase_entries(older_than_seconds=0) == 1  # what beat runs every 30 s
             wait_for(lambda: (r := run_of(card)) and r.status == RunStatus.DONE, what="the swept entry")
     card.refresh_from_db()
@@ -128,7 +98,7 @@ def test_it_runs_an_entry_recorded_while_the_broker_was_down(world, redis_celery
 
 
 def test_it_runs_a_step_again_after_its_worker_is_killed_and_applies_it_once(
-    world, redis_celery, worker_processes, external
+    world, broker_celery, worker_processes, external
 ):
     hold = threading.Event()
     external.push(ok({"id": 1}, hold=hold), ok({"id": 1}))
@@ -143,9 +113,20 @@ def test_it_runs_a_step_again_after_its_worker_is_killed_and_applies_it_once(
 
     worker_processes("second", **WORKER_SETTINGS)
     wait_for(
-        lambda: StepRun.objects.filter(pk=run.pk, lease_until__lt=timezone.now()).exists(), what="the lease"
+        lambda: (
+            StepRun.objects.filter(pk=run.pk)
+            .filter(Q(lease_until__lt=timezone.now()) | Q(status=RunStatus.DONE))
+            .exists()
+        ),
+        what="the lease",
     )
-    assert sweep_phase_entries(older_than_seconds=0) == 1  # the entry was dispatched but never processed
+    sent = sweep_phase_entries(older_than_seconds=0)  # the entry was dispatched but never processed
+    if broker_celery.amqp:
+        # RabbitMQ gives a dead worker's unacknowledged message back at once: the second worker may
+        # have taken the step over with it before the sweep (its lease ran out while that worker started).
+        assert sent <= 1
+    else:
+        assert sent == 1  # Redis holds it for its visibility timeout (an hour): the sweep sends it
     wait_for(lambda: StepRun.objects.get(pk=run.pk).status == RunStatus.DONE, what="the retried step")
 
     run.refresh_from_db()
@@ -158,7 +139,7 @@ def test_it_runs_a_step_again_after_its_worker_is_killed_and_applies_it_once(
     assert card.events.filter(kind="step").count() == 1
 
 
-def test_it_runs_an_entry_once_when_two_workers_get_it(world, redis_celery, worker_processes, external):
+def test_it_runs_an_entry_once_when_two_workers_get_it(world, broker_celery, worker_processes, external):
     external.default = ok({"id": 1}, delay=0.5)  # long enough for both workers to hold a message
     set_category_step(world, external=external)
     one = worker_processes("one", **WORKER_SETTINGS)
@@ -201,7 +182,7 @@ def terminate_other_connections() -> int:
 
 
 def test_it_completes_a_step_whose_database_connection_was_terminated(
-    world, redis_celery, worker_processes, external
+    world, broker_celery, worker_processes, external
 ):
     hold = threading.Event()
     external.push(ok({"id": 1}, hold=hold), ok({"id": 1}))
@@ -221,68 +202,32 @@ def test_it_completes_a_step_whose_database_connection_was_terminated(
     assert len(keys) == 2 and keys[0] == keys[1]
 
 
-@contextmanager
-def silent_broker():
-    """A broker that hangs, as a frozen Redis does: it accepts connections, reads, and never answers."""
-    server = socket.socket()
-    server.bind(("127.0.0.1", 0))
-    server.listen(16)
-    server.settimeout(0.1)
-    stop, clients = threading.Event(), []
-
-    def read(conn):
-        conn.settimeout(0.1)
-        while not stop.is_set():
-            try:
-                if not conn.recv(65536):
-                    return
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-
-    def accept():
-        while not stop.is_set():
-            try:
-                conn, _ = server.accept()
-            except TimeoutError:
-                continue
-            clients.append(conn)
-            threading.Thread(target=read, args=(conn,), daemon=True).start()
-
-    threading.Thread(target=accept, daemon=True).start()
-    try:
-        yield server.getsockname()[1]
-    finally:
-        stop.set()
-        for conn in clients:
-            conn.close()
-        server.close()
-
-
-def test_it_answers_a_new_card_while_the_broker_hangs_and_runs_its_step_later(world, redis_celery, settings):
-    app, queue = redis_celery.app, redis_celery.queue
+@pytest.mark.parametrize("connected", [False, True], ids=["new-connection", "pooled-connection"])
+def test_it_answers_a_new_card_while_the_broker_hangs_and_runs_its_step_later(
+    world, broker_celery, connected
+):
+    """A frozen broker (SIGSTOP, a stalled network): it takes connections and never answers. The move
+    commits and answers within the broker timeouts settings give (about a second), whether the web
+    process opens a connection now or holds one from before the freeze; the step runs after the thaw."""
+    app, queue = broker_celery.app, broker_celery.queue
     set_category_step(world)
-    # What settings give a Redis broker: about a second to connect or answer, one quick retry.
-    before = (app.conf.broker_transport_options, app.conf.broker_connection_timeout)
-    app.conf.broker_transport_options = settings.TRILHO_REDIS_TRANSPORT_OPTIONS
-    app.conf.broker_connection_timeout = settings.CELERY_BROKER_CONNECTION_TIMEOUT
-    try:
-        with silent_broker() as port:
-            celery_point(app, broker_url=f"redis://127.0.0.1:{port}/0", queue=queue)
-            started = time.monotonic()
-            card = submit(world)  # commits, then sends its phase entry after the commit
-            elapsed = time.monotonic() - started
-    finally:
-        app.conf.broker_transport_options, app.conf.broker_connection_timeout = before
-    assert elapsed < 2, f"the request waited {elapsed:.1f} s for a hung broker"
-    entry = PhaseEntry.objects.get(card=card)
-    assert entry.dispatched_at is None and entry.processed_at is None  # left for the sweep
+    with BrokerProxy(broker_celery.url) as broker:
+        celery_point(app, broker_url=broker.url, queue=queue)
+        if connected:
+            with app.producer_or_acquire() as producer:  # a connection in the pool, used once
+                producer.connection.ensure_connection(max_retries=1)
+        broker.freeze()
+        started = time.monotonic()
+        card = submit(world)  # commits, then sends its phase entry after the commit
+        elapsed = time.monotonic() - started
+        assert elapsed < 2, f"the request waited {elapsed:.1f} s for a hung broker"
+        entry = PhaseEntry.objects.get(card=card)
+        assert entry.processed_at is None
 
-    celery_point(app, broker_url=redis_celery.url, queue=queue)  # the broker is back
-    with start_worker(app, pool="solo", perform_ping_check=False, queues=[queue]):
-        assert sweep_phase_entries(older_than_seconds=0) == 1
-        wait_for(lambda: (r := run_of(card)) and r.status == RunStatus.DONE, what="the swept entry")
+        broker.thaw()  # the broker is back
+        with worker_in_process(app, [queue]):
+            assert sweep_phase_entries(older_than_seconds=0) <= 1  # what beat runs, if it was not sent
+            wait_for(lambda: (r := run_of(card)) and r.status == RunStatus.DONE, what="the entry")
     card.refresh_from_db()
     assert card.values["category"] == "Hardware" and category_changes(card) == 1
 
@@ -299,7 +244,7 @@ def beat_until_done(run_id: int, *, timeout: float) -> int:
 
 
 def test_it_runs_a_killed_step_again_on_another_worker_as_soon_as_its_lease_runs_out(
-    world, redis_celery, worker_processes, external
+    world, broker_celery, worker_processes, external
 ):
     lease = 3  # 20 s in production: a killed step runs again within about 25 s
     hold = threading.Event()
@@ -325,7 +270,7 @@ def test_it_runs_a_killed_step_again_on_another_worker_as_soon_as_its_lease_runs
 
 
 def test_it_never_claims_a_step_twice_while_it_runs_longer_than_its_lease(
-    world, redis_celery, worker_processes, external
+    world, broker_celery, worker_processes, external
 ):
     external.default = ok({"id": 1}, delay=4)  # four leases long
     set_category_step(world, external=external)
@@ -342,3 +287,69 @@ def test_it_never_claims_a_step_twice_while_it_runs_longer_than_its_lease(
     card.refresh_from_db()
     assert run.status == RunStatus.DONE and run.attempts == 1
     assert len(external.requests) == 1 and category_changes(card) == 1
+
+
+# ---------------------------------------------------------------- the sweeps behind a backlog of steps
+
+BEAT_EVERY_HALF_SECOND = {
+    **WORKER_SETTINGS,
+    "CELERY_BEAT_SCHEDULE": {
+        "beat-heartbeat": {"task": "orchestrator.tasks.beat_heartbeat", "schedule": 0.5},
+    },
+}
+
+
+def beat_ticks(*, seconds: float, until=lambda: False) -> list:
+    """The distinct times beat's heartbeat was stored (RailHeartbeat) over `seconds`, or until `until()`."""
+    from orchestrator.models import RailHeartbeat
+
+    ticks, deadline = [], time.monotonic() + seconds
+    while time.monotonic() < deadline and not until():
+        at = RailHeartbeat.objects.filter(name="beat").values_list("at", flat=True).first()
+        if at is not None and (not ticks or at != ticks[-1]):
+            ticks.append(at)
+        time.sleep(0.05)
+    return ticks
+
+
+def test_the_sweeps_run_on_their_own_queue_while_every_step_worker_is_stuck(
+    world, broker_celery, worker_processes, external, tmp_path
+):
+    """Beat's jobs are routed to the sweep queue: a sweep worker runs them on time while the only step
+    worker is stuck on a step and more steps wait behind it."""
+    hold = threading.Event()
+    external.default = ok({"id": 1}, hold=hold)
+    set_category_step(world, external=external)
+    worker_processes("steps", queues=("step",), **WORKER_SETTINGS)
+    cards = [submit(world) for _ in range(5)]
+    wait_for(lambda: len(external.requests) == 1, what="the step worker to be stuck on the ERP")
+    try:
+        worker_processes(
+            "sweeper", queues=("sweep",), beat=str(tmp_path / "beat-schedule"), **BEAT_EVERY_HALF_SECOND
+        )
+        ticks = beat_ticks(seconds=3)
+        assert len(ticks) >= 3, ticks  # every half second, with the step queue going nowhere
+        assert len(external.requests) == 1
+    finally:
+        hold.set()
+    for card in cards:
+        wait_for(lambda card=card: (r := run_of(card)) and r.status == RunStatus.DONE, what="the backlog")
+
+
+def test_a_worker_on_both_queues_runs_the_sweeps_between_steps_of_a_backlog(
+    world, broker_celery, worker_processes, external, tmp_path
+):
+    """One worker with beat, on both queues (what `make worker` and bin/run-dev start): beat's jobs wait at
+    most for the step in hand, never for the whole backlog."""
+    step_seconds, backlog = 0.4, 12
+    external.default = ok({"id": 1}, delay=step_seconds)
+    set_category_step(world, external=external)
+    for _ in range(backlog):
+        submit(world)  # nobody consumes yet: ~5 s of steps queued
+    worker_processes("solo", beat=str(tmp_path / "beat-schedule"), **BEAT_EVERY_HALF_SECOND)
+    wait_for(lambda: len(external.requests) >= 1, timeout=30, what="the worker to start on the backlog")
+    ticks = beat_ticks(seconds=30, until=lambda: len(external.requests) >= backlog - 1)
+    assert len(external.requests) < backlog, "the backlog was gone before any tick was seen"
+    assert len(ticks) >= 3, ticks
+    gaps = [(b - a).total_seconds() for a, b in zip(ticks, ticks[1:], strict=False)]
+    assert max(gaps) < backlog * step_seconds / 2, gaps  # a tick waits for a step or a few, not for the queue

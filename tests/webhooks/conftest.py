@@ -16,7 +16,7 @@ import pytest
 
 from agents.models import AllowedHost
 from orchestrator.models import OutboundWebhook
-from tests.orchestrator.conftest import rail_settings, redis_celery, worker  # noqa: F401 - fixtures
+from tests.orchestrator.conftest import broker_celery, rail_settings, worker  # noqa: F401 - fixtures
 
 
 @dataclass

@@ -3,12 +3,10 @@ for de-duplication, the outbox and its sweep, the SSRF guard, and auto-disable."
 
 from __future__ import annotations
 
-import shutil
 import time
 from datetime import timedelta
 
 import pytest
-from celery.contrib.testing.worker import start_worker
 from django.utils import timezone
 
 from orchestrator.inbox.services import inbox_decide
@@ -17,9 +15,9 @@ from orchestrator.webhooks.outbound import delivery_attempt, delivery_resend
 from orchestrator.webhooks.tasks import sweep
 from pipes.models import Notification
 from pipes.services import Actor, CardError, card_create, card_move, card_update_fields
+from tests.brokerproxy import BrokerProxy
 from tests.inbox.conftest import approval_step, card_in_approval, task_of
-from tests.orchestrator.conftest import celery_point, wait_for
-from tests.orchestrator.test_reliability import free_port, redis_server
+from tests.orchestrator.conftest import celery_point, wait_for, worker_in_process
 from tests.personas import good_start_values
 
 
@@ -200,28 +198,22 @@ def test_it_retries_through_the_worker_with_growing_delays(world, receiver, hook
 
 @pytest.mark.redis
 @pytest.mark.django_db(transaction=True)
-@pytest.mark.skipif(
-    shutil.which("redis-server") is None, reason="needs redis-server to stop and start a broker"
-)
-def test_it_loses_no_delivery_while_the_broker_is_down(world, receiver, redis_celery):
-    app, queue = redis_celery.app, redis_celery.queue
-    port = free_port()
-    own_broker = f"redis://127.0.0.1:{port}/0"
-    app.conf.broker_transport_options = {"max_retries": 1, "interval_start": 0, "interval_step": 0.2}
-    celery_point(app, broker_url=own_broker, queue=queue)  # nothing listens there: the broker is down
-    started = time.monotonic()
-    submit(world)
-    assert time.monotonic() - started < 2  # the write does not wait for the broker
-    delivery = only_delivery()
-    assert delivery.status == DeliveryStatus.PENDING and delivery.attempts == 0
-    WebhookDelivery.objects.filter(pk=delivery.pk).update(
-        next_attempt_at=timezone.now() - timedelta(minutes=1)
-    )
-    assert sweep(older_than_seconds=30) == 0  # still down: nothing sent, nothing lost
-    app.conf.broker_transport_options = {}
-    with redis_server(port):  # the broker is back
-        celery_point(app, broker_url=own_broker, queue=queue)
-        with start_worker(app, pool="solo", perform_ping_check=False, queues=[queue]):
+def test_it_loses_no_delivery_while_the_broker_is_down(world, receiver, broker_celery):
+    app, queue = broker_celery.app, broker_celery.queue
+    with BrokerProxy(broker_celery.url) as broker:
+        broker.down()
+        celery_point(app, broker_url=broker.url, queue=queue)  # nothing listens there: the broker is down
+        started = time.monotonic()
+        submit(world)
+        assert time.monotonic() - started < 2  # the write does not wait for the broker
+        delivery = only_delivery()
+        assert delivery.status == DeliveryStatus.PENDING and delivery.attempts == 0
+        WebhookDelivery.objects.filter(pk=delivery.pk).update(
+            next_attempt_at=timezone.now() - timedelta(minutes=1)
+        )
+        assert sweep(older_than_seconds=30) == 0  # still down: nothing sent, nothing lost
+        broker.up()  # the broker is back
+        with worker_in_process(app, [queue]):
             assert sweep(older_than_seconds=30) == 1  # what beat runs every 30 s
             wait_for(lambda: only_delivery().status == DeliveryStatus.DELIVERED, what="the swept delivery")
     (got,) = receiver.received
