@@ -143,8 +143,18 @@ def delivery_dispatch(delivery_id: int, *, countdown: float = 0) -> bool:
     return True
 
 
+# A countdown message waits, unacknowledged, on the worker that received it until it is due: RabbitMQ
+# closes a consumer that holds one past its consumer_timeout (30 min by default) and Redis hands it out
+# again after its visibility timeout (1 h). A longer wait is left to the sweep, which sends a delivery
+# once it is due (next_attempt_at, within a minute).
+LONGEST_COUNTDOWN_SECONDS = 600
+
+
 def deliver_later(delivery_id: int, delay: float) -> bool:
-    """Hand a failed delivery back to the broker for its next attempt, after `delay` seconds."""
+    """Hand a failed delivery back to the broker for its next attempt, after `delay` seconds (beyond
+    LONGEST_COUNTDOWN_SECONDS the sweep sends it when it is due)."""
+    if delay > LONGEST_COUNTDOWN_SECONDS:
+        return True
     return delivery_dispatch(delivery_id, countdown=max(delay, 0.05))
 
 

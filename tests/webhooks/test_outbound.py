@@ -11,7 +11,13 @@ from django.utils import timezone
 
 from orchestrator.inbox.services import inbox_decide
 from orchestrator.models import DeliveryStatus, OutboundWebhook, WebhookDelivery
-from orchestrator.webhooks.outbound import delivery_attempt, delivery_resend
+from orchestrator.webhooks.outbound import (
+    DELIVER,
+    LONGEST_COUNTDOWN_SECONDS,
+    deliver_later,
+    delivery_attempt,
+    delivery_resend,
+)
 from orchestrator.webhooks.tasks import sweep
 from pipes.models import Notification
 from pipes.services import Actor, CardError, card_create, card_move, card_update_fields
@@ -71,6 +77,34 @@ def test_it_retries_a_500_with_exponential_backoff(world, receiver):
     assert [entry["status"] for entry in delivery.log] == [500, 500, 200]
     assert delivery.status == DeliveryStatus.DELIVERED and delivery.attempts == 3
     assert {r.headers["Trilho-Webhook-Id"] for r in receiver.received} == {str(delivery.event_id)}
+
+
+@pytest.mark.django_db
+def test_it_leaves_a_long_backoff_to_the_sweep_instead_of_a_message_held_on_a_worker(world, receiver):
+    """A countdown message waits unacknowledged on a worker: RabbitMQ closes a consumer holding one past
+    its consumer_timeout (30 min). A retry due later than LONGEST_COUNTDOWN_SECONDS is sent by the sweep."""
+    from celery.signals import before_task_publish
+
+    submit(world)
+    delivery = only_delivery()
+    published: list[tuple] = []
+
+    def record(sender=None, headers=None, **kwargs):
+        published.append((sender, headers.get("eta")))
+
+    before_task_publish.connect(record)
+    try:
+        assert deliver_later(delivery.pk, 60)  # a short wait: a message with its countdown
+        assert len(published) == 1 and published[0][1] is not None
+        assert deliver_later(delivery.pk, LONGEST_COUNTDOWN_SECONDS + 1)  # a long one: nothing sent now
+        assert len(published) == 1
+        WebhookDelivery.objects.filter(pk=delivery.pk).update(
+            next_attempt_at=timezone.now() - timedelta(minutes=1)
+        )
+        assert sweep(older_than_seconds=30) == 1  # due: the sweep sends it
+        assert len(published) == 2 and published[1] == (DELIVER, None)
+    finally:
+        before_task_publish.disconnect(record)
 
 
 @pytest.mark.django_db
