@@ -17,8 +17,17 @@ window.__noReload = 1;
 window.__submits = 0;
 window.__htmx = 0;
 document.addEventListener("submit", function () { window.__submits += 1; }, true);
+window.__settled = 0;
 document.body.addEventListener("htmx:beforeRequest", function () { window.__htmx += 1; });
+document.body.addEventListener("htmx:afterSettle", function () { window.__settled += 1; });
 """
+
+
+def _redrawn(page, action):
+    """Do `action` (a change a dropdown answers by redrawing its rule) and wait for the new rule."""
+    before = page.evaluate("window.__settled")
+    action()
+    page.wait_for_function("(n) => window.__settled > n", arg=before)
 
 
 def _wait_for(predicate, page, timeout_ms=5000):
@@ -118,12 +127,10 @@ def test_a_pipe_admin_builds_phases_and_a_conditional_field_without_a_reload(log
     expect(page.locator("#field-label")).to_have_value("Long text")
     page.fill("#field-label", "Why so expensive?")
     page.check("#field-required")
-    page.click("#cond-add")
+    _redrawn(page, lambda: page.click("#cond-add"))
     # Each dropdown redraws its rule for what it chose (the operators of a currency, a value input).
-    with page.expect_response(lambda r: "condition-row" in r.url):
-        page.locator("#cond-0-field").select_option(label="Contract value")
-    with page.expect_response(lambda r: "condition-row" in r.url):
-        page.locator("#cond-0-op").select_option("gt")
+    _redrawn(page, lambda: page.locator("#cond-0-field").select_option(label="Contract value"))
+    _redrawn(page, lambda: page.locator("#cond-0-op").select_option("gt"))
     page.fill("#cond-0-value", "5000")
     page.click("#field-save")
     expect(page.locator("#field-saved")).to_be_visible()
@@ -137,6 +144,17 @@ def test_a_pipe_admin_builds_phases_and_a_conditional_field_without_a_reload(log
     expect(preview.locator(f"#preview-item-{why.key}")).to_contain_text(
         "Appears when “Contract value” is more than 5000"
     )
+
+    # Moved up with the keyboard while the preview is open: the preview follows (designChanged).
+    order = f"#preview-item-{value.key} ~ #preview-item-{why.key}"
+    expect(page.locator(order)).to_have_count(1)
+    page.focus(f"#field-handle-{why.pk}")
+    page.keyboard.press("ArrowUp")
+    expect(page.locator(f"#preview-item-{why.key} ~ #preview-item-{value.key}")).to_have_count(1)
+    why.refresh_from_db()
+    value.refresh_from_db()
+    assert why.position < value.position
+    expect(page.locator(f"#field-handle-{why.pk}")).to_be_focused()
 
     # No reload, no native submit: every change was an HTMX request.
     assert page.evaluate("window.__noReload") == 1
