@@ -1,21 +1,27 @@
-"""Benchmark of the rail: deterministic automation steps per second, end to end, with one worker.
+"""Benchmark of the rail: deterministic automation steps per second, end to end, with one worker,
+beside the no-op Celery floor measured in the same run.
 
 Creates its own PostgreSQL database (`trilho_bench_rail` on the server of DATABASE_URL,
 dropped and created anew), migrates it, imports a small pipe whose first phase has one
-automation step (set a field) and starts ONE Celery worker process (`-P solo`) on Redis.
-Then it prints:
+automation step (set a field) and starts ONE Celery worker process (`-P solo`) on the broker
+(Redis or RabbitMQ). Then it prints:
 
+- **floor**: first, on the same broker, one `-P solo` worker of a Celery app whose tasks do nothing
+  (bench/railfloor.py, as ../shared/floors/capp.py: acks late, prefetch 16, no Django, no database)
+  drains N no-op messages: tasks per second from the first publish to the last task run;
 - **throughput**: N cards created in one transaction (N phase entries committed at once, then
   dispatched after commit); steps per second = N / (last step done − commit), i.e. card entry →
-  worker → claim → action → write path → trace, end to end;
+  worker → claim → action → write path → trace, end to end; and its ratio to the floor
+  (issue 17's target: at least 0.20);
 - **latency**: M cards created one by one at a steady rate well below capacity; the added
   latency from each card's commit (the moment its transaction committed) to the start of its
-  step in the worker (StepRun.started_at), p50/p95/max.
+  step in the worker (StepRun.started_at), p50/p95/max (issue 17's target: p95 under 50 ms).
 
 Usage:
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/trilho .venv/bin/python bench/rail.py
-    options: --cards 1000 --latency-cards 200 --rate <cards/s, default 30% of the measured throughput>
-             --broker redis://127.0.0.1:6379/14
+    DATABASE_URL=... .venv/bin/python bench/rail.py --broker amqp://guest:guest@127.0.0.1:5672//
+    DATABASE_URL=... .venv/bin/python bench/rail.py --quick      # checks the script works; figures mean little
+    options: see --help (--cards, --latency-cards, --rate, --floor-tasks, --floor-prefetch, --broker, --quick)
 
 Benchmarks print figures; they never fail a build on a timing.
 """
@@ -94,9 +100,9 @@ def drop_database(url: str) -> None:
 
 
 class Worker:
-    """One `celery worker -P solo` process consuming the bench's queue."""
+    """One `celery worker -P solo` process consuming one queue (of Trilho's app, or of `app`)."""
 
-    def __init__(self, *, env: dict, queue: str):
+    def __init__(self, *, env: dict, queue: str, app: str = "orchestrator"):
         celery = str(Path(sys.executable).parent / "celery")
         self.lines: list[str] = []
         self.ready = threading.Event()
@@ -104,7 +110,7 @@ class Worker:
             [
                 celery,
                 "-A",
-                "orchestrator",
+                app,
                 "worker",
                 "-P",
                 "solo",
@@ -113,7 +119,7 @@ class Worker:
                 "-Q",
                 queue,
                 "-n",
-                "bench@%h",
+                f"bench-{queue}@%h",
                 "--without-heartbeat",
                 "--without-gossip",
                 "--without-mingle",
@@ -175,34 +181,133 @@ def wait_done(StepRun, RunStatus, *, expected: int, timeout: float) -> None:
     )
 
 
+def broker_check(url: str) -> str | None:
+    """None when the broker answers, else why not."""
+    from kombu import Connection
+
+    try:
+        with Connection(url, connect_timeout=2) as conn:
+            conn.ensure_connection(max_retries=1)
+    except Exception as exc:  # noqa: BLE001 - any failure means no broker to measure on
+        return exc.__class__.__name__
+    return None
+
+
+def queue_delete(url: str, *queues: str) -> None:
+    """RabbitMQ keeps a queue until it is deleted (Redis drops an empty one)."""
+    from kombu import Connection
+
+    try:
+        with Connection(url, connect_timeout=2) as conn:
+            for name in queues:
+                conn.default_channel.queue_delete(name)
+    except Exception:  # noqa: BLE001 - a bench's leftover queue is no reason to fail
+        pass
+
+
+def floor_run(*, broker: str, tasks: int, prefetch: int) -> tuple[float, float]:
+    """Drain `tasks` no-op messages with one `-P solo` worker of bench/railfloor.py on `broker`.
+
+    Returns (tasks per second from the first publish to the last task run, worker CPU ms per task).
+    The worker is started and warmed up first: its start-up is not counted."""
+    queue = f"railfloor-{uuid.uuid4().hex[:8]}"
+    done = Path(tempfile.mkdtemp(prefix="trilho-railfloor-")) / "done"
+    settings = {
+        "RAILFLOOR_BROKER": broker,
+        "RAILFLOOR_QUEUE": queue,
+        "RAILFLOOR_PREFETCH": str(prefetch),
+        "RAILFLOOR_DONE": str(done),
+    }
+    os.environ.update(settings)  # read by bench/railfloor.py, here and in the worker
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    sys.path.insert(0, str(ROOT))
+    from bench import railfloor
+
+    worker = Worker(env=env, queue=queue, app="bench.railfloor")
+    try:
+        railfloor.last.delay()  # warm up: the worker consumes
+        worker.wait_ready(done.exists)
+        time.sleep(0.1)
+        done.unlink()
+        cpu_before = worker.cpu_seconds()
+        with railfloor.app.producer_or_acquire() as producer:
+            started = time.time()
+            for i in range(tasks):
+                railfloor.noop.apply_async((i,), producer=producer)
+            railfloor.last.apply_async(producer=producer)
+        deadline = time.monotonic() + 600
+        while not (done.exists() and done.read_text()) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        if not done.exists():
+            raise SystemExit("the floor's worker did not drain its queue:\n" + "\n".join(worker.lines[-40:]))
+        finished = float(done.read_text())
+        cpu = worker.cpu_seconds() - cpu_before
+    finally:
+        worker.stop()
+        queue_delete(broker, queue)
+    return (tasks + 1) / (finished - started), 1000 * cpu / (tasks + 1)
+
+
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--cards", type=int, default=1000, help="cards for the throughput run")
-    parser.add_argument("--latency-cards", type=int, default=200, help="cards for the latency run")
+    parser = argparse.ArgumentParser(
+        description=" ".join(__doc__.split("\n\n")[0].split()),
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument(
+        "--cards", type=int, default=1000, help="cards (automation steps) of the throughput run"
+    )
+    parser.add_argument(
+        "--latency-cards", type=int, default=200, help="cards of the latency run, one at a time"
+    )
     parser.add_argument(
         "--rate",
         type=float,
         default=0.0,
-        help="cards per second in the latency run (default: 30%% of the throughput)",
+        help="cards per second in the latency run (0: 30%% of the measured throughput)",
+    )
+    parser.add_argument(
+        "--floor-tasks",
+        type=int,
+        default=10000,
+        help="no-op messages the floor's worker drains (0: no floor)",
+    )
+    parser.add_argument(
+        "--floor-prefetch",
+        type=int,
+        default=16,
+        help="the floor worker's prefetch multiplier (../shared/floors/capp.py uses 16)",
     )
     parser.add_argument(
         "--broker",
-        default=os.environ.get("TRILHO_BENCH_REDIS_URL", "redis://127.0.0.1:6379/14"),
-        help="Redis URL",
+        default=os.environ.get("TRILHO_BENCH_BROKER_URL")
+        or os.environ.get("TRILHO_BENCH_REDIS_URL", "redis://127.0.0.1:6379/14"),
+        help="broker URL: Redis (redis://...) or RabbitMQ (amqp://guest:guest@127.0.0.1:5672//);"
+        " env TRILHO_BENCH_BROKER_URL",
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="a smoke run (at most 200 cards, 50 latency cards, 2,000 floor tasks): checks the script works",
     )
     args = parser.parse_args()
+    if args.quick:
+        args.cards, args.latency_cards = min(args.cards, 200), min(args.latency_cards, 50)
+        args.floor_tasks = min(args.floor_tasks, 2000)
 
     database_url = os.environ.get("DATABASE_URL", "")
     if not database_url.startswith(("postgres://", "postgresql://")):
         print("bench/rail.py needs PostgreSQL: set DATABASE_URL=postgres://... (skipped)")
         return 0
-    try:
-        import redis
-
-        redis.Redis.from_url(args.broker, socket_connect_timeout=2).ping()
-    except Exception as exc:  # noqa: BLE001 - any failure means no Redis to measure on
-        print(f"bench/rail.py needs Redis at {args.broker} ({exc.__class__.__name__}; skipped)")
+    problem = broker_check(args.broker)
+    if problem:
+        print(f"bench/rail.py needs a broker at {args.broker} ({problem}; skipped)")
         return 0
+
+    floor_rate = floor_cpu = 0.0
+    if args.floor_tasks:  # first, before Django is set up in this process
+        floor_rate, floor_cpu = floor_run(
+            broker=args.broker, tasks=args.floor_tasks, prefetch=args.floor_prefetch
+        )
 
     url = bench_database_url(database_url)
     recreate_database(database_url)
@@ -291,32 +396,51 @@ def main() -> int:
         undispatched = PhaseEntry.objects.filter(dispatched_at__isnull=True).count()
     finally:
         worker.stop()
+        queue_delete(args.broker, queue)
         from django.db import connections
 
         connections.close_all()
         drop_database(database_url)
 
-    print(f"Rail benchmark — PostgreSQL + Redis, one worker process (-P solo), {os.cpu_count()} CPUs")
+    broker = "RabbitMQ" if args.broker.startswith(("amqp", "pyamqp")) else "Redis"
+    steps_rate = args.cards / elapsed
+    print(f"Rail benchmark — PostgreSQL + {broker}, one worker process (-P solo), {os.cpu_count()} CPUs")
+    if args.floor_tasks:
+        print(
+            f"  floor: {args.floor_tasks} no-op Celery tasks (bench/railfloor.py, prefetch {args.floor_prefetch})"
+        )
+        print(
+            f"    {floor_rate:.0f} tasks/s, first publish → last task run; worker CPU {floor_cpu:.2f} ms per task"
+        )
     print(f"  throughput: {args.cards} automation steps (set a field through the write path, traced)")
     print(f"    cards created and committed in one transaction: {created_s:.2f} s")
-    print(f"    commit → last step done: {elapsed:.2f} s  =>  {args.cards / elapsed:.0f} steps/s end to end")
+    print(f"    commit → last step done: {elapsed:.2f} s  =>  {steps_rate:.0f} steps/s end to end")
     print(
         f"    first step start → last step done: {worker_span:.2f} s  =>  {args.cards / worker_span:.0f} steps/s in the worker"
     )
     print(
-        f"    worker CPU: {worker_cpu * 1000 / args.cards:.1f} ms per step (the rest is waiting on PostgreSQL and Redis)"
+        f"    worker CPU: {worker_cpu * 1000 / args.cards:.1f} ms per step (the rest is waiting on PostgreSQL and {broker})"
     )
     print(f"    not done: {failed}")
+    if args.floor_tasks:
+        ratio = steps_rate / floor_rate
+        print(
+            f"    steps/s ÷ floor tasks/s: {ratio:.3f}"
+            f" ({'meets' if ratio >= 0.20 else 'below'} issue 17's target of 0.20)"
+        )
     print(f"  latency: {args.latency_cards} cards at {rate:g}/s, one transaction each")
+    p95 = percentile(latencies, 0.95)
     print(
-        f"    commit → step start: p50 {percentile(latencies, 0.5):.1f} ms, p95 {percentile(latencies, 0.95):.1f} ms,"
-        f" max {max(latencies):.1f} ms"
+        f"    commit → step start: p50 {percentile(latencies, 0.5):.1f} ms, p95 {p95:.1f} ms,"
+        f" max {max(latencies):.1f} ms ({'meets' if p95 < 50 else 'above'} issue 17's p95 target of 50 ms)"
     )
     print(
         f"    commit → step done:  p50 {percentile(end_to_end, 0.5):.1f} ms, p95 {percentile(end_to_end, 0.95):.1f} ms"
         f" (mean {statistics.fmean(end_to_end):.1f} ms)"
     )
     print(f"    entries left undispatched: {undispatched}")
+    if args.quick:
+        print("  (--quick: a smoke run; its figures mean little)")
     return 0
 
 

@@ -57,6 +57,18 @@ def _lock_claim(run: StepRun, token: str) -> StepRun:
     return locked
 
 
+def _lock_card(entry: PhaseEntry) -> Card:
+    """The entry's card locked (its row alone), with the pipe (and organization) the entry was read
+    with, and the entry's phase while the card is still in it: the write path then reads neither again."""
+    card = Card.objects.select_for_update().get(pk=entry.card_id)
+    source = entry.card
+    if Card.pipe.is_cached(source) and Pipe.organization.is_cached(source.pipe):
+        card.pipe = source.pipe  # a card never changes pipe
+    if card.phase_id == entry.phase_id and PhaseEntry.phase.is_cached(entry):
+        card.phase = entry.phase
+    return card
+
+
 def agent_actor(agent, pipe_id: int) -> Actor:
     """The agent as the write path knows it: its scope and its authority limit."""
     authority = None
@@ -202,9 +214,7 @@ def apply_result(
     `close_entry`: no step follows, so the entry is marked processed in the same transaction."""
     with transaction.atomic():
         locked = _lock_claim(run, token)
-        card = (
-            Card.objects.select_for_update(of=("self",)).select_related("pipe", "phase").get(pk=entry.card_id)
-        )
+        card = _lock_card(entry)
         now = timezone.now()
         if card.phase_id != entry.phase_id:
             locked.status = RunStatus.SKIPPED
@@ -240,7 +250,7 @@ def apply_result(
             emails_write(run=locked, emails=emails)
             transaction.on_commit(partial(emails_send, run_id=locked.pk, worker=locked.claimed_by))
         tracer.add(TraceKind.CHANGES, _changes_summary(applied), applied)
-        tracer.flush()
+        tracer.flush(claim_locked=True)
         card_record_step(
             actor=actor, card=card, payload=timeline_payload(locked, step), reason=locked.routing_reason
         )

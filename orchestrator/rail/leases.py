@@ -69,6 +69,11 @@ def connections_checked(sender=None, **kwargs) -> None:
     PostgreSQL session per step) keeps it for settings.CELERY_DB_REUSE_MAX tasks instead."""
     if sender is None or getattr(sender.request, "is_eager", False):
         return  # an eager call runs inside its caller's connection and transaction
+    if kwargs.get("signal") is task_postrun and threading.current_thread() is not threading.main_thread():
+        # Tasks run in a thread (an in-process worker, -P threads): nothing would close the thread's
+        # connection when the thread ends, so it is closed after each task, as Celery did.
+        connection_reset()
+        return
     close_old_connections()
 
 
@@ -155,11 +160,14 @@ def lease_give_back(*, run_id: int, token: str) -> bool:
 
 
 def leases_release() -> int:
-    """A worker shutting down: the leases it holds run out now, so another worker takes its runs at once."""
+    """A worker shutting down: the leases it holds run out now, so another worker takes its runs at once.
+    Then its database connection, kept from task to task (settings.CELERY_DB_REUSE_MAX), is closed."""
     with _lock:
         held = dict(_held)
         _held.clear()
-    return sum(_lease_end(run_id, token) for run_id, token in held.items())
+    released = sum(_lease_end(run_id, token) for run_id, token in held.items())
+    connection_reset()
+    return released
 
 
 def _lease_end(run_id: int, token: str) -> int:

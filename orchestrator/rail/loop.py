@@ -9,6 +9,7 @@ events; every result goes through pipes.services as the agent or the system acto
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 import socket
@@ -16,18 +17,21 @@ import uuid
 from datetime import timedelta
 
 from django.db import IntegrityError, connection, transaction
-from django.db.models import F, Q, Value
+from django.db.models import F, JSONField, Q, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
+from agents.models import Agent
+from pipes import designcache
 from pipes.choices import RailStatus
 from pipes.conditions import evaluate
-from pipes.models import Card, PhaseEntry
+from pipes.models import Card, PhaseEntry, Pipe
 from pipes.services import CardAuthorityError, CardError, card_set_rail_status
 
 from ..models import Mechanism, ReviewStatus, ReviewTask, RunStatus, Step, StepRun, TraceKind, Trigger
 from . import costs
 from .apply import apply_result, fail, finish_simple, reason_fields, retry_or_fail, wait_for_review
+from .entryload import entry_load
 from .leases import INFRASTRUCTURE_ERRORS, lease_held, lease_seconds
 from .reasons import Reason
 from .results import (
@@ -66,11 +70,7 @@ def entry_run(*, entry_id: int) -> EntryOutcome:
     Steps triggered by the card becoming late or expired run first, once the mark holds (the SLA mark
     re-opens the entry and dispatches it again, see dispatch.on_card_changed); a review or a failure
     among the entry steps does not hold them back. Then the entry steps run, in order."""
-    entry = (
-        PhaseEntry.objects.select_related("card__pipe__organization", "card__phase", "phase")
-        .filter(pk=entry_id)
-        .first()
-    )
+    entry = entry_load(entry_id)
     if entry is None or entry.processed_at is not None:
         return EntryOutcome()
     if entry.card.rail_status == RailStatus.WAITING_REVIEW:  # a person may have moved it away from a review
@@ -78,10 +78,9 @@ def entry_run(*, entry_id: int) -> EntryOutcome:
     if entry.left_at is not None:
         _entry_close(entry, skip_reason=Reason.of("left_before_steps"))
         return EntryOutcome()
-    steps = list(
-        Step.objects.filter(phase_id=entry.phase_id).select_related("agent").order_by("position", "id")
-    )
-    runs = {run.step_id: run for run in StepRun.objects.filter(entry=entry)}
+    steps = phase_steps(entry.card.pipe, entry.phase_id, entry.design_stamp)
+    # An entry nothing ran for yet (the common case) has no runs to read.
+    runs = {run.step_id: run for run in StepRun.objects.filter(entry=entry)} if entry.has_runs else {}
     card: Card | None = entry.card  # fresh for the first step; re-read after a step that kept the card
     triggers = _overdue_triggers(entry)
     overdue = [s for s in steps if s.trigger in triggers]
@@ -123,6 +122,46 @@ def entry_run(*, entry_id: int) -> EntryOutcome:
     if entry.card.rail_status != RailStatus.IDLE and not _holding(entry):
         card_set_rail_status(card_id=entry.card_id, status=RailStatus.IDLE)
     return EntryOutcome()
+
+
+_STEP_COLUMNS = tuple(f.attname for f in Step._meta.concrete_fields)
+_STEP_JSON = frozenset(i for i, f in enumerate(Step._meta.concrete_fields) if isinstance(f, JSONField))
+
+
+def _steps_rows(pipe: Pipe) -> dict[int, tuple[tuple, ...]]:
+    """The pipe's steps as rows (column values), by phase, in the order they run."""
+    rows: dict[int, list[tuple]] = {}
+    for row in (
+        Step.objects.filter(phase__pipe_id=pipe.pk)
+        .order_by("phase_id", "position", "id")
+        .values_list(*_STEP_COLUMNS)
+    ):
+        rows.setdefault(row[_STEP_COLUMNS.index("phase_id")], []).append(row)
+    return {phase_id: tuple(phase_rows) for phase_id, phase_rows in rows.items()}
+
+
+def phase_steps(pipe: Pipe, phase_id: int, stamp: int | None = None) -> list[Step]:
+    """The steps of a phase in the order they run, each a fresh instance with its agent.
+
+    From the design cache at the pipe's stamp (`stamp`, read with the entry), which a step written
+    changes (orchestrator migration 0008): no query once the pipe's steps are known to this process.
+    Agents are read fresh, in one query, when a step has one."""
+    rows = designcache.cached(pipe, "rail.steps", _steps_rows, stamp).get(phase_id, ())
+    steps = [
+        Step.from_db(
+            "default",
+            _STEP_COLUMNS,
+            [copy.deepcopy(v) if i in _STEP_JSON and v is not None else v for i, v in enumerate(row)],
+        )
+        for row in rows
+    ]
+    agent_ids = {s.agent_id for s in steps if s.agent_id is not None}
+    if agent_ids:
+        agents = Agent.objects.in_bulk(agent_ids)
+        for s in steps:
+            if s.agent_id is not None:
+                s.agent = agents[s.agent_id]
+    return steps
 
 
 def _take(

@@ -22,6 +22,7 @@ class Tracer:
 
     def __init__(self, run: StepRun, *, fresh: bool = False):
         self.run = run
+        self.fresh = fresh  # this worker created the run: no other worker ever numbered its events
         self.seq: int | None = 0 if fresh else None
         self.pending: list[TraceEvent] = []
 
@@ -45,7 +46,11 @@ class Tracer:
     def _last_seq(self) -> int:
         return TraceEvent.objects.filter(run=self.run).aggregate(m=Max("seq"))["m"] or 0
 
-    def flush(self) -> None:
+    def flush(self, *, claim_locked: bool = False) -> None:
+        """Write the pending events. `claim_locked`: the caller holds the run's row lock, checked against
+        its claim, in the transaction this runs in. For a run this worker created, no other worker ever
+        numbered its events nor can now, so the numbers cannot conflict: no savepoint to try again
+        (one statement, not three)."""
         if not self.pending:
             return
         for _try in range(3):
@@ -53,6 +58,11 @@ class Tracer:
                 self.seq = self._last_seq()
             for offset, event in enumerate(self.pending, start=1):
                 event.seq = self.seq + offset
+            if claim_locked and self.fresh:
+                TraceEvent.objects.bulk_create(self.pending)
+                self.seq += len(self.pending)
+                self.pending = []
+                return
             try:
                 with transaction.atomic(savepoint=connection.in_atomic_block):
                     TraceEvent.objects.bulk_create(self.pending)

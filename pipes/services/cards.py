@@ -502,7 +502,9 @@ def card_record_step(*, actor: Actor, card: Card, payload: Mapping[str, Any], re
     with transaction.atomic():
         card = _lock(card, None)
         event = _event(card, actor, EventKind.STEP, dict(payload), reason=reason)
-        card.save(update_fields=["event_count", "last_event_hash"])
+        # Only columns the audit log leaves out change: it would read the old row to write nothing.
+        with disable_auditlog():
+            card.save(update_fields=["event_count", "last_event_hash"])
     return event
 
 

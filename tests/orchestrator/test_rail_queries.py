@@ -1,0 +1,81 @@
+"""What one automation step costs the database on the worker's code path (issue 17): the statements of the
+task a worker runs for a phase entry, counted, so a per-step load or a repeated query cannot creep back."""
+
+from __future__ import annotations
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from orchestrator.models import Mechanism, RunStatus, StepRun, TraceEvent
+from orchestrator.rail.tasks import run_phase_entry
+from pipes.models import PhaseEntry
+from pipes.services import Actor, card_create
+from tests.orchestrator.conftest import make_step
+from tests.personas import good_start_values
+
+pytestmark = pytest.mark.django_db
+
+TRANSACTION_CONTROL = ("BEGIN", "COMMIT", "ROLLBACK", "SAVEPOINT", "RELEASE SAVEPOINT")
+
+# The statements of one automation step that sets a field, once the worker knows the pipe's design:
+#   the entry with its card, pipe, organization, phases, design stamp and whether it has runs (1);
+#   the run created already claimed (1);
+#   in one transaction: the run locked against the claim (1), the card locked (1); the field written
+#   through the write path: the card's lock (1), its timeline event (1), the audit log's read of the old
+#   row and its entry (2), the card (1); the run finished (1), its trace in one insert (1); the step on
+#   the card's timeline: the card's lock (1), the event (1), the card (1); the entry processed (1).
+STEP_STATEMENTS = 15  # 19 before issue 17 (and 6 more for savepoints)
+
+
+def statements(queries) -> list[str]:
+    return [q["sql"] for q in queries if not q["sql"].upper().startswith(TRANSACTION_CONTROL)]
+
+
+@pytest.fixture
+def stamping_step(world, rail_settings):
+    return make_step(
+        world.phase("triage"),
+        key="stamp",
+        name="Stamp",
+        mechanism=Mechanism.AUTOMATION,
+        actions=[{"type": "set_field", "field": "category", "value": "Hardware"}],
+        on_approve="",
+        on_reject="",
+    )
+
+
+def new_entry(world) -> int:
+    card = card_create(actor=Actor.for_user(world.requester), pipe=world.pipe, values=good_start_values())
+    return PhaseEntry.objects.get(card=card, processed_at__isnull=True).pk
+
+
+def test_an_automation_step_on_the_worker_asks_a_bounded_number_of_statements(world, stamping_step):
+    run_phase_entry(new_entry(world))  # the first step of a process loads its design (steps, fields)
+    entry_id = new_entry(world)
+
+    with CaptureQueriesContext(connection) as queries:
+        run_phase_entry(entry_id)  # as the worker calls it
+
+    run = StepRun.objects.get(entry_id=entry_id)
+    assert run.status == RunStatus.DONE
+    assert run.card.values["category"] == "Hardware"
+    assert TraceEvent.objects.filter(run=run).count() >= 2  # the trace is written, in one statement
+    sql = statements(queries)
+    assert len(sql) <= STEP_STATEMENTS, "\n".join(sql)
+    # Nothing of the design is read again: the steps, phases and fields come from the design cache.
+    assert not [s for s in sql if '"orchestrator_step"' in s.split(" WHERE ")[0]], sql
+    assert not [s for s in sql if s.startswith('SELECT "pipes_field"')], sql
+    assert sum(1 for s in sql if s.startswith('INSERT INTO "orchestrator_traceevent"')) == 1
+
+
+def test_a_step_written_is_run_as_written_the_next_time(world, stamping_step):
+    """The steps come from the design cache: a change to a step reaches the next entry at once."""
+    run_phase_entry(new_entry(world))
+    stamping_step.actions = [{"type": "set_field", "field": "category", "value": "Software"}]
+    stamping_step.save()
+
+    entry_id = new_entry(world)
+    run_phase_entry(entry_id)
+
+    assert StepRun.objects.get(entry_id=entry_id).card.values["category"] == "Software"
