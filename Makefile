@@ -20,7 +20,7 @@ help:
 	@echo "             (ADDR=host:port serves, prints and writes links with another address)"
 	@echo "make test    install and run the test suite (PYTEST_ARGS='-k board' to narrow it)"
 	@echo "make lint    ruff check, ruff format --check, import contracts, manage.py check, makemigrations --check"
-	@echo "make worker  one embedded Celery worker with beat (what make run starts)"
+	@echo "make worker  one embedded Celery worker with beat, on both queues: steps and sweeps (what make run starts)"
 	@echo "make bench   run the benchmarks in bench/ (they print figures, never fail on timing)"
 
 $(PY):
