@@ -651,6 +651,11 @@ BOARD_QUERY_BOUND = 11
 MOVE_QUERY_BOUND = 12
 
 
+def _entry_extra() -> int:
+    """Closing a stay and opening the next is one statement on PostgreSQL, two on SQLite."""
+    return 0 if connection.vendor == "postgresql" else 1
+
+
 @pytest.mark.parametrize("n", [100, 5000])
 def test_it_renders_the_board_in_constant_queries(client, world, django_assert_max_num_queries, n):
     bulk_cards(world, n)
@@ -699,7 +704,7 @@ def test_it_moves_a_card_in_constant_queries(client, world, n):
         response = client.post(reverse("card_move", args=[world.pipe.pk, card.pk]), data, **hx())
     assert response.status_code == 200
     sql = [q["sql"] for q in queries.captured_queries]
-    assert len(sql) <= MOVE_QUERY_BOUND, "\n".join(sql)
+    assert len(sql) <= MOVE_QUERY_BOUND + _entry_extra(), "\n".join(sql)
     # The access check ran once (the write path reused the view's answer), and no audit-log row.
     assert sum("guardian_userobjectpermission" in q for q in sql) == 1
     assert not any("auditlog_logentry" in q for q in sql)
@@ -722,7 +727,9 @@ def test_it_creates_a_card_in_constant_queries(world, n):
     with CaptureQueriesContext(connection) as queries:
         card = card_create(actor=actor, pipe=world.pipe, values=good_start_values(item="Counted"))
     assert card.title == "Counted"
-    assert len(queries) <= CREATE_QUERY_BOUND, "\n".join(q["sql"] for q in queries.captured_queries)
+    assert len(queries) <= CREATE_QUERY_BOUND + _entry_extra(), "\n".join(
+        q["sql"] for q in queries.captured_queries
+    )
 
 
 @pytest.mark.parametrize("n", [100, 5000])
