@@ -122,6 +122,7 @@ def start_form_preview(*, pipe: Pipe) -> list[PreviewField]:
     fields = list(Field.objects.filter(pipe=pipe, phase__isnull=True).order_by("position", "id"))
     labels = {f.key: f.label for f in Field.objects.filter(pipe=pipe)}
     currency = pipe.organization.currency
+    labels_of_pipe: list[tuple[int, str]] | None = None  # read once, for label fields
     out = []
     for f in fields:
         pf = PreviewField(field=f, widget=WIDGETS.get(f.type, "text"), required=f.required)
@@ -141,10 +142,9 @@ def start_form_preview(*, pipe: Pipe) -> list[PreviewField]:
             pf.multiple = bool((f.config or {}).get("multiple"))
         elif f.type == FieldType.LABEL:
             pf.multiple = bool((f.config or {}).get("multiple", True))
-            pf.choices = [
-                Choice(str(pk), name)
-                for pk, name in Label.objects.filter(pipe=pipe).values_list("pk", "name")
-            ]
+            if labels_of_pipe is None:
+                labels_of_pipe = list(Label.objects.filter(pipe=pipe).values_list("pk", "name"))
+            pf.choices = [Choice(str(pk), name) for pk, name in labels_of_pipe]
         elif f.type in (FieldType.ASSIGNEE, FieldType.CONNECTION):
             pf.unavailable = True  # people and cards are listed to signed-in requesters only
         if f.condition:

@@ -165,3 +165,31 @@ def test_a_pipe_admin_builds_phases_and_a_conditional_field_without_a_reload(log
         f"\nDESIGNER E2E: {len(loads)} page loads, {submits} form submits (all sent by HTMX), {requests} HTMX requests"
     )
     assert requests >= 12
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_pipe_admin_reorders_phases_and_fields_by_drag_and_drop(login, live_server, world):
+    page = login(world.admin)
+    page.goto(f"{live_server.url}/design/pipes/{world.pipe.pk}/")
+    triage, approval = world.phase("triage"), world.phase("approval")
+
+    page.locator(f"#phase-handle-{approval.pk}").drag_to(page.locator(f"#design-phase-{triage.pk} .col-head"))
+    _wait_for(
+        lambda: (
+            list(world.pipe.phases.order_by("position").values_list("key", flat=True))[:2]
+            == ["approval", "triage"]
+        ),
+        page,
+    )
+    expect(page.locator("#design-phases > .design-col").first).to_have_attribute(
+        "id", f"design-phase-{approval.pk}"
+    )
+
+    category, cost_center = (world.pipe.fields.get(key=k) for k in ("category", "cost_center"))
+    page.locator(f"#field-handle-{cost_center.pk}").drag_to(page.locator(f"#design-field-{category.pk}"))
+    _wait_for(
+        lambda: (
+            world.pipe.fields.get(key="cost_center").position < world.pipe.fields.get(key="category").position
+        ),
+        page,
+    )

@@ -582,3 +582,28 @@ def test_a_pipe_designed_here_exports_and_imports_again_identically(client, worl
     again = definition_dump(pipe_export(copy))
     assert again == text.replace("slug: purchases", "slug: copy").replace("code: PR", "code: CP")
     _timelines_intact(world)
+
+
+def test_the_design_page_reads_the_same_number_of_queries_however_big_the_process(client, world):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    c = _as(client, world.admin)
+    url = _url("pipe", world)
+
+    def count() -> int:
+        with CaptureQueriesContext(connection) as queries:
+            assert c.get(url).status_code == 200
+        return len(queries.captured_queries)
+
+    c.post(_url("field_add", world), {"phase": "start", "type": "label"}, **HX)  # the labels: one read
+    count()  # the first request of a session reads a little more
+    before = count()
+    for n in range(3):
+        c.post(_url("phase_add", world), {"name": f"Extra {n}"}, **HX)
+        phase = Phase.objects.get(pipe=world.pipe, name=f"Extra {n}")
+        c.post(_url("field_add", world), {"phase": phase.pk, "type": "checklist"}, **HX)
+        c.post(_url("field_add", world), {"phase": "start", "type": "label"}, **HX)
+    assert Field.objects.filter(pipe=world.pipe, type="checklist").count() == 3
+    assert Field.objects.filter(pipe=world.pipe, type="label").count() == 4
+    assert count() == before
