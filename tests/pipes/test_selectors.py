@@ -187,6 +187,20 @@ def test_it_searches_field_values_but_not_pii_hidden_from_the_viewer(world):
     assert not board_columns(schema=by_viewer, filters=BoardFilters(q="joana"))[0].cards
 
 
+def test_the_search_index_prefilter_changes_no_answer(world):
+    # On PostgreSQL a term of three characters or more is first looked up in trigram indexes of the
+    # title and of the values as text; the exact search still decides.
+    new_card(world, item="Standing desk")
+    schema = schema_for(world)
+    assert board_columns(schema=schema, filters=BoardFilters(q="ding de"))[0].cards
+    # "item" is in every card's values as text (a key), but in no searched value.
+    assert not board_columns(schema=schema, filters=BoardFilters(q="item"))[0].cards
+    quoted = new_card(world, item='The "big" desk')
+    assert [t.pk for t in board_columns(schema=schema, filters=BoardFilters(q='"big"'))[0].cards] == [
+        quoted.pk
+    ]
+
+
 def test_it_filters_by_label(world):
     labeled, _plain = new_card(world, item="Labeled"), new_card(world, item="Plain")
     label = Label.objects.get(name="Priority")
