@@ -173,6 +173,25 @@
     if (head) head.hidden = !any;
   }
 
+  // An editor with changes not saved yet asks before something else takes the pane.
+  document.addEventListener("input", function (event) {
+    var form = event.target.closest && event.target.closest(".pane-form");
+    if (form) form.setAttribute("data-dirty", "1");
+  });
+  document.addEventListener("click", function (event) {
+    var form = event.target.closest && event.target.closest(".pane-form");
+    if (form && event.target.closest("[data-option-remove], [data-cond-remove], [data-option-add], [data-cond-add]")) form.setAttribute("data-dirty", "1");
+  }, true);
+  document.addEventListener("htmx:beforeRequest", function (event) {
+    var pane = document.getElementById("design-pane");
+    var dirty = pane && pane.querySelector(".pane-form[data-dirty]");
+    var target = event.detail.target || (event.detail.requestConfig || {}).target;
+    if (!dirty || !target || target.id !== "design-pane") return;
+    if (dirty.contains(event.detail.elt)) return;  // its own save
+    var designer = root();
+    if (!window.confirm(designer.dataset.unsavedMessage)) event.preventDefault();
+  });
+
   // Ctrl/Cmd+Enter saves the editor that has the focus.
   document.addEventListener("keydown", function (event) {
     if (event.key !== "Enter" || !(event.ctrlKey || event.metaKey)) return;

@@ -156,6 +156,16 @@ def test_a_pipe_admin_builds_phases_and_a_conditional_field_without_a_reload(log
     assert why.position < value.position
     expect(page.locator(f"#field-handle-{why.pk}")).to_be_focused()
 
+    # Changes not saved yet are not lost to a click elsewhere without asking.
+    page.click(f"#field-open-{why.pk}")
+    page.fill("#field-label", "Why so much?")
+    asked = []
+    page.once("dialog", lambda dialog: (asked.append(dialog.message), dialog.dismiss()))
+    page.click(f"#field-open-{value.pk}")
+    page.wait_for_timeout(300)
+    assert asked and "not saved" in asked[0]
+    expect(page.locator("#field-label")).to_have_value("Why so much?")
+
     # No reload, no native submit: every change was an HTMX request.
     assert page.evaluate("window.__noReload") == 1
     assert loads == []
