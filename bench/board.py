@@ -517,6 +517,20 @@ def main() -> int:
             assert status == 200, status
             board_times.append(elapsed)
         board_cpu = (workers_cpu_seconds(server.pid) - cpu_before) / len(board_times)
+        # Search and filters: a term found in a few cards' titles, then people, late and a label at once.
+        filtered = {
+            "search (?q=Request 4242)": f"{board_path}?q=Request+4242",
+            "filters (assignee, late, label)": f"{board_path}?assignee=me&late=1&label=1",
+        }
+        filtered_times = {}
+        for name, path in filtered.items():
+            session.request("GET", path)
+            times = []
+            for _ in range(max(20, args.requests // 4)):
+                status, _, elapsed = session.request("GET", path)
+                assert status == 200, status
+                times.append(elapsed)
+            filtered_times[name] = times
 
         # Sequential moves: one client, its own cards (not the one the query count moved).
         per_client = [[] for _ in range(args.clients)]
@@ -620,6 +634,9 @@ def main() -> int:
     print(
         f"  p50 / p95 over {len(board_times)}   {ms(statistics.median(board_times))} / {ms(percentile(board_times, 95))}"
     )
+    for name, times in filtered_times.items():
+        print(f"board page, {name}")
+        print(f"  p50 / p95 over {len(times)}   {ms(statistics.median(times))} / {ms(percentile(times, 95))}")
     print("card move (POST, HTMX)")
     print(f"  queries per request   {move_queries}")
     print(f"  web worker CPU        {ms(move_cpu)} per request")
