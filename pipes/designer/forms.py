@@ -513,12 +513,14 @@ class FieldEdit:
             else:
                 config.pop("allow_negative", None)
         if self.referencing:
-            if _flag(data, "config_multiple"):
-                config["multiple"] = True
-            elif self.obj.type == FieldType.LABEL:
-                config["multiple"] = False  # labels allow several unless told otherwise
-            else:
+            # Labels allow several unless told otherwise, the other references one: the default is
+            # left out, so saving an untouched field leaves its definition as it was.
+            several = _flag(data, "config_multiple")
+            default = self.obj.type == FieldType.LABEL
+            if several == default:
                 config.pop("multiple", None)
+            else:
+                config["multiple"] = several
         if self.obj.type == FieldType.CONNECTION:
             slug = _text(data, "config_pipe")
             if slug:

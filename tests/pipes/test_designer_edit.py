@@ -607,3 +607,20 @@ def test_the_design_page_reads_the_same_number_of_queries_however_big_the_proces
     assert Field.objects.filter(pipe=world.pipe, type="checklist").count() == 3
     assert Field.objects.filter(pipe=world.pipe, type="label").count() == 4
     assert count() == before
+
+
+def test_saving_untouched_fields_leaves_the_definition_as_it_was(client, world):
+    c = _as(client, world.admin)
+    c.post(_url("field_add", world), {"phase": "start", "type": "label"}, **HX)
+    before = definition_dump(pipe_export(world.pipe))
+    for key, extra in (
+        ("label", {"config_multiple": "on"}),  # labels allow several by default
+        ("quote", {"config_multiple": "on"}),
+        ("amount", {}),
+        ("cost_center", {}),
+        ("urgency_reason", {"cond_row": ["0"], "cond-0-field": "urgent", "cond-0-op": "true"}),
+    ):
+        f = _field(world, key)
+        data = _field_data(f, **extra)
+        assert c.post(_url("field_edit", world, field_id=f.pk), data, **HX).status_code == 200
+    assert definition_dump(pipe_export(world.pipe)) == before
