@@ -77,6 +77,23 @@
     markSelected();
   }
 
+  // Scroll the board sideways, and a column's list of fields, just enough to show `el`
+  // (scrollIntoView would scroll the page as well).
+  function reveal(el) {
+    var board = document.getElementById("design-board");
+    if (!board) return;
+    var col = el.closest(".column") || el;
+    var b = board.getBoundingClientRect(), c = col.getBoundingClientRect();
+    if (c.left < b.left) board.scrollLeft -= b.left - c.left + 16;
+    else if (c.right > b.right) board.scrollLeft += c.right - b.right + 16;
+    var list = el.closest(".cards");
+    if (list && list !== el) {
+      var l = list.getBoundingClientRect(), e = el.getBoundingClientRect();
+      if (e.top < l.top) list.scrollTop -= l.top - e.top + 8;
+      else if (e.bottom > l.bottom) list.scrollTop += e.bottom - l.bottom + 8;
+    }
+  }
+
   function markSelected(scroll) {
     var pane = document.getElementById("design-pane");
     var editing = pane && pane.querySelector("[data-editing]");
@@ -90,7 +107,7 @@
     var el = document.getElementById(id);
     if (el) {
       el.classList.add("is-selected");
-      if (scroll) el.scrollIntoView({ block: "nearest", inline: "nearest" });
+      if (scroll) reveal(el);
     }
   }
 
@@ -102,7 +119,7 @@
     }
     if (event.target.id === "design-pane") {
       if (event.detail.requestConfig) event.target.scrollTop = 0;  // a new editor starts at its top
-      markSelected();
+      markSelected(true);
       var config = event.detail.requestConfig || {};
       var first = event.target.querySelector(".pane-form input[type=text]:not([readonly])");
       if (config.verb === "post" && /\/add\/$/.test(config.path || "") && first) { first.focus(); first.select(); }
@@ -169,8 +186,10 @@
     var any = cond.querySelector("[data-cond-row]") !== null;
     var empty = cond.querySelector("[data-cond-empty]");
     var head = cond.querySelector("[data-cond-head]");
+    var add = cond.querySelector("[data-cond-add]");
     if (empty) empty.hidden = any;
     if (head) head.hidden = !any;
+    if (add) add.textContent = any ? add.dataset.moreLabel : add.dataset.firstLabel;
   }
 
   // An editor with changes not saved yet asks before something else takes the pane.
