@@ -21,7 +21,7 @@ from django.utils.translation import gettext_lazy
 
 from ..choices import FieldType
 from ..design import DesignError
-from ..design.format import CURRENCY_RE, NUMERIC_TYPES, SLUG_RE, TEXT_TYPES
+from ..design.format import CURRENCY_RE, NUMERIC_TYPES, REFERENCE_TYPES, SLUG_RE, TEXT_TYPES
 from ..fieldtypes import TYPES_WITH_OPTIONS, FieldValueError, parse_decimal
 from ..models import Field, Phase
 
@@ -362,8 +362,7 @@ def _leaf(row: ConditionRow) -> dict | None:
 
 # ---------------------------------------------------------------- fields
 
-FIELD_ALIASES: dict[str, str] = {}
-REFERENCE_TYPES = {FieldType.ATTACHMENT, FieldType.ASSIGNEE, FieldType.LABEL, FieldType.CONNECTION}
+FIELD_ALIASES: dict[str, str] = {}  # the checker names a field's keys as the model does
 
 
 class FieldEdit:

@@ -133,10 +133,6 @@ def field_in_use(*, field: Field) -> bool:
     return Card.objects.filter(pipe_id=field.pipe_id, values__has_key=field.key).exists()
 
 
-def pipe_has_cards(*, pipe: Pipe) -> bool:
-    return Card.objects.filter(pipe=pipe).exists()
-
-
 def connectable_pipes(*, pipe: Pipe) -> QuerySet[Pipe]:
     """Pipes a connection field of `pipe` may point to: those of its organization."""
     return Pipe.objects.filter(organization_id=pipe.organization_id).order_by("name")
