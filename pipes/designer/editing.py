@@ -4,7 +4,6 @@ and the checker's messages told with names instead of definition paths."""
 from __future__ import annotations
 
 import copy
-import inspect
 import json
 import re
 from contextlib import contextmanager
@@ -177,14 +176,8 @@ def describer(pipe: Pipe, *, without: Phase | Field | None = None):
 
 
 def confirmed_delete(*, actor, obj: Phase | Field) -> None:
-    """design_delete once the person has seen how many cards it touches and confirmed.
-
-    (The service asks callers to say so with `confirm=True` where it counts cards; where it does
-    not yet, the call is the same without it.)"""
-    if "confirm" in inspect.signature(design_delete).parameters:
-        design_delete(actor=actor, obj=obj, confirm=True)
-    else:
-        design_delete(actor=actor, obj=obj)
+    """design_delete once the person has seen how many cards it touches and confirmed it."""
+    design_delete(actor=actor, obj=obj, confirm=True)
 
 
 class Refusal(Exception):

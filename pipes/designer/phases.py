@@ -17,7 +17,7 @@ from django.utils.translation import gettext as _
 from django.views.decorators.http import require_http_methods, require_POST
 
 from ..design import DesignError
-from ..design.services import design_save, design_validate
+from ..design.services import DesignImpact, design_impact, design_save, design_validate
 from ..models import Card, Phase
 from ..parsing import parse_id
 from ..services import Actor, CardError, card_move
@@ -215,12 +215,22 @@ def phase_delete(request: HttpRequest, pipe_id: int, phase_id: int) -> HttpRespo
             "phase": phase,
             "others": others,
             "card_count": phase_card_count(phase=phase),
+            "history": _history(phase),
             "errors": errors,
             "move_to": request.POST.get("move_to", ""),
         },
         request=request,
     )
     return answer(html, status=status, changed=False)
+
+
+def _history(phase: Phase) -> str:
+    """What deleting the phase touches besides the cards in it: cards that went through it, values
+    in its fields (the service's own count, told in its words)."""
+    impact = design_impact(phase)
+    if not (impact.passed or impact.with_values):
+        return ""
+    return DesignImpact(passed=impact.passed, with_values=impact.with_values).message
 
 
 class _Refused(Exception):

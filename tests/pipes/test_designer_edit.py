@@ -296,6 +296,7 @@ def test_it_says_how_many_cards_a_phase_holds_and_moves_them_before_deleting(cli
         card_move(actor=Actor.for_user(world.admin), card=card, to_phase=rejected)
     confirm = _as(client, world.admin).get(url, **HX).content.decode()
     assert "2 cards are in this phase." in confirm
+    assert "2 cards went through this phase." in confirm
     # No destination chosen: nothing happens.
     assert client.post(url, {}, **HX).status_code == 422
     assert Phase.objects.filter(pk=rejected.pk).exists()
