@@ -118,6 +118,7 @@
       afterBoard(board);
     }
     if (event.target.id === "design-pane") {
+      optionSortables(event.target);
       if (event.detail.requestConfig) event.target.scrollTop = 0;  // a new editor starts at its top
       markSelected(true);
       var config = event.detail.requestConfig || {};
@@ -182,6 +183,29 @@
     }
   });
 
+  // Options keep the order they are listed in: drag a row by its grip, or Alt+Up/Down in its input.
+  function optionSortables(scope) {
+    if (!window.Sortable) return;
+    Array.prototype.forEach.call(scope.querySelectorAll("[data-option-list]"), function (list) {
+      if (list._sortable) return;
+      list._sortable = window.Sortable.create(list, {
+        animation: 120, handle: ".option-grip", ghostClass: "is-ghost",
+        onEnd: function () { var form = list.closest(".pane-form"); if (form) form.setAttribute("data-dirty", "1"); },
+      });
+    });
+  }
+  document.addEventListener("keydown", function (event) {
+    if (!event.altKey || (event.key !== "ArrowUp" && event.key !== "ArrowDown")) return;
+    var row = event.target.closest && event.target.closest(".option-row");
+    if (!row) return;
+    event.preventDefault();
+    var other = event.key === "ArrowUp" ? row.previousElementSibling : row.nextElementSibling;
+    if (!other) return;
+    if (event.key === "ArrowUp") other.before(row); else other.after(row);
+    event.target.focus();
+    row.closest(".pane-form").setAttribute("data-dirty", "1");
+  });
+
   function conditionState(cond) {
     var any = cond.querySelector("[data-cond-row]") !== null;
     var empty = cond.querySelector("[data-cond-empty]");
@@ -229,5 +253,7 @@
     } catch (e) { /* private mode */ }
     var board = document.getElementById("design-board");
     if (board) { board._ready = true; afterBoard(board); markSelected(true); }
+    var pane = document.getElementById("design-pane");
+    if (pane) optionSortables(pane);
   });
 })();

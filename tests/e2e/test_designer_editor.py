@@ -203,3 +203,11 @@ def test_a_pipe_admin_reorders_phases_and_fields_by_drag_and_drop(login, live_se
         ),
         page,
     )
+    # An option moved up with Alt+Up in its input, then saved.
+    page.click(f"#field-open-{category.pk}")
+    page.focus("#option-2")
+    page.keyboard.press("Alt+ArrowUp")
+    page.click("#field-save")
+    expect(page.locator("#field-saved")).to_be_visible()
+    category.refresh_from_db()
+    assert category.options == ["Software", "Hardware", "Services"]
