@@ -11,6 +11,8 @@ import os
 
 from celery import Celery, bootsteps
 
+from orchestrator.brokers import AMQP_SCHEMES
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "orchestrator.settings")
 
 # Beat's jobs that must run on time whatever the step queue holds: each is short and idempotent.
@@ -40,15 +42,20 @@ def task_route(name, args, kwargs, options, task=None, **kw):
 
 
 class EventLoopTick(bootsteps.StartStopStep):
-    """A timer that fires every second in a worker's event loop. With nothing due the loop waits for the
-    broker up to 10 s; on RabbitMQ nothing else wakes it, so a worker told to stop (SIGTERM) would notice
-    only then, and a container's 10 s stop grace period would kill it before it released its leases."""
+    """A timer in a worker's event loop: every 50 ms on RabbitMQ, every second on other brokers.
+
+    With no timer due, the loop of a worker on RabbitMQ notices a delivered message late: with one
+    message prefetched per process (CELERY_WORKER_PREFETCH_MULTIPLIER = 1, acks_late) a solo worker ran
+    9 no-op tasks/s instead of 350-550 with this tick (Celery 5.7, py-amqp 5.4). And a worker told to
+    stop (SIGTERM) would notice only after up to 10 s of waiting for the broker, so a container's 10 s
+    stop grace period would kill it before it released its leases."""
 
     requires = ("celery.worker.components:Hub",)
 
     def start(self, w):
         if w.hub is not None:
-            w.hub.call_repeatedly(1.0, _tick)
+            amqp = str(w.app.conf.broker_url or "").startswith(AMQP_SCHEMES)
+            w.hub.call_repeatedly(0.05 if amqp else 1.0, _tick)
 
 
 def _tick() -> None:

@@ -353,3 +353,13 @@ def test_a_worker_on_both_queues_runs_the_sweeps_between_steps_of_a_backlog(
     assert len(ticks) >= 3, ticks
     gaps = [(b - a).total_seconds() for a, b in zip(ticks, ticks[1:], strict=False)]
     assert max(gaps) < backlog * step_seconds / 2, gaps  # a tick waits for a step or a few, not for the queue
+
+
+def test_a_worker_told_to_stop_stops_within_seconds(broker_celery, worker_processes):
+    """SIGTERM (docker stop, systemd): the worker's event loop notices at once, even on RabbitMQ where
+    nothing else wakes it for up to 10 s, so it releases its leases before a 10 s grace period ends."""
+    worker = worker_processes("stopping", **WORKER_SETTINGS)
+    started = time.monotonic()
+    worker.terminate()
+    worker.process.wait(15)
+    assert time.monotonic() - started < 5
