@@ -170,6 +170,16 @@ def percentile(values: list[float], share: float) -> float:
     return ordered[index]
 
 
+def sessions_opened() -> int:
+    """Sessions PostgreSQL opened on the bench database so far (pg_stat_database, PostgreSQL 14+)."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT sessions FROM pg_stat_database WHERE datname = current_database()")
+        row = cursor.fetchone()
+    return int(row[0]) if row and row[0] is not None else -1
+
+
 def wait_done(StepRun, RunStatus, *, expected: int, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -354,7 +364,7 @@ def main() -> int:
         StepRun.objects.all().delete()
 
         # throughput: N entries committed at once, one worker drains them
-        cpu_before = worker.cpu_seconds()
+        cpu_before, sessions_before = worker.cpu_seconds(), sessions_opened()
         started = time.perf_counter()
         commit_at: list = []
         with transaction.atomic():
@@ -364,6 +374,7 @@ def main() -> int:
         created_s = time.perf_counter() - started
         wait_done(StepRun, RunStatus, expected=args.cards, timeout=600)
         worker_cpu = worker.cpu_seconds() - cpu_before
+        sessions = sessions_opened() - sessions_before
         last_done = max(StepRun.objects.values_list("finished_at", flat=True))
         first_start = min(StepRun.objects.values_list("started_at", flat=True))
         elapsed = (last_done - commit_at[0]).total_seconds()
@@ -421,6 +432,7 @@ def main() -> int:
     print(
         f"    worker CPU: {worker_cpu * 1000 / args.cards:.1f} ms per step (the rest is waiting on PostgreSQL and {broker})"
     )
+    print(f"    PostgreSQL sessions opened meanwhile: {sessions} (the worker keeps its connection)")
     print(f"    not done: {failed}")
     if args.floor_tasks:
         ratio = steps_rate / floor_rate
