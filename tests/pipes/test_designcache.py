@@ -144,3 +144,20 @@ def test_a_pipe_object_gets_new_instances_when_its_design_changes(world):
     Phase.objects.filter(pk=world.phase("triage").pk).update(name="Intake")
     after = designcache.design_of(pipe)
     assert after.phases[0].name == "Intake" and before.phases[0].name == "Triage"
+
+
+def test_the_card_getter_reads_what_the_orm_reads(world):
+    """card_get_for_user's one plain statement (PostgreSQL) builds the same card, pipe and organization."""
+    from pipes.selectors import card_get_for_user
+
+    card = new_card(world)
+    card_update_fields(actor=Actor.for_user(world.member), card=fresh(card), values={"category": "Hardware"})
+    got, _access = card_get_for_user(user=world.member, pk=card.pk, pipe_id=world.pipe.pk)
+    expected = fresh(card)
+    for model_field in Card._meta.concrete_fields:
+        assert getattr(got, model_field.attname) == getattr(expected, model_field.attname), model_field.name
+    assert got.values["amount"] == expected.values["amount"] and isinstance(got.values, dict)
+    assert got.pipe.key_fields == expected.pipe.key_fields == ["amount", "category"]
+    assert got.pipe.organization.time_zone == expected.pipe.organization.time_zone
+    assert got.phase.key == "triage" and got.phase.pipe is got.pipe
+    assert not got._state.adding and got.pipe._state.db == "default"
