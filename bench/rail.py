@@ -233,6 +233,10 @@ def floor_run(*, broker: str, tasks: int, prefetch: int) -> tuple[float, float]:
     sys.path.insert(0, str(ROOT))
     from bench import railfloor
 
+    railfloor.app.conf.task_default_queue = railfloor.app.conf.task_default_routing_key = queue
+    railfloor.app.amqp.__dict__.pop("queues", None)  # the queues are derived once; this run has its own
+    railfloor.app.amqp.__dict__.pop("default_queue", None)
+    railfloor.app.amqp.__dict__.pop("router", None)
     worker = Worker(env=env, queue=queue, app="bench.railfloor")
     try:
         railfloor.last.delay()  # warm up: the worker consumes
