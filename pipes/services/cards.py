@@ -38,6 +38,7 @@ from .common import (
     _sync_due,
     _title_for,
     _touch,
+    _touch_unaudited,
 )
 from .errors import CardAlreadySubmittedError, CardError, CardTransitionError
 
@@ -328,10 +329,9 @@ def card_move(
         _event(card, actor, EventKind.MOVED, {"from": source.key, "to": to_phase.key}, reason=reason)
         # The move is on the hash-chained timeline: no django-auditlog row (a read of the old row
         # and an insert) for it. Writes that bypass this module still get one.
-        with disable_auditlog():
-            _touch(
-                card, "phase", "phase_entered_at", "finished_at", "requested_fields", "late_at", "expired_at"
-            )
+        _touch_unaudited(
+            card, "phase", "phase_entered_at", "finished_at", "requested_fields", "late_at", "expired_at"
+        )
         _enter_phase(card, to_phase)
         _announce_change(card, EventKind.MOVED)
     return card
