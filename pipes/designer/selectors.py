@@ -10,7 +10,7 @@ from django.db.models import Prefetch, QuerySet
 from django.utils.translation import gettext as _
 
 from ..design import DefinitionError, process_template_load, process_templates
-from ..design.services import administered_pipes, owned_organizations
+from ..design.services import administered_pipes, designable_organizations
 from ..models import Card, Field, Organization, Phase, PhaseEntry, Pipe
 from ..roles import PipeAccess
 from ..selectors import pipe_get_for_user
@@ -31,8 +31,9 @@ def pipe_get_for_designer(*, user: AbstractBaseUser, pk: int) -> tuple[Pipe, Pip
 
 
 def designer_organizations(*, user: AbstractBaseUser) -> QuerySet[Organization]:
-    """Organizations in which `user` may create a pipe: those they own."""
-    return owned_organizations(user).order_by("name")
+    """Organizations in which `user` may create a pipe: those they own, and those where they administer
+    a pipe (the design service's rule: the creator becomes the new pipe's admin)."""
+    return designable_organizations(user).order_by("name")
 
 
 def designed_pipes(*, user: AbstractBaseUser) -> QuerySet[Pipe]:
