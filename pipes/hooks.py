@@ -14,10 +14,11 @@ card_changed = Signal()
 card_event_recorded = Signal()
 
 # Asked inside the transaction that records a phase entry: does anything need the entry sent on (the
-# rail: the phase has steps)? Each check is called as check(phase, stamp) -- stamp being the pipe's
-# design stamp the write read, or None -- and answers True or False. An entry no check needs is
-# recorded processed at once: no phase_entered, no broker message. With no check registered (pipes
-# alone) every entry is announced.
+# rail: the phase has steps, or the card has a step under way elsewhere to wind up -- a review to
+# cancel, a badge to clear)? Each check is called as check(card, phase, stamp) -- the card as the write
+# left it, stamp the pipe's design stamp the write read, or None -- and answers True or False. An entry
+# no check needs is recorded processed at once: no phase_entered, no broker message. With no check
+# registered (pipes alone) every entry is announced.
 entry_checks: list = []
 
 
@@ -26,5 +27,5 @@ def register_entry_check(check) -> None:
         entry_checks.append(check)
 
 
-def entry_needed(phase, stamp) -> bool:
-    return not entry_checks or any(check(phase, stamp) for check in entry_checks)
+def entry_needed(card, phase, stamp) -> bool:
+    return not entry_checks or any(check(card, phase, stamp) for check in entry_checks)

@@ -17,7 +17,7 @@ from django.utils import timezone
 
 from agents.documents import document_text_request
 from pipes import designcache
-from pipes.choices import EventKind
+from pipes.choices import EventKind, RailStatus
 from pipes.hooks import card_changed, phase_entered, register_entry_check
 from pipes.models import CardFile, Phase, PhaseEntry, Pipe
 
@@ -52,13 +52,19 @@ def _phases_with_steps(pipe: Pipe) -> frozenset[int]:
 
 
 def phase_has_steps(phase: Phase, stamp: int | None) -> bool:
-    """Whether a card entering `phase` has anything for the rail to run: from the design cache (a
-    step written changes the pipe's stamp), so a move into a phase without steps asks no query."""
+    """Whether `phase` has steps: from the design cache (a step written changes the pipe's stamp)."""
     pipe = Pipe(pk=phase.pipe_id)
     return phase.pk in designcache.cached(pipe, "rail.phases_with_steps", _phases_with_steps, stamp)
 
 
-register_entry_check(phase_has_steps)
+def entry_needs_rail(card, phase: Phase, stamp: int | None) -> bool:
+    """Whether a card entering `phase` has anything for the rail to do: steps to run there, or a step
+    under way in the phase it left (a review to cancel, a running or failed badge to clear: the card's
+    rail status says so). A move into a phase without steps of an idle card asks no query."""
+    return card.rail_status not in ("", RailStatus.IDLE) or phase_has_steps(phase, stamp)
+
+
+register_entry_check(entry_needs_rail)
 
 
 @receiver(phase_entered)

@@ -143,7 +143,7 @@ def _enter_phase(card: Card, phase: Phase) -> PhaseEntry:
     """Close the card's stay in its old phase and record the new one. An entry nothing needs (a phase
     without steps: hooks.entry_needed) is recorded processed, so it costs no message and no sweep."""
     now = timezone.now()
-    needed = hooks.entry_needed(phase, getattr(card, "design_stamp", None))
+    needed = hooks.entry_needed(card, phase, getattr(card, "design_stamp", None))
     done = None if needed else now
     if connection.vendor == "postgresql":
         # One round trip: the old stay closed and the new one opened by the same statement.

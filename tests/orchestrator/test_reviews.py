@@ -168,6 +168,23 @@ def test_it_cancels_the_review_when_a_person_moves_the_card_away(world, human_st
         inbox_decide(task=task, user=world.reviewer, decision="approve")
 
 
+def test_it_clears_the_badge_when_a_person_moves_the_card_to_a_phase_without_steps(world, human_step):
+    card = in_approval(world)
+    assert card.rail_status == RailStatus.WAITING_REVIEW
+    card_move(actor=Actor.for_user(world.member), card=card, to_phase=world.phase("triage"))
+    drain()  # Triage has no steps: the entry is sent all the same, the rail has a review to wind up
+    card.refresh_from_db()
+    assert card.rail_status == RailStatus.IDLE
+
+
+def test_an_idle_card_entering_a_phase_without_steps_costs_the_rail_nothing(world, human_step):
+    from pipes.models import PhaseEntry
+
+    card = card_create(actor=Actor.for_user(world.member), pipe=world.pipe, values=good_start_values())
+    entry = PhaseEntry.objects.get(card=card, left_at__isnull=True)  # Triage: no steps
+    assert entry.processed_at is not None and entry.dispatched_at is not None
+
+
 # ---------------------------------------------------------------- four eyes on a model's answer
 
 GOOD = {"category": "Hardware", "cost_center": "CC-100"}
