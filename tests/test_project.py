@@ -166,13 +166,16 @@ def _environment(service: dict, variables: dict[str, str] | None = None) -> dict
 
 def test_it_describes_the_production_like_stack(compose):
     services = compose["services"]
-    assert set(services) == {"postgres", "redis", "ollama", "web", "worker", "beat"}
+    assert set(services) == {"postgres", "redis", "ollama", "web", "worker", "sweeper", "beat", "rabbitmq"}
+    # beat's sweeps on their own queue, with a worker of their own (issue #17); RabbitMQ on request
+    assert services["sweeper"]["command"][services["sweeper"]["command"].index("-Q") + 1] == "rail-sweep"
+    assert services["rabbitmq"]["profiles"] == ["rabbitmq"]
     assert services["postgres"]["image"].startswith("postgres:16")
     assert services["redis"]["image"].startswith("redis:7")
     assert services["ollama"]["image"].startswith("ollama/ollama")
     for name in ("postgres", "redis", "ollama", "web", "worker"):
         assert "test" in services[name]["healthcheck"], name
-    for name in ("web", "worker", "beat"):
+    for name in ("web", "worker", "sweeper", "beat"):
         service = services[name]
         assert "build" in service or "image" in service, name
         assert ".env" in service["env_file"], name

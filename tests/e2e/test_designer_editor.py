@@ -67,6 +67,7 @@ def test_a_pipe_admin_builds_phases_and_a_conditional_field_without_a_reload(log
     ]
 
     # Its settings: SLA, what requesters read, where cards may go next, a WIP limit that blocks.
+    page.wait_for_load_state("networkidle")  # the preview the add asked for has come back
     page.fill("#phase-sla", "8")
     page.fill("#phase-status", "Legal check")
     page.locator("#phase-next").get_by_label("Purchased").check()
@@ -97,6 +98,7 @@ def test_a_pipe_admin_builds_phases_and_a_conditional_field_without_a_reload(log
     _wait_for(lambda: Phase.objects.get(pk=legal.pk).name == "Legal", page)
 
     # Moved one place left with the keyboard, on its handle.
+    page.wait_for_load_state("networkidle")  # no late swap takes the focus from the handle
     page.focus(f"#phase-handle-{legal.pk}")
     page.keyboard.press("ArrowLeft")
     _wait_for(
@@ -148,6 +150,7 @@ def test_a_pipe_admin_builds_phases_and_a_conditional_field_without_a_reload(log
     # Moved up with the keyboard while the preview is open: the preview follows (designChanged).
     order = f"#preview-item-{value.key} ~ #preview-item-{why.key}"
     expect(page.locator(order)).to_have_count(1)
+    page.wait_for_load_state("networkidle")  # the board and the preview have settled
     page.focus(f"#field-handle-{why.pk}")
     page.keyboard.press("ArrowUp")
     expect(page.locator(f"#preview-item-{why.key} ~ #preview-item-{value.key}")).to_have_count(1)
@@ -205,6 +208,7 @@ def test_a_pipe_admin_reorders_phases_and_fields_by_drag_and_drop(login, live_se
     )
     # An option moved up with Alt+Up in its input, then saved.
     page.click(f"#field-open-{category.pk}")
+    expect(page.locator("#field-editor .pane-title")).to_be_focused()  # the editor has settled
     page.focus("#option-2")
     page.keyboard.press("Alt+ArrowUp")
     page.click("#field-save")
