@@ -239,27 +239,37 @@ class Column:
 def board_counts(
     *, schema: BoardSchema, filters: BoardFilters, phase_ids: Iterable[int] | None = None
 ) -> dict[int, ColumnCounts]:
-    """Cards per phase (all, matching the filters, late among those), in one aggregate query."""
+    """Cards per phase (all, matching the filters, late among those): one aggregate query, and a
+    second for the cards that match when there are filters."""
     fq = board_filter_q(schema, filters)
     phase_ids = set(phase_ids) if phase_ids is not None else None
     # Late only by the SLAs of the phases counted: a smaller condition to build and to run.
     counted = schema.phases if phase_ids is None else [p for p in schema.phases if p.pk in phase_ids]
     lq = late_q(counted, schema.now)
-    # COUNT(phase_id) (never null), not COUNT(id): unfiltered, the counts come from card_count_idx alone
-    # (an index-only scan), whatever the pipe's size.
-    aggregates: dict[str, Any] = {"total": Count("phase")}
-    if fq is not None:
-        aggregates["shown"] = Count("phase", filter=fq)
-    if lq is not None:
-        aggregates["late"] = Count("phase", filter=lq & fq if fq is not None else lq)
     rows = Card.objects.filter(pipe=schema.pipe)
     if phase_ids is not None:
         rows = rows.filter(phase_id__in=list(phase_ids))
+    # COUNT(phase_id) (never null), not COUNT(id): the totals come from card_count_idx alone (an
+    # index-only scan), whatever the pipe's size.
+    aggregates: dict[str, Any] = {"total": Count("phase")}
+    if lq is not None and fq is None:
+        aggregates["late"] = Count("phase", filter=lq)
     counts: dict[int, ColumnCounts] = defaultdict(ColumnCounts)
     for row in rows.values("phase_id").annotate(**aggregates).order_by():
         counts[row["phase_id"]] = ColumnCounts(
-            total=row["total"], shown=row.get("shown", row["total"]), late=row.get("late", 0)
+            total=row["total"], shown=row["total"], late=row.get("late", 0)
         )
+    if fq is not None:
+        # The matching cards in a query of their own: its WHERE can use the search's and the filters'
+        # indexes, where a FILTER over the totals' scan would test every card of the pipe.
+        for counts_row in counts.values():
+            counts_row.shown = 0
+        matching: dict[str, Any] = {"shown": Count("phase")}
+        if lq is not None:
+            matching["late"] = Count("phase", filter=lq)
+        for row in rows.filter(fq).values("phase_id").annotate(**matching).order_by():
+            counts[row["phase_id"]].shown = row["shown"]
+            counts[row["phase_id"]].late = row.get("late", 0)
     return counts
 
 
