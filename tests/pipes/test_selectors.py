@@ -116,8 +116,9 @@ def test_it_counts_all_shown_and_late_cards_per_phase_in_two_queries_at_most(wor
     assert len(queries) == 2  # the totals, and the matching cards (a WHERE their indexes can answer)
     triage = counts[world.phase("triage").pk]
     assert (triage.total, triage.shown, triage.late) == (3, 1, 0)
+    triage_pk = world.phase("triage").pk
     with CaptureQueriesContext(connection) as queries:
-        unfiltered = board_counts(schema=schema, filters=BoardFilters())[world.phase("triage").pk]
+        unfiltered = board_counts(schema=schema, filters=BoardFilters())[triage_pk]
     assert len(queries) == 1
     assert (unfiltered.total, unfiltered.shown, unfiltered.late) == (3, 3, 1)
     late_filter = BoardFilters(late=True)
