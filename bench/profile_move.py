@@ -41,7 +41,9 @@ def main() -> int:
     parser.add_argument("--top", type=int, default=25)
     parser.add_argument("--sql", action="store_true", help="print each statement of one move and one render")
     parser.add_argument("--broker", default="memory://")
-    parser.add_argument("--dump", help="write each profile to this folder (move.prof, render.prof) for pstats")
+    parser.add_argument(
+        "--dump", help="write each profile to this folder (move.prof, render.prof) for pstats"
+    )
     args = parser.parse_args()
     database_url = os.environ.get("DATABASE_URL", "")
     if not database_url.startswith(("postgres://", "postgresql://")):
@@ -104,7 +106,9 @@ def main() -> int:
         if title == "card move":  # moves change the cards: time fresh ones, then profile the first again
             plain = [move(order[i]) for i in range(count, min(len(order), 2 * count))]
         if plain:
-            print(f"\n{title}: {1000 * (time.process_time() - started) / len(plain):.2f} ms of CPU each, unprofiled")
+            print(
+                f"\n{title}: {1000 * (time.process_time() - started) / len(plain):.2f} ms of CPU each, unprofiled"
+            )
         profiler = cProfile.Profile(time.process_time)  # CPU, not waits: steady on a busy machine
         started = time.process_time()
         profiler.enable()

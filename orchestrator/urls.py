@@ -30,6 +30,7 @@ urlpatterns = [
     path("api/v1/", include("orchestrator.api.urls")),
     path("api-tokens/", include("orchestrator.api.token_urls")),
     path("webhooks/", include("orchestrator.webhooks.urls")),
-    path("design/", include("orchestrator.design.urls")),  # steps, agents, allowed hosts; beside pipes.designer
+    # The designer's steps, agents and allowed hosts, beside pipes.designer's pages under design/.
+    path("design/", include("orchestrator.design.urls")),
     path("", include("pipes.urls")),
 ]
