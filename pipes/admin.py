@@ -23,14 +23,13 @@ from django.utils.translation import gettext_lazy as _
 
 from .choices import PipeRole
 from .design import DesignError, design_check, design_delete, design_save, design_validate, designable
+from .design.people import design_grant, design_revoke
 from .design.services import (
     administered_pipes,
     design_archive,
-    design_grant,
     design_impact,
     design_model,
     design_restore,
-    design_revoke,
     designable_organizations,
     owned_organizations,
     people_for_designer,

@@ -31,24 +31,26 @@ from ..models import Mechanism, Risk, Step, Trigger
 from . import selectors as sel
 from .agents_form import KNOWN_DECISIONS, AgentForm, HostForm
 from .dryrun import dry_run
+from .steps_build import (
+    LITERAL_MODES,
+    Context,
+    Errors,
+    draft_apply,
+    errors_from_design,
+    mark_hosts,
+    step_path,
+)
 from .steps_form import (
     ACTION_LABELS,
     CARD_ATTR_LABELS,
     DECISIONS,
     HTTP_METHODS,
-    LITERAL_MODES,
     OPERATOR_LABELS,
     VALUE_MODES,
-    Context,
-    Errors,
-    draft_apply,
     draft_edit,
     draft_from_post,
     draft_from_step,
     draft_new,
-    errors_from_design,
-    mark_hosts,
-    step_path,
 )
 from .summaries import step_summary
 

@@ -1,6 +1,6 @@
 """Process design: the one service every design change goes through (services.py), and process definitions
 as files: the format's vocabulary and extensions (format.py), the checker (checker.py), YAML import/export
-and the bundled templates (importexport.py, templates/*.yaml).
+and the bundled templates (importexport.py, templates/*.yaml); a pipe's people through it (people.py).
 
 The package re-exports the public names so callers import from `pipes.design`."""
 
@@ -23,6 +23,7 @@ from .importexport import (
     process_template_load,
     process_templates,
 )
+from .people import design_grant, design_revoke
 from .services import (
     SYSTEM,
     DesignError,
@@ -33,11 +34,9 @@ from .services import (
     design_archive,
     design_check,
     design_delete,
-    design_grant,
     design_impact,
     design_import,
     design_restore,
-    design_revoke,
     design_save,
     design_validate,
     designable,

@@ -22,13 +22,8 @@ from django.views.decorators.http import require_http_methods, require_POST
 from guardian.models import UserObjectPermission
 
 from ..choices import OrgRole, PipeRole
-from ..design.services import (
-    DesignError,
-    design_grant,
-    design_invite,
-    design_revoke,
-    invitation_pending,
-)
+from ..design.people import design_grant, design_invite, design_revoke, invitation_pending
+from ..design.services import DesignError
 from ..models import Membership, Pipe
 from ..parsing import parse_id
 from ..roles import ROLE_ORDER, ROLE_PERMS

@@ -9,7 +9,7 @@ import pytest
 from django.urls import reverse
 
 from agents.models import Agent, AllowedHost
-from orchestrator.design.steps_form import errors_from_design
+from orchestrator.design.steps_build import errors_from_design
 from orchestrator.models import Mechanism, Risk, Step, StepRun, TraceEvent, Trigger
 from orchestrator.rail.apply import agent_actor
 from pipes.choices import FieldType
