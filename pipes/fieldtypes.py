@@ -486,3 +486,29 @@ def is_filled(field: Field, value: Any) -> bool:
 
 def display_value(field: Field, value: Any) -> str:
     return kind_of(field).display(field, value)
+
+
+# How a form draws each type: the name of the input the portal's field template (portal/_field.html)
+# renders. The portal and the designer's start-form preview both read it, so the preview is the form.
+FORM_WIDGETS: dict[str, str] = {
+    FieldType.SHORT_TEXT: "text",
+    FieldType.LONG_TEXT: "textarea",
+    FieldType.NUMBER: "number",
+    FieldType.CURRENCY: "currency",
+    FieldType.PERCENTAGE: "percentage",
+    FieldType.DATE: "date",
+    FieldType.DATETIME: "datetime",
+    FieldType.DUE_DATE: "datetime",
+    FieldType.EMAIL: "email",
+    FieldType.PHONE: "phone",
+    FieldType.SELECT: "select",
+    FieldType.MULTI_SELECT: "chips",
+    FieldType.CHECKBOX: "checkbox",
+    FieldType.CHECKLIST: "checklist",
+    FieldType.ATTACHMENT: "file",
+    FieldType.ASSIGNEE: "reference",
+    FieldType.LABEL: "reference",
+    FieldType.CONNECTION: "reference",
+}
+# The symbol a currency input shows before the amount (the code itself for the others).
+CURRENCY_SYMBOLS = {"BRL": "R$", "USD": "US$", "EUR": "€", "GBP": "£", "ARS": "AR$", "MXN": "MX$"}

@@ -13,30 +13,9 @@ from typing import Any
 from django.utils.translation import gettext as _
 
 from ..choices import FieldType
+from ..fieldtypes import CURRENCY_SYMBOLS, FORM_WIDGETS
 from ..models import Field, Label, Pipe
 from .forms import NO_VALUE, OPERATOR_LABELS
-
-WIDGETS = {
-    FieldType.SHORT_TEXT: "text",
-    FieldType.LONG_TEXT: "textarea",
-    FieldType.NUMBER: "number",
-    FieldType.CURRENCY: "currency",
-    FieldType.PERCENTAGE: "percentage",
-    FieldType.DATE: "date",
-    FieldType.DATETIME: "datetime",
-    FieldType.DUE_DATE: "datetime",
-    FieldType.EMAIL: "email",
-    FieldType.PHONE: "phone",
-    FieldType.SELECT: "select",
-    FieldType.MULTI_SELECT: "chips",
-    FieldType.CHECKBOX: "checkbox",
-    FieldType.CHECKLIST: "checklist",
-    FieldType.ATTACHMENT: "file",
-    FieldType.ASSIGNEE: "reference",
-    FieldType.LABEL: "reference",
-    FieldType.CONNECTION: "reference",
-}
-CURRENCY_SYMBOLS = {"BRL": "R$", "USD": "US$", "EUR": "€", "GBP": "£"}
 
 
 @dataclass
@@ -125,7 +104,7 @@ def start_form_preview(*, pipe: Pipe) -> list[PreviewField]:
     labels_of_pipe: list[tuple[int, str]] | None = None  # read once, for label fields
     out = []
     for f in fields:
-        pf = PreviewField(field=f, widget=WIDGETS.get(f.type, "text"), required=f.required)
+        pf = PreviewField(field=f, widget=FORM_WIDGETS.get(f.type, "text"), required=f.required)
         if f.type in (FieldType.MULTI_SELECT, FieldType.CHECKLIST, FieldType.ATTACHMENT):
             pf.value = []
         if f.type in (FieldType.SELECT, FieldType.MULTI_SELECT, FieldType.CHECKLIST):

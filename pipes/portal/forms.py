@@ -22,7 +22,7 @@ from django.utils.translation import gettext_lazy
 
 from ..choices import FieldType
 from ..conditions import evaluate
-from ..fieldtypes import FieldValueError, ParseContext, parse_value
+from ..fieldtypes import CURRENCY_SYMBOLS, FORM_WIDGETS, FieldValueError, ParseContext, parse_value
 from ..files import DEFAULT_ALLOWED, inspect_upload
 from ..models import Card, Field, Label, Pipe
 from ..roles import STAFF_PERMS, pipe_access, pipe_users_with
@@ -36,26 +36,6 @@ STAGING_INPUT = "_staging"
 EMAIL_KEY = "_email"  # the separate "Your email" of public forms without an email field
 HONEYPOT_INPUT = "website"
 
-WIDGETS: dict[str, str] = {
-    FieldType.SHORT_TEXT: "text",
-    FieldType.LONG_TEXT: "textarea",
-    FieldType.NUMBER: "number",
-    FieldType.CURRENCY: "currency",
-    FieldType.PERCENTAGE: "percentage",
-    FieldType.DATE: "date",
-    FieldType.DATETIME: "datetime",
-    FieldType.DUE_DATE: "datetime",
-    FieldType.EMAIL: "email",
-    FieldType.PHONE: "phone",
-    FieldType.SELECT: "select",
-    FieldType.MULTI_SELECT: "chips",
-    FieldType.CHECKBOX: "checkbox",
-    FieldType.CHECKLIST: "checklist",
-    FieldType.ATTACHMENT: "file",
-    FieldType.ASSIGNEE: "reference",
-    FieldType.LABEL: "reference",
-    FieldType.CONNECTION: "reference",
-}
 LIST_TYPES = {
     FieldType.MULTI_SELECT,
     FieldType.CHECKLIST,
@@ -63,7 +43,6 @@ LIST_TYPES = {
     FieldType.LABEL,
     FieldType.CONNECTION,
 }
-CURRENCY_SYMBOLS = {"BRL": "R$", "USD": "US$", "EUR": "€", "GBP": "£", "ARS": "AR$", "MXN": "MX$"}
 MANY_OPTIONS = 12  # above this many options a multi-select is a list box rather than chips
 
 
@@ -251,7 +230,7 @@ class PortalForm:
     def _bind(self, f: Field, *, is_source: bool) -> PortalField:
         pf = PortalField(
             field=f,
-            widget=WIDGETS.get(f.type, "text"),
+            widget=FORM_WIDGETS.get(f.type, "text"),
             value=self._raw(f),
             required=f.required,
             is_source=is_source,
