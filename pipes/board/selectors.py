@@ -236,6 +236,31 @@ class Column:
         return bool(self.phase.wip_limit) and self.counts.total > self.phase.wip_limit
 
 
+def _totals_sql(pipe_id: int, phases: Sequence[Phase], now: dt.datetime, phase_ids, with_late: bool):
+    """The totals' statement (and its parameters) in plain SQL: the hottest read after a move, and the
+    ORM's building of its late condition cost several times what the database spends answering it.
+    COUNT(phase_id) (never null), not COUNT(id), and only columns of card_count_idx: the totals come
+    from the index alone (an index-only scan), whatever the pipe's size."""
+    table = Card._meta.db_table
+    params: list[Any] = []
+    late_sql = "0"
+    sla_phases = [p for p in phases if p.sla_hours] if with_late else []
+    if sla_phases:
+        late_parts = []
+        for p in sla_phases:
+            late_parts.append("(phase_id = %s AND phase_entered_at < %s)")
+            params += [p.pk, now - dt.timedelta(hours=p.sla_hours)]
+        late_sql = f"COUNT(CASE WHEN finished_at IS NULL AND ({' OR '.join(late_parts)}) THEN 1 END)"
+    where = "pipe_id = %s"
+    params.append(pipe_id)
+    if phase_ids is not None:
+        ids = sorted(phase_ids)
+        where += f" AND phase_id IN ({', '.join(['%s'] * len(ids))})" if ids else " AND 1 = 0"
+        params += ids
+    sql = f"SELECT phase_id, COUNT(phase_id), {late_sql} FROM {table} WHERE {where} GROUP BY phase_id"
+    return sql, params
+
+
 def board_counts(
     *, schema: BoardSchema, filters: BoardFilters, phase_ids: Iterable[int] | None = None
 ) -> dict[int, ColumnCounts]:
@@ -245,28 +270,24 @@ def board_counts(
     phase_ids = set(phase_ids) if phase_ids is not None else None
     # Late only by the SLAs of the phases counted: a smaller condition to build and to run.
     counted = schema.phases if phase_ids is None else [p for p in schema.phases if p.pk in phase_ids]
-    lq = late_q(counted, schema.now)
-    rows = Card.objects.filter(pipe=schema.pipe)
-    if phase_ids is not None:
-        rows = rows.filter(phase_id__in=list(phase_ids))
-    # COUNT(phase_id) (never null), not COUNT(id): the totals come from card_count_idx alone (an
-    # index-only scan), whatever the pipe's size.
-    aggregates: dict[str, Any] = {"total": Count("phase")}
-    if lq is not None and fq is None:
-        aggregates["late"] = Count("phase", filter=lq)
+    sql, params = _totals_sql(schema.pipe.pk, counted, schema.now, phase_ids, with_late=fq is None)
     counts: dict[int, ColumnCounts] = defaultdict(ColumnCounts)
-    for row in rows.values("phase_id").annotate(**aggregates).order_by():
-        counts[row["phase_id"]] = ColumnCounts(
-            total=row["total"], shown=row["total"], late=row.get("late", 0)
-        )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        for phase_id, total, late in cursor.fetchall():
+            counts[phase_id] = ColumnCounts(total=total, shown=total, late=late)
     if fq is not None:
         # The matching cards in a query of their own: its WHERE can use the search's and the filters'
         # indexes, where a FILTER over the totals' scan would test every card of the pipe.
         for counts_row in counts.values():
             counts_row.shown = 0
+        lq = late_q(counted, schema.now)
         matching: dict[str, Any] = {"shown": Count("phase")}
         if lq is not None:
             matching["late"] = Count("phase", filter=lq)
+        rows = Card.objects.filter(pipe=schema.pipe)
+        if phase_ids is not None:
+            rows = rows.filter(phase_id__in=list(phase_ids))
         for row in rows.filter(fq).values("phase_id").annotate(**matching).order_by():
             counts[row["phase_id"]].shown = row["shown"]
             counts[row["phase_id"]].late = row.get("late", 0)
