@@ -32,6 +32,67 @@ import board  # noqa: E402 - bench/board.py: database, seed
 board.BENCH_DB = "trilho_bench_profile"
 
 
+def split_move(move, card_ids) -> None:
+    """CPU of each part of a move (process time, unprofiled): timers wrapped around the view's calls."""
+    import importlib
+
+    parts = {
+        "card read and access": ("pipes.board.views", "card_get_for_user"),
+        "board schema": ("pipes.board.views", "board_schema"),
+        "write path (services.card_move)": ("pipes.services", "card_move"),
+        "  lock": ("pipes.services.cards", "_lock"),
+        "  event": ("pipes.services.cards", "_event"),
+        "  entry": ("pipes.services.cards", "_enter_phase"),
+        "column counts": ("pipes.board.views", "board_counts"),
+        "tile": ("pipes.board.views", "tile_from_card"),
+        "template render": ("pipes.board.views", "render"),
+        "design built (design_of)": ("pipes.selectors", "design_of"),
+    }
+    spent = dict.fromkeys(parts, 0.0)
+    originals = []
+
+    def timed(name, fn):
+        def wrapper(*a, **kw):
+            started = time.process_time()
+            try:
+                return fn(*a, **kw)
+            finally:
+                spent[name] += time.process_time() - started
+
+        return wrapper
+
+    for name, (module_name, attr) in parts.items():
+        module = importlib.import_module(module_name)
+        if not hasattr(module, attr):
+            continue
+        fn = getattr(module, attr)
+        originals.append((module, attr, fn))
+        setattr(module, attr, timed(name, fn))
+    from django.urls import URLPattern, get_resolver
+
+    def patterns(resolver):
+        for p in resolver.url_patterns:
+            yield from [p] if isinstance(p, URLPattern) else patterns(p)
+
+    spent["view"] = 0.0
+    route = next(p for p in patterns(get_resolver()) if p.name == "card_move" and "board" in p.lookup_str)
+    view = route.callback
+    route.callback = timed("view", view)
+    started = time.process_time()
+    for card_id in card_ids:
+        move(card_id)
+    total = time.process_time() - started
+    for module, attr, fn in originals:
+        setattr(module, attr, fn)
+    route.callback = view
+    n = len(card_ids)
+    print(f"\nCPU per move, by part ({n} moves, timers only):")
+    print(f"  {'whole request':34s} {1000 * total / n:6.2f} ms")
+    print(f"  {'outside the view (middleware)':34s} {1000 * (total - spent['view']) / n:6.2f} ms")
+    for name in ["view", *parts]:
+        print(f"  {name:34s} {1000 * spent[name] / n:6.2f} ms")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cards", type=int, default=10_000)
@@ -41,6 +102,11 @@ def main() -> int:
     parser.add_argument("--top", type=int, default=25)
     parser.add_argument("--sql", action="store_true", help="print each statement of one move and one render")
     parser.add_argument("--broker", default="memory://")
+    parser.add_argument(
+        "--split",
+        action="store_true",
+        help="CPU per move of each part of the view (timers around them, no profiler)",
+    )
     parser.add_argument(
         "--dump", help="write each profile to this folder (move.prof, render.prof) for pstats"
     )
@@ -96,6 +162,9 @@ def main() -> int:
             print(f"--- {title}")
             for q in queries:
                 print("  " + q["sql"][:220])
+
+    if args.split:
+        split_move(move, order[args.moves : 2 * args.moves])
 
     for title, count, run in (
         ("card move", args.moves, lambda i: move(order[i])),

@@ -18,10 +18,12 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
 from django.db import models
 from django.db.models import OuterRef, Subquery
+from django.db.models.base import ModelState
 
 from .models import DesignStamp, Field, Phase, Pipe
 
@@ -84,10 +86,12 @@ def clear() -> None:
 # ---------------------------------------------------------------- the design of a pipe
 
 
+@cache
 def _columns(model: type[models.Model]) -> tuple[str, ...]:
     return tuple(f.attname for f in model._meta.concrete_fields)
 
 
+@cache
 def _json_columns(model: type[models.Model]) -> frozenset[int]:
     return frozenset(i for i, f in enumerate(model._meta.concrete_fields) if isinstance(f, models.JSONField))
 
@@ -121,9 +125,17 @@ def _load(pipe: Pipe) -> _Rows:
 
 
 def _build(model: type[models.Model], row: tuple, db: str) -> models.Model:
+    """What `model.from_db` builds from `row`, without running `__init__` field by field (no signal
+    listens to these models' init): a fresh instance whose JSON values are copies of the cached ones."""
     json_columns = _json_columns(model)
-    values = [copy.deepcopy(v) if i in json_columns and v is not None else v for i, v in enumerate(row)]
-    return model.from_db(db, _columns(model), values)
+    instance = model.__new__(model)
+    state = ModelState()
+    state.adding, state.db = False, db
+    values = instance.__dict__
+    values["_state"] = state
+    for i, (name, value) in enumerate(zip(_columns(model), row, strict=True)):
+        values[name] = copy.deepcopy(value) if i in json_columns and value is not None else value
+    return instance
 
 
 @dataclass
@@ -142,14 +154,49 @@ class Design:
         return list(phase.allowed_next.all())
 
 
-def _prefetched(instance: models.Model, name: str, manager, objects: list) -> None:
+class _Prefetched(dict):
+    """An instance's `_prefetched_objects_cache` whose querysets are made on first use: a relation's
+    queryset costs more to make than the rows it answers, and most reads of a design use few of them.
+    Removing a name (Django does when the relation is written) drops what would have made it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.makers: dict[str, Callable[[], Any]] = {}
+
+    def __missing__(self, name: str):
+        make = self.makers.pop(name)  # KeyError when nothing would make it: the manager then queries
+        value = self[name] = make()
+        return value
+
+    def __contains__(self, name: object) -> bool:
+        return super().__contains__(name) or name in self.makers
+
+    def __delitem__(self, name: str) -> None:
+        existed = self.makers.pop(name, None) is not None
+        if super().__contains__(name) or not existed:
+            super().__delitem__(name)
+
+    def pop(self, name: str, *default):
+        self.makers.pop(name, None)
+        return super().pop(name, *default)
+
+
+def _prefetched(instance: models.Model, name: str, objects: list) -> None:
     """Set what prefetch_related would have: `instance.<name>.all()` answers `objects` with no query."""
-    queryset = manager.get_queryset() if hasattr(manager, "get_queryset") else manager.all()
-    queryset._result_cache = list(objects)
-    queryset._prefetch_done = True
-    if not hasattr(instance, "_prefetched_objects_cache"):
-        instance._prefetched_objects_cache = {}
-    instance._prefetched_objects_cache[name] = queryset
+    cache_ = instance.__dict__.get("_prefetched_objects_cache")
+    if not isinstance(cache_, _Prefetched):
+        cache_ = _Prefetched()
+        cache_.update(instance.__dict__.get("_prefetched_objects_cache") or {})
+        instance._prefetched_objects_cache = cache_
+
+    def make():
+        queryset = getattr(instance, name).get_queryset()  # the relation's own queryset (its filters)
+        queryset._result_cache = list(objects)
+        queryset._prefetch_done = True
+        return queryset
+
+    cache_.pop(name, None)
+    cache_.makers[name] = make
 
 
 def design_of(pipe: Pipe, stamp: int | None = None, *, prefetch: bool = False) -> Design:
@@ -162,7 +209,7 @@ def design_of(pipe: Pipe, stamp: int | None = None, *, prefetch: bool = False) -
     built = getattr(pipe, "_design_built", None)
     if built is not None and built[0] == stamp:  # built for this pipe object at this stamp already
         if prefetch:
-            _prefetched(pipe, "fields", pipe.fields, built[1].fields)
+            _prefetched(pipe, "fields", built[1].fields)
         return built[1]
     rows = cached(pipe, "design", _load, stamp)
     db = pipe._state.db or "default"
@@ -172,7 +219,7 @@ def design_of(pipe: Pipe, stamp: int | None = None, *, prefetch: bool = False) -
         phase.pipe = pipe
     for phase in phases:
         targets = [by_id[i] for i in rows.allowed_next.get(phase.pk, ()) if i in by_id]
-        _prefetched(phase, "allowed_next", phase.allowed_next, targets)
+        _prefetched(phase, "allowed_next", targets)
     fields = []
     for row in rows.fields:
         f = _build(Field, row, db)
@@ -180,7 +227,7 @@ def design_of(pipe: Pipe, stamp: int | None = None, *, prefetch: bool = False) -
         f.phase = by_id.get(f.phase_id) if f.phase_id else None
         fields.append(f)
     if prefetch:
-        _prefetched(pipe, "fields", pipe.fields, fields)
+        _prefetched(pipe, "fields", fields)
     design = Design(phases=phases, fields=fields)
     # One request (the view, then the write path) reads the design of the same pipe object more than
     # once: the instances built for it are its own, so they are kept on it for the same stamp.
