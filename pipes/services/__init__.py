@@ -32,6 +32,7 @@ from .cards import (
     card_set_rail_status,
     card_update_fields,
 )
+from .common import card_lock
 from .erasure import ERASED, CardErasureResult, card_erase_personal_data, scrub_personal_data
 from .errors import (
     NON_FIELD,
@@ -57,6 +58,7 @@ __all__ = [
     "Actor",
     "authority_check",
     "card_check_start",
+    "card_lock",
     "card_create",
     "card_update_fields",
     "card_move",

@@ -3,11 +3,12 @@ rail's step records and status badge."""
 
 from __future__ import annotations
 
+import copy
 import secrets
 from collections.abc import Iterable, Mapping, Sequence
+from contextlib import nullcontext
 from typing import Any
 
-from auditlog.context import disable_auditlog
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.files.uploadedfile import UploadedFile
 from django.db import IntegrityError, transaction
@@ -29,6 +30,7 @@ from .common import (
     _check_work,
     _enter_phase,
     _event,
+    _held,
     _hidden_now,
     _lock,
     _parse_values,
@@ -38,7 +40,9 @@ from .common import (
     _sync_due,
     _title_for,
     _touch,
+    _touch_audited,
     _touch_unaudited,
+    _write_columns,
 )
 from .errors import CardAlreadySubmittedError, CardError, CardTransitionError
 
@@ -226,8 +230,12 @@ def card_update_fields(
     expected_version: int | None = None,
     reason: str = "",
 ) -> Card:
-    """Set field values of `card`. Values the actor may not write, or cannot be parsed, reject the whole call."""
-    with transaction.atomic():
+    """Set field values of `card`. Values the actor may not write, or cannot be parsed, reject the whole call.
+
+    Given the card a lock of this transaction returned (the rail's, a previous write's), nothing is
+    read again and no savepoint is needed: a refusal comes before any write, and a database error in
+    the writes rolls the caller's transaction back."""
+    with nullcontext() if _held(card) else transaction.atomic():
         card = _lock(card, expected_version)
         schema = _PipeSchema(card.pipe, card.design_stamp)
         _check_update(actor, card, schema, values.keys())
@@ -259,12 +267,16 @@ def card_update_fields(
         }
         if not changes:
             return card
-        card.values = merged
-        card.title = _title_for(schema, merged, card.title)
-        _sync_due(schema, card)
-        _event(card, actor, EventKind.FIELDS_CHANGED, {"changes": changes}, reason=reason, field_keys=changes)
-        _touch(card, "values", "title", "due_at")
-        _announce_change(card, EventKind.FIELDS_CHANGED, changes)
+        with transaction.atomic(savepoint=False):
+            stored = copy.copy(card)  # the row as locked: the audit entry's "before"
+            card.values = merged
+            card.title = _title_for(schema, merged, card.title)
+            _sync_due(schema, card)
+            _event(
+                card, actor, EventKind.FIELDS_CHANGED, {"changes": changes}, reason=reason, field_keys=changes
+            )
+            _touch_audited(card, stored, "values", "title", "due_at")
+            _announce_change(card, EventKind.FIELDS_CHANGED, changes)
     return card
 
 
@@ -498,13 +510,14 @@ def card_request_changes(
 
 
 def card_record_step(*, actor: Actor, card: Card, payload: Mapping[str, Any], reason: str = "") -> CardEvent:
-    """Record a step run of the rail on the card's timeline (no field change)."""
-    with transaction.atomic():
+    """Record a step run of the rail on the card's timeline (no field change). Given the card a lock of
+    this transaction returned, as card_update_fields: no read, no savepoint."""
+    with nullcontext() if _held(card) else transaction.atomic():
         card = _lock(card, None)
-        event = _event(card, actor, EventKind.STEP, dict(payload), reason=reason)
-        # Only columns the audit log leaves out change: it would read the old row to write nothing.
-        with disable_auditlog():
-            card.save(update_fields=["event_count", "last_event_hash"])
+        with transaction.atomic(savepoint=False):
+            event = _event(card, actor, EventKind.STEP, dict(payload), reason=reason)
+            # Only columns the audit log leaves out change: no audit entry, no model signal.
+            _write_columns(card, ["event_count", "last_event_hash"])
     return event
 
 

@@ -4,10 +4,16 @@ the phase entry, value parsing and validation, and stored uploads."""
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from functools import cache
 from typing import Any
 
+from auditlog.context import auditlog_disabled
+from auditlog.diff import model_instance_diff
+from auditlog.models import LogEntry
+from auditlog.registry import auditlog
+from django.conf import settings
 from django.core.files.uploadedfile import UploadedFile
-from django.db import connection, transaction
+from django.db import DEFAULT_DB_ALIAS, connection, connections, transaction
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from django.utils.translation import gettext as _
@@ -51,10 +57,58 @@ class _PipeSchema:
         return [f for f in self.fields.values() if f.phase_id == phase.pk]
 
 
-_LOCK_SQL = (
-    f"SELECT c.*, (SELECT s.version FROM {DesignStamp._meta.db_table} s WHERE s.pipe_id = c.pipe_id) "
-    f"AS design_stamp FROM {Card._meta.db_table} c WHERE c.id = %s FOR UPDATE OF c"
-)
+@cache
+def _lock_statement() -> tuple[str, list[str], list[tuple[int, list, Any]]]:
+    """The card's lock on PostgreSQL: its columns and the pipe's design stamp, the column names, and the
+    converters the ORM applies to each column it converts (JSON), so the row becomes an instance as the
+    ORM builds it (Model.from_db) without a queryset's per-query set-up."""
+    fields = Card._meta.concrete_fields
+    columns = ", ".join(f'c."{f.column}"' for f in fields)
+    sql = (
+        f"SELECT {columns}, (SELECT s.version FROM {DesignStamp._meta.db_table} s WHERE s.pipe_id = c.pipe_id) "
+        f"FROM {Card._meta.db_table} c WHERE c.id = %s FOR UPDATE OF c"
+    )
+    converters = []
+    for i, f in enumerate(fields):
+        col = f.get_col(Card._meta.db_table)
+        convs = connection.ops.get_db_converters(col) + col.get_db_converters(connection)
+        if convs:
+            converters.append((i, convs, col))
+    return sql, [f.attname for f in fields], converters
+
+
+class _CardLock:
+    """A no-op on-commit callback that says an instance holds its card's row lock (see _held). Django
+    drops it with the transaction, and with the savepoint it was registered in if that rolls back."""
+
+    __slots__ = ("card_id",)
+
+    def __init__(self, card_id: int):
+        self.card_id = card_id
+
+    def __call__(self) -> None:
+        pass
+
+
+def _held(card: Card) -> bool:
+    """Whether `card` is the instance a lock of its row returned in this transaction, as it was stored
+    since: _lock marked it, no savepoint that marking was in rolled back, and no other instance of the
+    card was locked after it. The write path then neither reads nor locks the row again."""
+    marker = card.__dict__.get("_write_lock")
+    if marker is None or not connection.in_atomic_block:
+        return False
+    for _sids, func, _robust in reversed(connection.run_on_commit):
+        if isinstance(func, _CardLock) and func.card_id == card.pk:
+            return func is marker
+    return False
+
+
+def _mark_held(card: Card) -> None:
+    # Marked anew by every write: one rolled back to its savepoint drops its marker with the
+    # change it made to the instance, so the next write reads the row again.
+    marker = _CardLock(card.pk)
+    transaction.on_commit(marker)
+    card.__dict__["_write_lock"] = marker
 
 
 def _lock(card: Card, expected_version: int | None) -> Card:
@@ -62,22 +116,49 @@ def _lock(card: Card, expected_version: int | None) -> Card:
 
     The pipe and phase come along: from `card` when it holds them already (the same rows: a card
     never changes pipe, and its phase is reused only while the locked row still names it), else
-    from the database."""
+    from the database. A card this transaction locked already (`_held`: the instance a lock
+    returned, written only through the write path since) is used as it is, without a statement.
+    Call inside a transaction."""
+    locked = card if _held(card) else _lock_read(card)
+    if expected_version is not None and locked.version != expected_version:
+        raise CardConflictError(
+            _("Someone else changed this card a moment ago. Reload it to see their change, then try again.")
+        )
+    _mark_held(locked)
+    return locked
+
+
+def card_lock(*, card: Card, expected_version: int | None = None) -> Card:
+    """`card` locked for the rest of the caller's transaction, with its pipe, phase and design stamp
+    (CardConflictError when `expected_version` is given and its version moved on). The write path's
+    functions given the instance it returns read and lock nothing again; a caller that reads the card
+    under the lock before writing (the rail: did the card leave the phase?) pays one lock, not one
+    per write. Call inside a transaction."""
+    return _lock(card, expected_version)
+
+
+def _lock_read(card: Card) -> Card:
     # Lock and read the card row alone, in one query: a join would lock the pipe and phase rows too
     # and serialise every move into a phase. Under READ COMMITTED, FOR UPDATE returns the row as the
     # previous lock holder committed it.
     # The design stamp comes along (a subquery, not a join: nothing else is locked), so the write
     # reads the pipe's phases and fields from the design cache as they are now (pipes.designcache).
     if connection.vendor == "postgresql":  # the hottest statement of every write, spared the ORM's compiling
-        locked = next(iter(Card.objects.raw(_LOCK_SQL, [card.pk])), None)
-        if locked is None:
+        sql, attnames, converters = _lock_statement()
+        db = connections[DEFAULT_DB_ALIAS]  # the connection itself, not the proxy that looks it up each time
+        with db.cursor() as cursor:
+            cursor.execute(sql, [card.pk])
+            row = cursor.fetchone()
+        if row is None:
             raise Card.DoesNotExist
+        values = list(row[:-1])
+        for i, convs, col in converters:
+            for conv in convs:
+                values[i] = conv(values[i], col, db)
+        locked = Card.from_db(db.alias, attnames, values)
+        locked.design_stamp = row[-1]
     else:  # SQLite locks the whole database for the transaction's writes; no FOR UPDATE there
         locked = Card.objects.select_for_update().annotate(design_stamp=stamp_subquery()).get(pk=card.pk)
-    if expected_version is not None and locked.version != expected_version:
-        raise CardConflictError(
-            _("Someone else changed this card a moment ago. Reload it to see their change, then try again.")
-        )
     pipe = card.pipe if _holds(card, "pipe") and _holds(card.pipe, "organization") else None
     phase = card.phase if _holds(card, "phase") and card.phase_id == locked.phase_id else None
     if phase is None:  # one query for what is missing
@@ -105,11 +186,38 @@ def _touch_unaudited(card: Card, *extra: str) -> None:
     row (no read of the old row, no insert) and no model signals (none but auditlog's listen to cards)."""
     card.version += 1
     card.updated_at = timezone.now()
+    _write_columns(card, ["version", "updated_at", "event_count", "last_event_hash", *extra])
+
+
+def _touch_audited(card: Card, old: Card, *extra: str) -> None:
+    """_touch with the django-auditlog entry written from `old`, the card as stored before this write
+    (the instance the lock returned, copied before the change), instead of the audit log reading the
+    old row again: one plain UPDATE and the audit entry the audit log's own receiver would write."""
+    card.version += 1
+    card.updated_at = timezone.now()
     names = ["version", "updated_at", "event_count", "last_event_hash", *extra]
+    _write_columns(card, names)
+    try:
+        disabled = auditlog_disabled.get()
+    except LookupError:
+        disabled = False
+    if disabled or not auditlog.contains(Card):
+        return
+    changes = model_instance_diff(
+        old, card, fields_to_check=names, use_json_for_changes=settings.AUDITLOG_STORE_JSON_CHANGES
+    )
+    if changes:
+        LogEntry.objects.log_create(card, action=LogEntry.Action.UPDATE, changes=changes)
+
+
+def _write_columns(card: Card, names: Sequence[str]) -> None:
+    """Store these columns of `card` in one plain UPDATE: no model signals (none but django-auditlog's
+    listen to cards; see _touch_audited), none of the ORM's compiling."""
+    db = connections[DEFAULT_DB_ALIAS]  # the connection itself: preparing values reads it often
     fields = [Card._meta.get_field(name) for name in names]
     assignments = ", ".join(f'"{f.column}" = %s' for f in fields)
-    values = [f.get_db_prep_save(getattr(card, f.attname), connection) for f in fields]
-    with connection.cursor() as cursor:
+    values = [f.get_db_prep_save(getattr(card, f.attname), db) for f in fields]
+    with db.cursor() as cursor:
         cursor.execute(f"UPDATE {Card._meta.db_table} SET {assignments} WHERE id = %s", [*values, card.pk])
 
 
