@@ -21,7 +21,8 @@ Usage:
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/trilho .venv/bin/python bench/rail.py
     DATABASE_URL=... .venv/bin/python bench/rail.py --broker amqp://guest:guest@127.0.0.1:5672//
     DATABASE_URL=... .venv/bin/python bench/rail.py --quick      # checks the script works; figures mean little
-    options: see --help (--cards, --latency-cards, --rate, --floor-tasks, --floor-prefetch, --broker, --quick)
+    options: see --help (--cards, --latency-cards, --rate, --floor-tasks, --floor-prefetch, --worker-prefetch,
+    --broker, --quick)
 
 Benchmarks print figures; they never fail a build on a timing.
 """
@@ -102,8 +103,10 @@ def drop_database(url: str) -> None:
 class Worker:
     """One `celery worker -P solo` process consuming one queue (of Trilho's app, or of `app`)."""
 
-    def __init__(self, *, env: dict, queue: str, app: str = "orchestrator"):
+    def __init__(self, *, env: dict, queue: str, app: str = "orchestrator", prefetch: int = 0):
         celery = str(Path(sys.executable).parent / "celery")
+        # 0: the app's own prefetch multiplier (Trilho's settings: 1; the floor's app: its own)
+        options = ["--prefetch-multiplier", str(prefetch)] if prefetch else []
         self.lines: list[str] = []
         self.ready = threading.Event()
         self.process = subprocess.Popen(
@@ -125,6 +128,7 @@ class Worker:
                 "--without-mingle",
                 "-l",
                 "warning",
+                *options,
             ],
             cwd=ROOT,
             env=env,
@@ -292,6 +296,12 @@ def main() -> int:
         help="the floor worker's prefetch multiplier (../shared/floors/capp.py uses 16)",
     )
     parser.add_argument(
+        "--worker-prefetch",
+        type=int,
+        default=0,
+        help="the Trilho worker's prefetch multiplier (0: its settings', CELERY_WORKER_PREFETCH_MULTIPLIER)",
+    )
+    parser.add_argument(
         "--broker",
         default=os.environ.get("TRILHO_BENCH_BROKER_URL")
         or os.environ.get("TRILHO_BENCH_REDIS_URL", "redis://127.0.0.1:6379/14"),
@@ -359,7 +369,7 @@ def main() -> int:
     app.conf.task_default_routing_key = queue
     actor = Actor.system("bench")
 
-    worker = Worker(env=env, queue=queue)
+    worker = Worker(env=env, queue=queue, prefetch=args.worker_prefetch)
     try:
         # warm up (and wait until the worker consumes): 20 cards
         for i in range(20):
@@ -428,6 +438,8 @@ def main() -> int:
             f"    {floor_rate:.0f} tasks/s, first publish → last task run; worker CPU {floor_cpu:.2f} ms per task"
         )
     print(f"  throughput: {args.cards} automation steps (set a field through the write path, traced)")
+    if args.worker_prefetch:
+        print(f"    the worker's prefetch multiplier: {args.worker_prefetch} (--worker-prefetch)")
     print(f"    cards created and committed in one transaction: {created_s:.2f} s")
     print(f"    commit → last step done: {elapsed:.2f} s  =>  {steps_rate:.0f} steps/s end to end")
     print(

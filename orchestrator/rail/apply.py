@@ -11,7 +11,7 @@ from functools import partial
 from typing import Any
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -26,6 +26,7 @@ from pipes.services import (
     card_assign,
     card_comment,
     card_create,
+    card_lock,
     card_move,
     card_record_step,
     card_set_labels,
@@ -34,7 +35,7 @@ from pipes.services import (
 )
 
 from ..models import Mechanism, ReviewTask, RunStatus, Step, StepRun, TraceKind
-from . import costs
+from . import costs, statements
 from .outbox import emails_send, emails_write
 from .reasons import Reason
 from .results import STOP, Apply, Handover, LeaseLost, StepResult, Usage, retry_after
@@ -49,37 +50,15 @@ def retry_delay(attempt: int) -> float:
     )
 
 
-def _locked_row(model, pk: int):
-    """The row `pk` of `model` read under a row lock (alone: nothing joined is locked). On PostgreSQL in
-    plain SQL: these locks open every step's transaction, and the ORM's compiling cost more than the
-    statement."""
-    if connection.vendor != "postgresql":  # SQLite locks the database for the transaction's writes
-        return model.objects.select_for_update().get(pk=pk)
-    table = connection.ops.quote_name(model._meta.db_table)
-    found = next(iter(model.objects.raw(f"SELECT * FROM {table} WHERE id = %s FOR UPDATE", [pk])), None)
-    if found is None:
-        raise model.DoesNotExist
-    return found
-
-
 def _lock_claim(run: StepRun, token: str) -> StepRun:
     """The run re-read under a row lock; LeaseLost unless this worker still holds it."""
-    locked = _locked_row(StepRun, run.pk)
+    if statements.fast():  # these locks open every step's transaction: spared the ORM's compiling
+        locked = statements.row_locked(StepRun, run.pk)
+    else:  # SQLite locks the database for the transaction's writes
+        locked = StepRun.objects.select_for_update().get(pk=run.pk)
     if locked.claim_token != token or locked.status != RunStatus.RUNNING:
         raise LeaseLost()
     return locked
-
-
-def _lock_card(entry: PhaseEntry) -> Card:
-    """The entry's card locked (its row alone), with the pipe (and organization) the entry was read
-    with, and the entry's phase while the card is still in it: the write path then reads neither again."""
-    card = _locked_row(Card, entry.card_id)
-    source = entry.card
-    if Card.pipe.is_cached(source) and Pipe.organization.is_cached(source.pipe):
-        card.pipe = source.pipe  # a card never changes pipe
-    if card.phase_id == entry.phase_id and PhaseEntry.phase.is_cached(entry):
-        card.phase = entry.phase
-    return card
 
 
 def agent_actor(agent, pipe_id: int) -> Actor:
@@ -227,7 +206,9 @@ def apply_result(
     `close_entry`: no step follows, so the entry is marked processed in the same transaction."""
     with transaction.atomic():
         locked = _lock_claim(run, token)
-        card = _lock_card(entry)
+        # Locked through the write path, with the pipe and phases the entry was read with: the writes
+        # below are given this instance and neither read nor lock the card again.
+        card = card_lock(card=entry.card)
         now = timezone.now()
         if card.phase_id != entry.phase_id:
             locked.status = RunStatus.SKIPPED
@@ -257,24 +238,43 @@ def apply_result(
         locked.decision = outcome.decision
         locked.error = ""
         finished = _finish(locked, usage, now, card_values=card.values)
-        locked.save(update_fields=["status", "mechanism", *reason_names, "decision", "error", *finished])
         if emails:  # written with the result, sent once it is committed (at most once: rail/outbox.py)
             applied["other"] += [{"email": e.data["index"], "to": e.data["to"]} for e in emails]
             emails_write(run=locked, emails=emails)
             transaction.on_commit(partial(emails_send, run_id=locked.pk, worker=locked.claimed_by))
         tracer.add(TraceKind.CHANGES, _changes_summary(applied), applied)
-        tracer.flush(claim_locked=True)
         card_record_step(
             actor=actor, card=card, payload=timeline_payload(locked, step), reason=locked.routing_reason
         )
         moved = applied["moved_to"] is not None
-        if moved or close_entry:
-            PhaseEntry.objects.filter(pk=entry.pk).update(processed_at=now)
+        closes = moved or close_entry
+        _run_done(
+            locked,
+            ["status", "mechanism", *reason_names, "decision", "error", *finished],
+            tracer,
+            entry_id=entry.pk if closes else None,
+            now=now,
+        )
+        if closes:
             entry.processed_at = now
             if card.rail_status != RailStatus.IDLE:
                 card_set_rail_status(card_id=card.pk, status=RailStatus.IDLE)
             entry.card.rail_status = RailStatus.IDLE
     return moved
+
+
+def _run_done(run: StepRun, fields: list[str], tracer: Tracer, *, entry_id: int | None, now) -> None:
+    """Store the finished run's `fields`, write its trace and, with `entry_id`, mark the entry processed:
+    one statement on PostgreSQL for a run this worker created (statements.run_finished), else three."""
+    if statements.fast() and tracer.fresh:
+        statements.run_finished(
+            run=run, fields=fields, events=tracer.take_numbered(), entry_id=entry_id, processed_at=now
+        )
+        return
+    run.save(update_fields=fields)
+    tracer.flush(claim_locked=True)
+    if entry_id is not None:
+        PhaseEntry.objects.filter(pk=entry_id).update(processed_at=now)
 
 
 def _changes_summary(applied: Mapping[str, Any]) -> str:

@@ -29,7 +29,7 @@ from pipes.models import Card, PhaseEntry, Pipe
 from pipes.services import CardAuthorityError, CardError, card_set_rail_status
 
 from ..models import Mechanism, ReviewStatus, ReviewTask, RunStatus, Step, StepRun, TraceKind, Trigger
-from . import costs
+from . import costs, statements
 from .apply import apply_result, fail, finish_simple, reason_fields, retry_or_fail, wait_for_review
 from .entryload import entry_load
 from .leases import INFRASTRUCTURE_ERRORS, lease_held, lease_seconds
@@ -220,23 +220,27 @@ def _start(entry: PhaseEntry, step: Step, run: StepRun | None) -> tuple[StepRun,
     if run is not None:
         return run, None
     token, now = uuid.uuid4().hex, timezone.now()
+    run = StepRun(
+        entry=entry,
+        step=step,
+        card_id=entry.card_id,
+        pipe_id=entry.card.pipe_id,
+        step_name=step.name,
+        requested_mechanism=step.mechanism,
+        currency=costs.cost_currency(),
+        status=RunStatus.RUNNING,
+        claim_token=token,
+        claimed_by=WORKER_ID[:200],
+        lease_until=now + timedelta(seconds=lease_seconds()),
+        attempts=1,
+        started_at=now,
+    )
     try:
         with _savepoint():
-            run = StepRun.objects.create(
-                entry=entry,
-                step=step,
-                card_id=entry.card_id,
-                pipe_id=entry.card.pipe_id,
-                step_name=step.name,
-                requested_mechanism=step.mechanism,
-                currency=costs.cost_currency(),
-                status=RunStatus.RUNNING,
-                claim_token=token,
-                claimed_by=WORKER_ID[:200],
-                lease_until=now + timedelta(seconds=lease_seconds()),
-                attempts=1,
-                started_at=now,
-            )
+            if statements.fast():
+                statements.run_insert(run)  # every step's first write: spared the ORM's compiling
+            else:
+                run.save(force_insert=True)
     except IntegrityError:  # another worker created it first: it holds it
         return StepRun.objects.get(entry=entry, step=step), None
     return run, token

@@ -46,6 +46,18 @@ class Tracer:
     def _last_seq(self) -> int:
         return TraceEvent.objects.filter(run=self.run).aggregate(m=Max("seq"))["m"] or 0
 
+    def take_numbered(self) -> list[TraceEvent]:
+        """The pending events, numbered and taken off the list, for a caller that writes them itself in
+        the transaction holding the run's row lock, checked against its claim. Only for a run this
+        worker created (`fresh`): no other worker ever numbered its events (see flush)."""
+        if not self.fresh or self.seq is None:
+            raise RuntimeError("only a run this worker created numbers its events without reading them")
+        events, self.pending = self.pending, []
+        for offset, event in enumerate(events, start=1):
+            event.seq = self.seq + offset
+        self.seq += len(events)
+        return events
+
     def flush(self, *, claim_locked: bool = False) -> None:
         """Write the pending events. `claim_locked`: the caller holds the run's row lock, checked against
         its claim, in the transaction this runs in. For a run this worker created, no other worker ever
