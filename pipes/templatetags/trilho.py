@@ -165,28 +165,33 @@ FRAGMENT_MAX = 5000
 FRAGMENT_TTL = 600.0
 
 
+def fragment_cached(key: tuple, render) -> str:
+    """`render()`'s HTML, kept in this process under `key` (LRU of FRAGMENT_MAX, FRAGMENT_TTL seconds)."""
+    if settings.DEBUG:  # template edits show at once while developing
+        return render()
+    now = time.monotonic()
+    with _FRAGMENTS_LOCK:
+        hit = _FRAGMENTS.get(key)
+        if hit is not None and hit[0] > now:
+            _FRAGMENTS.move_to_end(key)
+            return hit[1]
+    html = render()
+    with _FRAGMENTS_LOCK:
+        _FRAGMENTS[key] = (now + FRAGMENT_TTL, html)
+        _FRAGMENTS.move_to_end(key)
+        while len(_FRAGMENTS) > FRAGMENT_MAX:
+            _FRAGMENTS.popitem(last=False)
+    return html
+
+
 class LocalCacheNode(template.Node):
     def __init__(self, nodelist, parts):
         self.nodelist = nodelist
         self.parts = parts
 
     def render(self, context):
-        if settings.DEBUG:  # template edits show at once while developing
-            return self.nodelist.render(context)
         key = tuple(str(part.resolve(context)) for part in self.parts)
-        now = time.monotonic()
-        with _FRAGMENTS_LOCK:
-            hit = _FRAGMENTS.get(key)
-            if hit is not None and hit[0] > now:
-                _FRAGMENTS.move_to_end(key)
-                return hit[1]
-        html = self.nodelist.render(context)
-        with _FRAGMENTS_LOCK:
-            _FRAGMENTS[key] = (now + FRAGMENT_TTL, html)
-            _FRAGMENTS.move_to_end(key)
-            while len(_FRAGMENTS) > FRAGMENT_MAX:
-                _FRAGMENTS.popitem(last=False)
-        return html
+        return fragment_cached(key, lambda: self.nodelist.render(context))
 
 
 @register.tag
