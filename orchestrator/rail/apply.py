@@ -319,7 +319,7 @@ def wait_for_review(
     question = step.question or step.name
     with transaction.atomic():
         locked = _lock_claim(run, token)
-        card = Card.objects.select_for_update(of=("self",)).select_related("pipe").get(pk=entry.card_id)
+        card = card_lock(card=entry.card)  # card_record_step below neither reads nor locks it again
         tracer.flush()  # what led here comes first in the trace, before anything the new task sets off
         proposal = handover.proposal
         task = ReviewTask.objects.create(
@@ -408,7 +408,7 @@ def fail(
             locked = _lock_claim(run, token)
         except LeaseLost:
             return
-        card = Card.objects.get(pk=entry.card_id)
+        card = card_lock(card=entry.card)  # card_record_step below neither reads nor locks it again
         locked.status = RunStatus.FAILED
         locked.error = error[:2000]
         if not locked.mechanism and step.mechanism != Mechanism.AUTO:

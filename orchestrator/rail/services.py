@@ -24,6 +24,7 @@ from pipes.roles import pipe_access
 from pipes.services import (
     Actor,
     CardError,
+    card_lock,
     card_move,
     card_record_step,
     card_set_rail_status,
@@ -120,9 +121,8 @@ def _review_decide(
             raise RailError(_("Keep the comment under 5,000 characters."))
         run = task.run
         step = run.step
-        card = (
-            Card.objects.select_for_update(of=("self",)).select_related("pipe", "phase").get(pk=task.card_id)
-        )
+        # Locked through the write path: the writes below neither read nor lock it again.
+        card = card_lock(card=Card.objects.select_related("pipe__organization", "phase").get(pk=task.card_id))
         if card.phase_id != run.entry.phase_id:
             raise RailError(_("The card has left the phase of this review; nothing was changed."))
         allowed = _review_fields(task, step, card)

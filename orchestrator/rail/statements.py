@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from functools import cache
 
-from django.db import DEFAULT_DB_ALIAS, connection, connections
+from django.db import DEFAULT_DB_ALIAS, connection, connections, models
 from django.db.models import Model
 
 from pipes.models import PhaseEntry
@@ -58,12 +58,34 @@ def _db():
     return connections[DEFAULT_DB_ALIAS]
 
 
+# Fields whose value, when it already is a str, an int, a bool or None, is sent as it is by the ORM
+# (their get_db_prep_save returns it unchanged): preparing it costs more than the statement's sending.
+_PLAIN_FIELDS = (
+    models.CharField,
+    models.TextField,
+    models.IntegerField,
+    models.BooleanField,
+    models.ForeignKey,
+)
+_PLAIN_VALUES = (str, int, bool, type(None))
+
+
+@cache
+def _fields(model: type[Model], names: tuple[str, ...]) -> tuple[list, list[str], list[bool]]:
+    fields = [model._meta.get_field(name) for name in names]
+    plain = [isinstance(f, _PLAIN_FIELDS) for f in fields]
+    return fields, [connection.ops.quote_name(f.column) for f in fields], plain
+
+
 def _prepared(instance: Model, names: Sequence[str], *, add: bool) -> tuple[list[str], list]:
     """The columns of fields `names` and their values as the ORM's save would send them."""
     db = _db()
-    fields = [instance._meta.get_field(name) for name in names]
-    columns = [db.ops.quote_name(f.column) for f in fields]
-    return columns, [f.get_db_prep_save(f.pre_save(instance, add), db) for f in fields]
+    fields, columns, plain = _fields(type(instance), tuple(names))
+    values = []
+    for f, is_plain in zip(fields, plain, strict=True):
+        value = f.pre_save(instance, add)
+        values.append(value if is_plain and type(value) in _PLAIN_VALUES else f.get_db_prep_save(value, db))
+    return columns, values
 
 
 def run_insert(run: StepRun) -> None:
