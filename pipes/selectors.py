@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from functools import cache, cached_property
 from typing import Any
@@ -16,7 +17,7 @@ from typing import Any
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import PermissionDenied
-from django.db import connection
+from django.db import connection, transaction
 from django.db.models import CharField, Value
 from django.http import Http404
 from django.utils import formats, timezone
@@ -72,12 +73,21 @@ def pipe_get_for_user(*, user: AbstractBaseUser, pk: int, write: bool = False) -
 
 
 def card_get_for_user(
-    *, user: AbstractBaseUser, pk: int, pipe_id: int, write: bool = False
+    *, user: AbstractBaseUser, pk: int, pipe_id: int, write: bool = False, for_update: bool = False
 ) -> tuple[Card, PipeAccess]:
     """The card of pipe `pipe_id` (with its pipe and phase) and the user's access, by the rules of
-    pipe_get_for_user; a card that does not exist there is a 404 for everyone."""
+    pipe_get_for_user; a card that does not exist there is a 404 for everyone.
+
+    With `for_update` (inside the transaction of a write that follows), PostgreSQL reads the card and
+    locks its row in the same statement, and the write path is told so (services.card_lock_held): a
+    move then reads the card once. The access check follows the read as always; a refusal rolls the
+    caller's transaction back, lock and all."""
     if connection.vendor == "postgresql":
-        card = _card_with_pipe(pk=pk, pipe_id=pipe_id)
+        card = _card_with_pipe(pk=pk, pipe_id=pipe_id, for_update=for_update)
+        if card is not None and for_update:
+            from .services import card_lock_held
+
+            card_lock_held(card)
     else:
         card = (
             Card.objects.select_related("pipe__organization", "phase")
@@ -89,6 +99,13 @@ def card_get_for_user(
         raise Http404
     remember_stamp(card.pipe, card.design_stamp)  # board_schema then loads no phases or fields
     return card, _check_access(user=user, pipe=card.pipe, write=write)
+
+
+def read_for_write():
+    """The transaction of a read that a write follows (card_get_for_user's `for_update`, then a write
+    path function): on PostgreSQL the read locks the card's row; elsewhere (SQLite) a read cannot lock
+    a row, so nothing is opened and the write path locks and re-reads the card in its own."""
+    return transaction.atomic() if connection.vendor == "postgresql" else nullcontext()
 
 
 def _model_columns(model) -> tuple[list, str]:
@@ -119,10 +136,13 @@ def _card_sql() -> tuple[str, list, list, list]:
     return sql, card_fields, pipe_fields, org_fields
 
 
-def _card_with_pipe(*, pk: int, pipe_id: int) -> Card | None:
+def _card_with_pipe(*, pk: int, pipe_id: int, for_update: bool = False) -> Card | None:
     """The card with its pipe, organization and design stamp in one plain statement (the ORM's
-    compiling of the same join cost more than the rest of the read), its phase from the design cache."""
+    compiling of the same join cost more than the rest of the read), its phase from the design cache.
+    With `for_update`, the card's row (only: not its pipe's or organization's) is locked."""
     sql, card_fields, pipe_fields, org_fields = _card_sql()
+    if for_update:
+        sql += " FOR UPDATE OF c"
     with connection.cursor() as cursor:
         cursor.execute(sql, [pk, pipe_id])
         row = cursor.fetchone()

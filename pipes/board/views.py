@@ -34,6 +34,7 @@ from ..selectors import (
     card_detail,
     card_get_for_user,
     pipe_get_for_user,
+    read_for_write,
     step_run_retry_for_card,
     user_areas,
 )
@@ -312,20 +313,24 @@ def board_changes(request: HttpRequest, pipe_id: int) -> HttpResponse:
 @require_POST
 def card_move(request: HttpRequest, pipe_id: int, card_id: int) -> HttpResponse:
     """Move the card to `to_phase`; the tile in its new column and both column heads, or the tile with the reason."""
-    card, access = card_get_for_user(user=request.user, pk=card_id, pipe_id=pipe_id, write=True)
-    schema = board_schema(pipe=card.pipe, access=access, transitions=False)
-    wanted = request.POST.get("to_phase", "")
-    to_phase = next((p for p in schema.phases if str(p.pk) == wanted), None)
-    if to_phase is None:
-        raise Http404
-    source_id = card.phase_id
     filters = _filters(request)
     error = None
     status = 200
     try:
-        card = services.card_move(
-            actor=_actor(request), card=card, to_phase=to_phase, expected_version=_version(request)
-        )
+        # The card read and locked in one statement, then moved in the same transaction.
+        with read_for_write():
+            card, access = card_get_for_user(
+                user=request.user, pk=card_id, pipe_id=pipe_id, write=True, for_update=True
+            )
+            schema = board_schema(pipe=card.pipe, access=access, transitions=False)
+            wanted = request.POST.get("to_phase", "")
+            to_phase = next((p for p in schema.phases if str(p.pk) == wanted), None)
+            if to_phase is None:
+                raise Http404
+            source_id = card.phase_id
+            card = services.card_move(
+                actor=_actor(request), card=card, to_phase=to_phase, expected_version=_version(request)
+            )
         tile = [tile_from_card(card, schema=schema)]
     except services.CardError as exc:
         error = exc

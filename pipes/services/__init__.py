@@ -32,7 +32,7 @@ from .cards import (
     card_set_rail_status,
     card_update_fields,
 )
-from .common import card_lock
+from .common import card_lock, card_lock_held
 from .erasure import ERASED, CardErasureResult, card_erase_personal_data, scrub_personal_data
 from .errors import (
     NON_FIELD,
@@ -59,6 +59,7 @@ __all__ = [
     "authority_check",
     "card_check_start",
     "card_lock",
+    "card_lock_held",
     "card_create",
     "card_update_fields",
     "card_move",

@@ -291,8 +291,12 @@ def card_move(
     expected_version: int | None = None,
     reason: str = "",
 ) -> Card:
-    """Move `card` to `to_phase`, if the process allows it now."""
-    with transaction.atomic():
+    """Move `card` to `to_phase`, if the process allows it now.
+
+    Given a card this transaction locked already (the board's move reads it locked:
+    card_get_for_user's `for_update`), no savepoint is opened: every refusal comes before any write,
+    and a database error in the writes rolls the caller's transaction back."""
+    with nullcontext() if _held(card) else transaction.atomic():
         card = _lock(card, expected_version)
         pipe, source = card.pipe, card.phase
         if to_phase.pipe_id != pipe.pk:

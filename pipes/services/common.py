@@ -137,6 +137,18 @@ def card_lock(*, card: Card, expected_version: int | None = None) -> Card:
     return _lock(card, expected_version)
 
 
+def card_lock_held(card: Card) -> Card:
+    """Note that the caller's transaction locked `card`'s row itself: it read the row FOR UPDATE in this
+    transaction, every column, with the card's pipe (and organization), phase and design stamp, as
+    `card_lock` does (pipes.selectors.card_get_for_user with `for_update`, which reads the card and locks
+    it in one statement). The write path's functions given it then read and lock nothing again; every
+    check they make (access, version, process) still runs."""
+    if not connection.in_atomic_block:
+        raise RuntimeError("card_lock_held needs the transaction that locked the card")
+    _mark_held(card)
+    return card
+
+
 def _lock_read(card: Card) -> Card:
     # Lock and read the card row alone, in one query: a join would lock the pipe and phase rows too
     # and serialise every move into a phase. Under READ COMMITTED, FOR UPDATE returns the row as the
