@@ -168,6 +168,28 @@ class Worker:
             self.process.kill()
 
 
+def process_cpu_seconds(pid: int) -> float | None:
+    """User + system CPU time of process `pid` so far (Linux /proc); None when it is gone or unreadable."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def backends_cpu() -> dict[int, float]:
+    """CPU so far of each other PostgreSQL session on the bench database (the worker's, which it keeps;
+    readable when PostgreSQL runs on this machine and /proc lets this user read its processes)."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+        pids = [row[0] for row in cursor.fetchall()]
+    return {pid: cpu for pid in pids if (cpu := process_cpu_seconds(pid)) is not None}
+
+
 def percentile(values: list[float], share: float) -> float:
     ordered = sorted(values)
     index = min(len(ordered) - 1, max(0, round(share * (len(ordered) - 1))))
@@ -379,6 +401,7 @@ def main() -> int:
 
         # throughput: N entries committed at once, one worker drains them
         cpu_before, sessions_before = worker.cpu_seconds(), sessions_opened()
+        backends_before = backends_cpu()
         started = time.perf_counter()
         commit_at: list = []
         with transaction.atomic():
@@ -388,6 +411,10 @@ def main() -> int:
         created_s = time.perf_counter() - started
         wait_done(StepRun, RunStatus, expected=args.cards, timeout=600)
         worker_cpu = worker.cpu_seconds() - cpu_before
+        backends_after = backends_cpu()
+        # The sessions there before and after: the worker's own (its heartbeat's come and go, uncounted).
+        kept = backends_before.keys() & backends_after.keys()
+        postgres_cpu = sum(backends_after[pid] - backends_before[pid] for pid in kept) if kept else None
         sessions = sessions_opened() - sessions_before
         last_done = max(StepRun.objects.values_list("finished_at", flat=True))
         first_start = min(StepRun.objects.values_list("started_at", flat=True))
@@ -448,6 +475,11 @@ def main() -> int:
     print(
         f"    worker CPU: {worker_cpu * 1000 / args.cards:.1f} ms per step (the rest is waiting on PostgreSQL and {broker})"
     )
+    if postgres_cpu is not None:
+        print(
+            f"    PostgreSQL CPU: {postgres_cpu * 1000 / args.cards:.1f} ms per step"
+            " (the worker's session: what it kept from before to after the run)"
+        )
     print(f"    PostgreSQL sessions opened meanwhile: {sessions} (the worker keeps its connection)")
     print(f"    not done: {failed}")
     if args.floor_tasks:

@@ -200,12 +200,15 @@ def apply_result(
     usage: Usage,
     tracer: Tracer,
     close_entry: bool = False,
+    claimed_here: bool = False,
 ) -> bool:
     """Apply `outcome` and finish the run in one transaction; True when the card moved on.
 
-    `close_entry`: no step follows, so the entry is marked processed in the same transaction."""
-    with transaction.atomic():
-        locked = _lock_claim(run, token)
+    `close_entry`: no step follows, so the entry is marked processed in the same transaction.
+    `claimed_here`: the run was created in the caller's transaction (loop._run_at_once), which holds
+    it and rolls back whole on any error: no lock of the claim, no savepoint."""
+    with transaction.atomic(savepoint=not claimed_here):
+        locked = run if claimed_here else _lock_claim(run, token)
         # Locked through the write path, with the pipe and phases the entry was read with: the writes
         # below are given this instance and neither read nor lock the card again.
         card = card_lock(card=entry.card)

@@ -102,6 +102,13 @@ def entry_run(*, entry_id: int) -> EntryOutcome:
         runs = {run.step_id: run for run in StepRun.objects.filter(entry=entry)}
     steps = [s for s in steps if s.trigger == Trigger.ENTERED]
     for index, step in enumerate(steps):
+        if step.pk not in runs and card is not None:
+            result = _run_at_once(entry=entry, step=step, card=card, last=index == len(steps) - 1)
+            if result is not None:
+                card = None
+                if result.goes_on:
+                    continue
+                return EntryOutcome(retry_in=result.retry_in)
         run, claim, stop = _take(entry, step, runs.get(step.pk))
         if stop is not None:
             return stop
@@ -215,12 +222,10 @@ def _cancel_stale_reviews(entry: PhaseEntry) -> None:
         )
 
 
-def _start(entry: PhaseEntry, step: Step, run: StepRun | None) -> tuple[StepRun, str | None]:
-    """The entry's run of `step`, created already claimed by this worker when it is new (with its token)."""
-    if run is not None:
-        return run, None
-    token, now = uuid.uuid4().hex, timezone.now()
-    run = StepRun(
+def _new_run(entry: PhaseEntry, step: Step) -> StepRun:
+    """The entry's run of `step`, claimed by this worker (not yet written)."""
+    now = timezone.now()
+    return StepRun(
         entry=entry,
         step=step,
         card_id=entry.card_id,
@@ -229,21 +234,83 @@ def _start(entry: PhaseEntry, step: Step, run: StepRun | None) -> tuple[StepRun,
         requested_mechanism=step.mechanism,
         currency=costs.cost_currency(),
         status=RunStatus.RUNNING,
-        claim_token=token,
+        claim_token=uuid.uuid4().hex,
         claimed_by=WORKER_ID[:200],
         lease_until=now + timedelta(seconds=lease_seconds()),
         attempts=1,
         started_at=now,
     )
+
+
+def _insert(run: StepRun) -> None:
+    if statements.fast():
+        statements.run_insert(run)  # every step's first write: spared the ORM's compiling
+    else:
+        run.save(force_insert=True)
+
+
+def _start(entry: PhaseEntry, step: Step, run: StepRun | None) -> tuple[StepRun, str | None]:
+    """The entry's run of `step`, created already claimed by this worker when it is new (with its token)."""
+    if run is not None:
+        return run, None
+    run = _new_run(entry, step)
     try:
         with _savepoint():
-            if statements.fast():
-                statements.run_insert(run)  # every step's first write: spared the ORM's compiling
-            else:
-                run.save(force_insert=True)
+            _insert(run)
     except IntegrityError:  # another worker created it first: it holds it
         return StepRun.objects.get(entry=entry, step=step), None
-    return run, token
+    return run, run.claim_token
+
+
+# An automation whose actions call no other system runs in one transaction (_run_at_once). An email
+# is no such call: it is written to the outbox with the result and sent after commit.
+_CALLS_OUT = frozenset({"http"})
+
+
+class _Claimed(Exception):
+    """The one-transaction path gives way to the claimed one (its transaction rolled back)."""
+
+
+def _run_at_once(*, entry: PhaseEntry, step: Step, card: Card, last: bool) -> StepResult | None:
+    """Run a new run of an automation step whose actions call no other system in ONE transaction: the
+    run created (claimed: the unique entry-and-step row, invisible to others until commit, needs no
+    lease), its actions decided, the result applied through the write path and the run finished.
+    Nothing outside the database happens before the commit, so a crash or an error leaves nothing
+    behind: the message comes back, or the claimed path (_take, step_execute) runs the step again and
+    records what went wrong. None when the step is not for this path or it gave way.
+
+    Saves the claimed path's separate transaction (the run's insert and its commit) and the run's
+    lock, for the commonest step of all."""
+    if step.mechanism != Mechanism.AUTOMATION or card.rail_status != RailStatus.IDLE:
+        return None
+    if any(action.get("type") in _CALLS_OUT for action in step.actions or []):
+        return None
+    if step.condition and not evaluate(step.condition, card.values):
+        return None  # skipped on the claimed path, which records why
+    try:
+        with transaction.atomic():
+            run = _new_run(entry, step)
+            _insert(run)  # another worker's run of the same entry and step: IntegrityError, at commit time
+            tracer = Tracer(run, fresh=True)
+            decision = automation_decide(run=run, step=step, card=card, tracer=tracer)
+            if isinstance(decision, Handover):
+                raise _Claimed
+            moved = apply_result(
+                run=run,
+                step=step,
+                entry=entry,
+                token=run.claim_token,
+                outcome=decision,
+                usage=Usage(),
+                tracer=tracer,
+                close_entry=last,
+                claimed_here=True,
+            )
+    except INFRASTRUCTURE_ERRORS:
+        raise  # the task is retried with the connection reset (tasks.run_phase_entry)
+    except Exception:  # noqa: BLE001 - refused, failed or taken by another worker: the claimed path decides
+        return None
+    return STOP if moved else NEXT_STEP
 
 
 def _savepoint():

@@ -21,16 +21,16 @@ TRANSACTION_CONTROL = ("BEGIN", "COMMIT", "ROLLBACK", "SAVEPOINT", "RELEASE SAVE
 
 # The statements of one automation step that sets a field, once the worker knows the pipe's design:
 #   the entry with its card, pipe, organization, phases, design stamp and whether it has runs (1);
-#   the run created already claimed (1);
-#   in one transaction: the run locked against the claim (1), the card locked through the write path
-#   (1), which the write path's functions given it neither read nor lock again; the field written: its
-#   timeline event (1), the card (1), the audit log's entry (1, written from the locked row: no read);
-#   the step on the card's timeline: the event (1), the card (1); the run finished, its trace and the
-#   entry processed in one statement (1). No savepoint.
-STEP_STATEMENTS = 10  # 19 before issue 17 (and 8 more for savepoints), 15 (and 6) before the lock once
+#   then ONE transaction (an automation that calls no other system, loop._run_at_once): the run created
+#   claimed (1), the card locked through the write path (1), which the write path's functions given it
+#   neither read nor lock again; the field written: its timeline event (1), the card (1), the audit
+#   log's entry (1, written from the locked row: no read); the step on the card's timeline: the event
+#   (1), the card (1); the run finished, its trace and the entry processed in one statement (1).
+#   No savepoint.
+STEP_STATEMENTS = 9  # 19 before issue 17 (and 8 more for savepoints), 15 (and 6) before the lock once
 # SQLite (the embedded default) takes the ORM's path: the run finished, its trace and the entry processed
 # in three statements.
-STEP_STATEMENTS_SQLITE = 12
+STEP_STATEMENTS_SQLITE = 11
 
 
 def statements(queries) -> list[str]:
@@ -69,9 +69,9 @@ def test_an_automation_step_on_the_worker_asks_a_bounded_number_of_statements(wo
     sql = statements(queries)
     bound = STEP_STATEMENTS if connection.vendor == "postgresql" else STEP_STATEMENTS_SQLITE
     assert len(sql) <= bound, "\n".join(sql)
-    # Inside the test's own transaction the step's transaction and its run's creation are savepoints
-    # (a worker sends BEGIN, and nothing, for them); the write path adds none.
-    assert len([q for q in queries if q["sql"].upper().startswith("SAVEPOINT")]) == 2
+    # Inside the test's own transaction the step's transaction is a savepoint (a worker sends BEGIN for
+    # it); nothing inside it adds one.
+    assert len([q for q in queries if q["sql"].upper().startswith("SAVEPOINT")]) == 1
     card_reads = [s for s in sql if s.startswith("SELECT") and ("FROM pipes_card" in s.replace('"', ""))]
     assert len(card_reads) == 1, card_reads  # the card locked once
     assert LogEntry.objects.get_for_object(run.card).filter(action=LogEntry.Action.UPDATE).exists()
@@ -91,3 +91,26 @@ def test_a_step_written_is_run_as_written_the_next_time(world, stamping_step):
     run_phase_entry(entry_id)
 
     assert StepRun.objects.get(entry_id=entry_id).card.values["category"] == "Software"
+
+
+def test_a_refused_automation_leaves_one_failed_run_and_nothing_applied(world, rail_settings):
+    """The one-transaction path rolls back whole when the write path refuses the result; the claimed path
+    then runs the step once more and records the refusal: one run, failed at its first attempt."""
+    make_step(
+        world.phase("triage"),
+        key="stamp",
+        name="Stamp",
+        mechanism=Mechanism.AUTOMATION,
+        actions=[{"type": "set_field", "field": "category", "value": "Furniture"}],  # not an option
+        on_approve="",
+        on_reject="",
+    )
+    entry_id = new_entry(world)
+
+    run_phase_entry(entry_id)
+
+    run = StepRun.objects.get(entry_id=entry_id)
+    assert (run.status, run.attempts) == (RunStatus.FAILED, 1)
+    assert "category" not in run.card.values
+    assert TraceEvent.objects.filter(run=run, kind="error").exists()
+    assert PhaseEntry.objects.get(pk=entry_id).processed_at is not None
