@@ -11,6 +11,9 @@ DATA_DIR := $(or $(TRILHO_DATA_DIR),var)
 # The install is redone when pyproject.toml's content changes (not its timestamp).
 STAMP := $(VENV)/.installed-$(firstword $(shell cksum pyproject.toml))
 PYTEST_ARGS ?= -q
+# pytest-xdist processes of `make test` (the tests of the redis group run one after another on one
+# of them, tests/conftest.py); TEST_WORKERS=0 runs the suite in a single process.
+TEST_WORKERS ?= 2
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 .PHONY: help install run test lint worker bench
@@ -43,7 +46,7 @@ run: install
 	@bin/run-dev
 
 test: install
-	$(BIN)/pytest $(PYTEST_ARGS)
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
 lint: install
 	$(BIN)/ruff check .

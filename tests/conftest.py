@@ -3,18 +3,33 @@
 Groups that need a service run when it is configured or found and are otherwise skipped
 with a plain summary at the end. With TRILHO_REQUIRE_ALL_GROUPS=1 (set by .ci/run) a
 skipped test fails the run instead.
+
+`make test` spreads the tests over pytest-xdist workers (`-n 2 --dist loadgroup`). Each worker has
+a test database (the worker id and its pid in the name) and a data directory of its own; a
+worker's skipped tests reach the controller's report, so the policy above holds under xdist.
+The tests of the `redis` group share one xdist group: they run one after another on a single
+worker, as they start Celery workers and time brokers, leases and beat. Their queues are named
+per test, so one Redis database serves every run.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+from pathlib import Path
 
 import pytest
 
 # Unit tests dispatch phase entries into memory; Redis-marked tests use a real broker.
 os.environ.setdefault("CELERY_BROKER_URL", "memory://")
-os.environ.setdefault("TRILHO_DATA_DIR", os.path.join(os.path.dirname(__file__), "..", "var", "test"))
+# The tests' files (uploads, timeline seals) go under var/test, never into the var/ of `make run`; each
+# xdist worker (gw0, gw1, ...) has a directory of its own in it. The controller sets the variable before it
+# starts the workers, which inherit it; the worker subprocesses some tests start inherit a worker's.
+_DATA_DIR = os.environ.setdefault(
+    "TRILHO_DATA_DIR", os.path.join(os.path.dirname(__file__), "..", "var", "test")
+)
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    _DATA_DIR = os.environ["TRILHO_DATA_DIR"] = os.path.join(_DATA_DIR, os.environ["PYTEST_XDIST_WORKER"])
 
 GROUPS = {
     "postgres": "set DATABASE_URL=postgres://postgres@127.0.0.1:5432/trilho (PostgreSQL running)",
@@ -43,10 +58,25 @@ def _available(group: str) -> bool:
     return True
 
 
+def pytest_configure(config):
+    """pytest-django loads the settings before this file is read: the paths they derived from
+    TRILHO_DATA_DIR are pointed at this process's directory here, before any test runs."""
+    from django.conf import settings
+
+    data_dir = Path(_DATA_DIR).resolve()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    settings.DATA_DIR = data_dir
+    settings.MEDIA_ROOT = data_dir / "media"
+    settings.TRILHO_TIMELINE_SEAL_DIR = str(data_dir / "seals")
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the xdist_group marks
 def pytest_collection_modifyitems(config, items):
     for item in items:
         if item.nodeid.startswith("tests/e2e/"):
             item.add_marker(pytest.mark.e2e)
+        if item.get_closest_marker("redis"):
+            item.add_marker(pytest.mark.xdist_group("real-workers"))
         for group in GROUPS:
             if item.get_closest_marker(group) and not _available(group):
                 item.add_marker(pytest.mark.skip(reason=f"group '{group}' not enabled: {GROUPS[group]}"))
