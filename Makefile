@@ -12,8 +12,9 @@ DATA_DIR := $(or $(TRILHO_DATA_DIR),var)
 STAMP := $(VENV)/.installed-$(firstword $(shell cksum pyproject.toml))
 PYTEST_ARGS ?= -q
 # pytest-xdist processes of `make test` (the tests of the redis group run one after another on one
-# of them, tests/conftest.py); TEST_WORKERS=0 runs the suite in a single process.
-TEST_WORKERS ?= 2
+# of them, tests/conftest.py); TEST_WORKERS=0 runs the suite in a single process. Three on two cores:
+# the real-worker and browser tests spend most of their time waiting, and the other two fill it.
+TEST_WORKERS ?= 3
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 .PHONY: help install run test lint worker bench

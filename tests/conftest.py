@@ -4,7 +4,7 @@ Groups that need a service run when it is configured or found and are otherwise 
 with a plain summary at the end. With TRILHO_REQUIRE_ALL_GROUPS=1 (set by .ci/run) a
 skipped test fails the run instead.
 
-`make test` spreads the tests over pytest-xdist workers (`-n 2 --dist loadgroup`). Each worker has
+`make test` spreads the tests over pytest-xdist workers (`-n 3 --dist loadgroup`). Each worker has
 a test database (the worker id and its pid in the name) and a data directory of its own; a
 worker's skipped tests reach the controller's report, so the policy above holds under xdist.
 The tests of the `redis` group share one xdist group: they run one after another on a single
