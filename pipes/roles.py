@@ -123,16 +123,47 @@ def _archived(access: PipeAccess) -> PipeAccess:
     return PipeAccess(perms=frozenset(perms), is_owner=access.is_owner)
 
 
-def pipe_access(*, user: AbstractBaseUser | None, pipe: Pipe) -> PipeAccess:
+def pipe_access(
+    *, user: AbstractBaseUser | None, pipe: Pipe, granted: frozenset[str] | None = None
+) -> PipeAccess:
     """The permissions `user` holds on `pipe` (none for anonymous or inactive users; only reading and
-    designing on an archived pipe)."""
-    access = _pipe_access(user=user, pipe=pipe)
+    designing on an archived pipe). `granted`: what `granted_select` answered for them, read with the
+    pipe by the caller's own query (no query here then)."""
+    access = _pipe_access(user=user, pipe=pipe, granted=granted)
     if getattr(pipe, "archived_at", None) is not None and access.perms:
         return _archived(access)
     return access
 
 
-def _pipe_access(*, user: AbstractBaseUser | None, pipe: Pipe) -> PipeAccess:
+def granted_asked(user: AbstractBaseUser | None) -> bool:
+    """Whether pipe_access needs `granted` for `user` (not for visitors, inactive people or superusers)."""
+    return user is not None and user.is_authenticated and user.is_active and not user.is_superuser
+
+
+def granted_select(user: AbstractBaseUser, pipe_id: int, organization_column: str) -> tuple[str, list]:
+    """What `user` holds on pipe `pipe_id` as an ARRAY(...) expression to put in the select list of the
+    caller's query of the pipe (its organization's id in `organization_column`), and its parameters:
+    the codenames _granted reads, without a query of their own."""
+    content_type = ContentType.objects.get_for_model(Pipe)
+    object_pk = str(pipe_id)
+    sql = f"ARRAY({_granted_sql(organization_column)})"
+    params = [
+        user.pk,
+        content_type.pk,
+        object_pk,
+        user.pk,
+        content_type.pk,
+        object_pk,
+        _OWNER,
+        user.pk,
+        OrgRole.OWNER,
+    ]
+    return sql, params
+
+
+def _pipe_access(
+    *, user: AbstractBaseUser | None, pipe: Pipe, granted: frozenset[str] | None = None
+) -> PipeAccess:
     if user is None or not user.is_authenticated or not user.is_active:
         return NO_ACCESS
     if user.is_superuser:
@@ -141,7 +172,8 @@ def _pipe_access(*, user: AbstractBaseUser | None, pipe: Pipe) -> PipeAccess:
     key = (user.pk, pipe.pk, pipe.organization_id)
     if answers is not None and key in answers:
         return answers[key]
-    granted = _granted(user, pipe)
+    if granted is None:
+        granted = _granted(user, pipe)
     if _OWNER in granted:
         access = PipeAccess(perms=frozenset(ALL_PERMS), is_owner=True)
     else:
@@ -169,20 +201,23 @@ def _granted(user: AbstractBaseUser, pipe: Pipe) -> frozenset[str]:
 
 
 @cache
-def _granted_sql() -> str:
+def _granted_sql(organization: str = "%s") -> str:
+    """The query of _granted; `organization`: the organization's id, a parameter or a column of an outer
+    query (granted_select)."""
     q = connection.ops.quote_name
     user_groups = get_user_model().groups.through._meta
+    # Aliases of their own (gu, gg, gp, gm): the query may sit inside another (granted_select).
     return (
-        f"SELECT p.{q('codename')} FROM {q(UserObjectPermission._meta.db_table)} o"
-        f" JOIN {q(Permission._meta.db_table)} p ON p.{q('id')} = o.{q('permission_id')}"
-        f" WHERE o.{q('user_id')} = %s AND o.{q('content_type_id')} = %s AND o.{q('object_pk')} = %s"
-        f" UNION ALL SELECT p.{q('codename')} FROM {q(GroupObjectPermission._meta.db_table)} o"
-        f" JOIN {q(Permission._meta.db_table)} p ON p.{q('id')} = o.{q('permission_id')}"
-        f" JOIN {q(user_groups.db_table)} g ON g.{q(user_groups.get_field('group').column)} = o.{q('group_id')}"
-        f" WHERE g.{q(user_groups.get_field('user').column)} = %s AND o.{q('content_type_id')} = %s"
-        f" AND o.{q('object_pk')} = %s"
-        f" UNION ALL SELECT %s FROM {q(Membership._meta.db_table)}"
-        f" WHERE {q('organization_id')} = %s AND {q('user_id')} = %s AND {q('role')} = %s"
+        f"SELECT gp.{q('codename')} FROM {q(UserObjectPermission._meta.db_table)} gu"
+        f" JOIN {q(Permission._meta.db_table)} gp ON gp.{q('id')} = gu.{q('permission_id')}"
+        f" WHERE gu.{q('user_id')} = %s AND gu.{q('content_type_id')} = %s AND gu.{q('object_pk')} = %s"
+        f" UNION ALL SELECT gp.{q('codename')} FROM {q(GroupObjectPermission._meta.db_table)} gg"
+        f" JOIN {q(Permission._meta.db_table)} gp ON gp.{q('id')} = gg.{q('permission_id')}"
+        f" JOIN {q(user_groups.db_table)} gm ON gm.{q(user_groups.get_field('group').column)} = gg.{q('group_id')}"
+        f" WHERE gm.{q(user_groups.get_field('user').column)} = %s AND gg.{q('content_type_id')} = %s"
+        f" AND gg.{q('object_pk')} = %s"
+        f" UNION ALL SELECT %s FROM {q(Membership._meta.db_table)} gm"
+        f" WHERE gm.{q('organization_id')} = {organization} AND gm.{q('user_id')} = %s AND gm.{q('role')} = %s"
     )
 
 

@@ -41,13 +41,15 @@ from .models import (
     Phase,
     Pipe,
 )
-from .roles import STAFF_PERMS, PipeAccess, pipe_access, pipe_users_with
+from .roles import STAFF_PERMS, PipeAccess, granted_asked, granted_select, pipe_access, pipe_users_with
 
 # ---------------------------------------------------------------- getters
 
 
-def _check_access(*, user: AbstractBaseUser, pipe: Pipe, write: bool) -> PipeAccess:
-    access = pipe_access(user=user, pipe=pipe)
+def _check_access(
+    *, user: AbstractBaseUser, pipe: Pipe, write: bool, granted: frozenset[str] | None = None
+) -> PipeAccess:
+    access = pipe_access(user=user, pipe=pipe, granted=granted)
     if not access.perms:
         raise Http404
     if not access.can_view_board or (write and not access.can_work):
@@ -82,12 +84,14 @@ def card_get_for_user(
     locks its row in the same statement, and the write path is told so (services.card_lock_held): a
     move then reads the card once. The access check follows the read as always; a refusal rolls the
     caller's transaction back, lock and all."""
+    granted = None
     if connection.vendor == "postgresql":
-        card = _card_with_pipe(pk=pk, pipe_id=pipe_id, for_update=for_update)
+        card = _card_with_pipe(pk=pk, pipe_id=pipe_id, for_update=for_update, user=user)
         if card is not None and for_update:
             from .services import card_lock_held
 
             card_lock_held(card)
+        granted = getattr(card, "granted", None)
     else:
         card = (
             Card.objects.select_related("pipe__organization", "phase")
@@ -98,7 +102,7 @@ def card_get_for_user(
     if card is None:
         raise Http404
     remember_stamp(card.pipe, card.design_stamp)  # board_schema then loads no phases or fields
-    return card, _check_access(user=user, pipe=card.pipe, write=write)
+    return card, _check_access(user=user, pipe=card.pipe, write=write, granted=granted)
 
 
 def read_for_write():
@@ -136,18 +140,31 @@ def _card_sql() -> tuple[str, list, list, list]:
     return sql, card_fields, pipe_fields, org_fields
 
 
-def _card_with_pipe(*, pk: int, pipe_id: int, for_update: bool = False) -> Card | None:
+def _card_with_pipe(
+    *, pk: int, pipe_id: int, for_update: bool = False, user: AbstractBaseUser | None = None
+) -> Card | None:
     """The card with its pipe, organization and design stamp in one plain statement (the ORM's
     compiling of the same join cost more than the rest of the read), its phase from the design cache.
-    With `for_update`, the card's row (only: not its pipe's or organization's) is locked."""
+    With `for_update`, the card's row (only: not its pipe's or organization's) is locked. With `user`,
+    what they hold on the pipe comes along too (`card.granted`: roles.granted_select), so checking
+    their access costs no query of its own."""
     sql, card_fields, pipe_fields, org_fields = _card_sql()
+    params: list[Any] = [pk, pipe_id]
+    asked = user is not None and granted_asked(user)
+    if asked:
+        granted_sql, granted_params = granted_select(user, pipe_id, "p.organization_id")
+        head, _sep, tail = sql.partition(" FROM ")
+        sql = f"{head}, {granted_sql} FROM {tail}"
+        params = [*granted_params, *params]
     if for_update:
         sql += " FOR UPDATE OF c"
     with connection.cursor() as cursor:
-        cursor.execute(sql, [pk, pipe_id])
+        cursor.execute(sql, params)
         row = cursor.fetchone()
     if row is None:
         return None
+    if asked:
+        granted, row = frozenset(row[-1]), row[:-1]
     n, m = len(card_fields), len(card_fields) + len(pipe_fields)
     card = _from_row(Card, card_fields, row[:n])
     pipe = _from_row(Pipe, pipe_fields, row[n:m])
@@ -158,6 +175,8 @@ def _card_with_pipe(*, pk: int, pipe_id: int, for_update: bool = False) -> Card 
     if phase is None:  # a phase of another pipe: only a corrupted row could say so
         return None
     card.phase = phase
+    if asked:
+        card.granted = granted
     return card
 
 

@@ -80,19 +80,39 @@ def _insert_sql() -> tuple[str, list]:
     return f"INSERT INTO {CardEvent._meta.db_table} ({columns}) VALUES ({placeholders}) RETURNING id", fields
 
 
+def event_insert_statement(event: CardEvent) -> tuple[str, list]:
+    """The plain INSERT (RETURNING id) that saves a new event, and its parameters: every write appends
+    one, and the ORM's compiling of the statement cost more than the database spends on it (no signal
+    listens to events). Only JSON values need preparing; the driver sends the others as they are."""
+    sql, fields = _insert_sql()
+    values = [
+        f.get_db_prep_save(getattr(event, f.attname), connection)
+        if f.get_internal_type() in _PREPARED_TYPES
+        else getattr(event, f.attname)
+        for f in fields
+    ]
+    return sql, values
+
+
+# Values of these field types are adapted for the database (JSON, and datetimes on SQLite).
+_PREPARED_TYPES = frozenset({"JSONField", "DateTimeField"})
+
+
+def event_saved(event: CardEvent, pk: int) -> None:
+    """Mark `event` saved as `pk` (what Model.save does after its INSERT)."""
+    event.pk = pk
+    event._state.adding = False
+    event._state.db = connection.alias
+
+
 def _insert(event: CardEvent) -> None:
-    """Save a new event with one plain INSERT: every write appends one, and the ORM's compiling of the
-    statement cost more than the database spends on it (no signal listens to events)."""
     if not connection.features.can_return_columns_from_insert:
         event.save()
         return
-    sql, fields = _insert_sql()
-    values = [f.get_db_prep_save(getattr(event, f.attname), connection) for f in fields]
+    sql, values = event_insert_statement(event)
     with connection.cursor() as cursor:
         cursor.execute(sql, values)
-        event.pk = cursor.fetchone()[0]
-    event._state.adding = False
-    event._state.db = connection.alias
+        event_saved(event, cursor.fetchone()[0])
 
 
 def event_build(
@@ -105,9 +125,11 @@ def event_build(
     reason: str = "",
     payload: Any = None,
     field_keys: Iterable[str] = (),
+    save: bool = True,
 ) -> CardEvent:
-    """The next event of `card`, chained and saved. Call while holding the card's row lock;
-    the caller saves the card (its event_count and last_event_hash change here)."""
+    """The next event of `card`, chained and saved (with `save=False`, chained only: the caller saves
+    it, see event_insert_statement). Call while holding the card's row lock; the caller saves the card
+    (its event_count and last_event_hash change here)."""
     salt = secrets.token_hex(16)
     event = CardEvent(
         card=card,
@@ -125,7 +147,8 @@ def event_build(
         created_at=timezone.now(),
     )
     event.hash = event_hash(event)
-    _insert(event)
+    if save:
+        _insert(event)
     card.event_count = event.seq
     card.last_event_hash = event.hash
     return event

@@ -3,7 +3,7 @@ the phase entry, value parsing and validation, and stored uploads."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from functools import cache
 from typing import Any
 
@@ -26,7 +26,7 @@ from ..fieldtypes import FieldValueError, ParseContext, display_value, is_filled
 from ..files import inspect_upload
 from ..models import Card, CardEvent, CardFile, DesignStamp, Field, Label, Phase, PhaseEntry, Pipe
 from ..roles import STAFF_PERMS, pipe_users_with
-from ..timeline import event_build
+from ..timeline import event_build, event_insert_statement, event_saved
 from .actors import Actor, _access, _check_agent_pipe, _deny, _is_own_request, _refuse_public
 from .errors import CardConflictError, CardPermissionError, CardTransitionError
 
@@ -193,12 +193,12 @@ def _touch(card: Card, *extra: str) -> None:
     card.save(update_fields=["version", "updated_at", "event_count", "last_event_hash", *extra])
 
 
-def _touch_unaudited(card: Card, *extra: str) -> None:
+def _touch_unaudited(card: Card, *extra: str, writes: _Writes | None = None) -> None:
     """_touch for a write that is all on the card's timeline: one plain UPDATE, with no django-auditlog
     row (no read of the old row, no insert) and no model signals (none but auditlog's listen to cards)."""
     card.version += 1
     card.updated_at = timezone.now()
-    _write_columns(card, ["version", "updated_at", "event_count", "last_event_hash", *extra])
+    _write_columns(card, ["version", "updated_at", "event_count", "last_event_hash", *extra], writes=writes)
 
 
 def _touch_audited(card: Card, old: Card, *extra: str) -> None:
@@ -222,20 +222,62 @@ def _touch_audited(card: Card, old: Card, *extra: str) -> None:
         LogEntry.objects.log_create(card, action=LogEntry.Action.UPDATE, changes=changes)
 
 
-def _write_columns(card: Card, names: Sequence[str]) -> None:
+def _write_columns(card: Card, names: Sequence[str], *, writes: _Writes | None = None) -> None:
     """Store these columns of `card` in one plain UPDATE: no model signals (none but django-auditlog's
     listen to cards; see _touch_audited), none of the ORM's compiling."""
     db = connections[DEFAULT_DB_ALIAS]  # the connection itself: preparing values reads it often
     fields = [Card._meta.get_field(name) for name in names]
     assignments = ", ".join(f'"{f.column}" = %s' for f in fields)
     values = [f.get_db_prep_save(getattr(card, f.attname), db) for f in fields]
+    sql = f"UPDATE {Card._meta.db_table} SET {assignments} WHERE id = %s"
+    if writes is not None:
+        writes.add(sql, [*values, card.pk])
+        return
     with db.cursor() as cursor:
-        cursor.execute(f"UPDATE {Card._meta.db_table} SET {assignments} WHERE id = %s", [*values, card.pk])
+        cursor.execute(sql, [*values, card.pk])
+
+
+class _Writes:
+    """Plain data-modifying statements of one write, sent to PostgreSQL as one statement (each a CTE
+    of it): a move's event, card update and phase entries cost one round trip instead of three. They
+    touch different rows and none reads what another writes, which is what CTEs allow (they all run,
+    against the same snapshot). PostgreSQL only; `run` before anything reads what they write."""
+
+    def __init__(self) -> None:
+        self._parts: list[tuple[str, list, Callable[[int], None] | None]] = []
+
+    def add(self, sql: str, params: list, returned: Callable[[int], None] | None = None) -> None:
+        """`sql` (one INSERT, UPDATE or DELETE; with `returned`, ending in RETURNING id: `returned` is
+        then given the id)."""
+        self._parts.append((sql, params, returned))
+
+    def run(self) -> None:
+        if not self._parts:
+            return
+        ctes = ", ".join(f"w{i} AS ({sql})" for i, (sql, _params, _returned) in enumerate(self._parts))
+        wanted = [(i, returned) for i, (_sql, _params, returned) in enumerate(self._parts) if returned]
+        select = ", ".join(f"(SELECT id FROM w{i})" for i, _returned in wanted) or "1"
+        params = [p for _sql, part_params, _returned in self._parts for p in part_params]
+        with connections[DEFAULT_DB_ALIAS].cursor() as cursor:
+            cursor.execute(f"WITH {ctes} SELECT {select}", params)
+            row = cursor.fetchone()
+        for (_i, returned), value in zip(wanted, row, strict=False):
+            returned(value)
+        self._parts = []
 
 
 def _event(
-    card: Card, actor: Actor, kind: str, payload: Any, *, reason: str = "", field_keys=()
+    card: Card,
+    actor: Actor,
+    kind: str,
+    payload: Any,
+    *,
+    reason: str = "",
+    field_keys=(),
+    writes: _Writes | None = None,
 ) -> CardEvent:
+    """The card's next event, saved (with `writes`, saved when they run: the caller then announces it
+    with _event_recorded after running them)."""
     event = event_build(
         card=card,
         kind=kind,
@@ -245,9 +287,18 @@ def _event(
         reason=reason,
         payload=payload,
         field_keys=field_keys,
+        save=writes is None,
     )
-    hooks.card_event_recorded.send(sender=CardEvent, event=event, card=card)
+    if writes is not None:
+        sql, params = event_insert_statement(event)
+        writes.add(sql, params, lambda pk: event_saved(event, pk))
+        return event
+    _event_recorded(event, card)
     return event
+
+
+def _event_recorded(event: CardEvent, card: Card) -> None:
+    hooks.card_event_recorded.send(sender=CardEvent, event=event, card=card)
 
 
 def _announce_change(card: Card, kind: str, field_keys: Iterable[str] = ()) -> None:
@@ -259,13 +310,24 @@ def _announce_change(card: Card, kind: str, field_keys: Iterable[str] = ()) -> N
     )
 
 
-def _enter_phase(card: Card, phase: Phase) -> PhaseEntry:
+def _enter_phase(card: Card, phase: Phase, *, writes: _Writes | None = None) -> PhaseEntry:
     """Close the card's stay in its old phase and record the new one. An entry nothing needs (a phase
-    without steps: hooks.entry_needed) is recorded processed, so it costs no message and no sweep."""
+    without steps: hooks.entry_needed) is recorded processed, so it costs no message and no sweep.
+    With `writes` (PostgreSQL), both statements join them; the entry has its id once they ran."""
     now = timezone.now()
     needed = hooks.entry_needed(card, phase, getattr(card, "design_stamp", None))
     done = None if needed else now
-    if connection.vendor == "postgresql":
+    if writes is not None:
+        table = PhaseEntry._meta.db_table
+        entry = PhaseEntry(card=card, phase=phase, entered_at=now, dispatched_at=done, processed_at=done)
+        writes.add(f"UPDATE {table} SET left_at = %s WHERE card_id = %s AND left_at IS NULL", [now, card.pk])
+        writes.add(
+            f"INSERT INTO {table} (card_id, phase_id, entered_at, left_at, dispatched_at, dispatch_count, "
+            "processed_at) VALUES (%s, %s, %s, NULL, %s, 0, %s) RETURNING id",
+            [card.pk, phase.pk, now, done, done],
+            lambda pk: _saved(entry, pk),
+        )
+    elif connection.vendor == "postgresql":
         # One round trip: the old stay closed and the new one opened by the same statement.
         table = PhaseEntry._meta.db_table
         with connection.cursor() as cursor:
@@ -292,6 +354,12 @@ def _enter_phase(card: Card, phase: Phase) -> PhaseEntry:
     if needed:
         transaction.on_commit(lambda: hooks.phase_entered.send(sender=PhaseEntry, entry_id=entry.pk))
     return entry
+
+
+def _saved(instance, pk: int) -> None:
+    instance.pk = pk
+    instance._state.adding = False
+    instance._state.db = connection.alias
 
 
 def _check_room(phase: Phase) -> None:
