@@ -177,17 +177,55 @@ def process_cpu_seconds(pid: int) -> float | None:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def backends_cpu() -> dict[int, float]:
-    """CPU so far of each other PostgreSQL session on the bench database (the worker's, which it keeps;
-    readable when PostgreSQL runs on this machine and /proc lets this user read its processes)."""
-    from django.db import connection
+class BackendsCpu:
+    """The CPU the PostgreSQL sessions of the bench database spend while it runs, this process's own
+    aside: the worker's session, and any it opens meanwhile. Sampled twice a second from /proc (when
+    PostgreSQL runs on this machine and this user may read its processes): a session that ends between
+    two samples loses at most half a second's worth."""
 
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
-        )
-        pids = [row[0] for row in cursor.fetchall()]
-    return {pid: cpu for pid in pids if (cpu := process_cpu_seconds(pid)) is not None}
+    def __init__(self, database_url: str):
+        import psycopg
+        from django.db import connection
+
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_backend_pid()")
+            self.own = {cursor.fetchone()[0]}
+        self.conn = psycopg.connect(database_url, autocommit=True)
+        self.own.add(self.conn.info.backend_pid)
+        self.first: dict[int, float] = self._sample()  # the sessions already there count from now
+        self.last: dict[int, float] = dict(self.first)
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _sample(self) -> dict[int, float]:
+        pids = [
+            row[0]
+            for row in self.conn.execute(
+                "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
+            ).fetchall()
+        ]
+        return {
+            pid: cpu for pid in pids if pid not in self.own and (cpu := process_cpu_seconds(pid)) is not None
+        }
+
+    def _run(self) -> None:
+        while not self.stopped.wait(0.5):
+            for pid, cpu in self._sample().items():
+                self.first.setdefault(pid, 0.0)  # a new session: all its CPU is the run's
+                self.last[pid] = cpu
+
+    def stop(self) -> float | None:
+        """Seconds of CPU the sessions spent, or None when /proc told nothing."""
+        self.stopped.set()
+        self.thread.join()
+        for pid, cpu in self._sample().items():
+            self.first.setdefault(pid, 0.0)
+            self.last[pid] = cpu
+        self.conn.close()
+        if not self.last:
+            return None
+        return sum(self.last[pid] - self.first[pid] for pid in self.last)
 
 
 def percentile(values: list[float], share: float) -> float:
@@ -401,7 +439,7 @@ def main() -> int:
 
         # throughput: N entries committed at once, one worker drains them
         cpu_before, sessions_before = worker.cpu_seconds(), sessions_opened()
-        backends_before = backends_cpu()
+        backends = BackendsCpu(url)
         started = time.perf_counter()
         commit_at: list = []
         with transaction.atomic():
@@ -411,10 +449,7 @@ def main() -> int:
         created_s = time.perf_counter() - started
         wait_done(StepRun, RunStatus, expected=args.cards, timeout=600)
         worker_cpu = worker.cpu_seconds() - cpu_before
-        backends_after = backends_cpu()
-        # The sessions there before and after: the worker's own (its heartbeat's come and go, uncounted).
-        kept = backends_before.keys() & backends_after.keys()
-        postgres_cpu = sum(backends_after[pid] - backends_before[pid] for pid in kept) if kept else None
+        postgres_cpu = backends.stop()
         sessions = sessions_opened() - sessions_before
         last_done = max(StepRun.objects.values_list("finished_at", flat=True))
         first_start = min(StepRun.objects.values_list("started_at", flat=True))
@@ -478,7 +513,7 @@ def main() -> int:
     if postgres_cpu is not None:
         print(
             f"    PostgreSQL CPU: {postgres_cpu * 1000 / args.cards:.1f} ms per step"
-            " (the worker's session: what it kept from before to after the run)"
+            " (the bench database's sessions but this script's: the worker's)"
         )
     print(f"    PostgreSQL sessions opened meanwhile: {sessions} (the worker keeps its connection)")
     print(f"    not done: {failed}")
