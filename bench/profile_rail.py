@@ -36,6 +36,18 @@ import rail  # noqa: E402 - bench/rail.py: its pipe and database helpers
 rail.BENCH_DB = "trilho_bench_rail_profile"
 
 
+def backend_cpu(connection) -> float | None:
+    """CPU so far of this process's PostgreSQL session (/proc: PostgreSQL on this machine), or None."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        pid = cursor.fetchone()[0]
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=300, help="steps timed, and as many profiled")
@@ -47,6 +59,12 @@ def main() -> int:
         help="close the database connection after every step (what Celery did before the worker reused it)",
     )
     parser.add_argument("--dump", help="write the profile to this file (for pstats or snakeviz)")
+    parser.add_argument(
+        "--server-side-binding",
+        action="store_true",
+        help="psycopg binds on the server and prepares the statements it sees repeated (Django's OPTIONS"
+        " server_side_binding and prepare_threshold 5): what PostgreSQL's CPU per step would be",
+    )
     args = parser.parse_args()
     database_url = os.environ.get("DATABASE_URL", "")
     if not database_url.startswith(("postgres://", "postgresql://")):
@@ -95,6 +113,9 @@ def main() -> int:
             if args.close_each:
                 connection.close()
 
+        if args.server_side_binding:
+            connection.close()
+            connection.settings_dict["OPTIONS"].update(server_side_binding=True, prepare_threshold=5)
         for entry_id in entries[:20]:  # warm up: caches, connection
             step(entry_id)
         with CaptureQueriesContext(connection) as queries:
@@ -105,6 +126,7 @@ def main() -> int:
                 print("  " + q["sql"][:240])
 
         plain = entries[21 : 21 + args.steps]
+        backend = backend_cpu(connection)
         started = time.process_time()
         for entry_id in plain:
             step(entry_id)
@@ -112,6 +134,8 @@ def main() -> int:
         print(
             f"\n{len(plain)} steps: {1000 * cpu / len(plain):.2f} ms of CPU each in this process, unprofiled"
         )
+        if backend is not None and not args.close_each and (after := backend_cpu(connection)) is not None:
+            print(f"  and {1000 * (after - backend) / len(plain):.2f} ms each in its PostgreSQL session")
 
         profiled = entries[21 + args.steps :]
         profiler = cProfile.Profile(time.process_time)  # CPU, not waits: steady on a busy machine
