@@ -209,6 +209,12 @@ def _touch_audited(card: Card, old: Card, *extra: str) -> None:
     card.updated_at = timezone.now()
     names = ["version", "updated_at", "event_count", "last_event_hash", *extra]
     _write_columns(card, names)
+    _audit_update(old, card, names)
+
+
+def _audit_update(old: Card, card: Card, names: Sequence[str]) -> None:
+    """The django-auditlog entry of `card`'s change from `old` (the card as stored before) in `names`,
+    as the audit log's own receiver would write it on a save, without reading the old row again."""
     try:
         disabled = auditlog_disabled.get()
     except LookupError:
