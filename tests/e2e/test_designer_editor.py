@@ -199,6 +199,7 @@ def test_a_pipe_admin_reorders_phases_and_fields_by_drag_and_drop(login, live_se
     )
 
     category, cost_center = (world.pipe.fields.get(key=k) for k in ("category", "cost_center"))
+    page.wait_for_load_state("networkidle")  # no late swap of the phase move replaces the field mid-drag
     page.locator(f"#field-handle-{cost_center.pk}").drag_to(page.locator(f"#design-field-{category.pk}"))
     _wait_for(
         lambda: (
