@@ -98,11 +98,12 @@ def event_insert_statement(event: CardEvent) -> tuple[str, list]:
 _PREPARED_TYPES = frozenset({"JSONField", "DateTimeField"})
 
 
-def event_saved(event: CardEvent, pk: int) -> None:
-    """Mark `event` saved as `pk` (what Model.save does after its INSERT)."""
-    event.pk = pk
-    event._state.adding = False
-    event._state.db = connection.alias
+def mark_saved(instance, pk: int) -> None:
+    """Mark `instance` saved as `pk` (what Model.save does after its INSERT), for rows inserted in
+    plain SQL (an event here, a phase entry in the write path)."""
+    instance.pk = pk
+    instance._state.adding = False
+    instance._state.db = connection.alias
 
 
 def _insert(event: CardEvent) -> None:
@@ -112,7 +113,7 @@ def _insert(event: CardEvent) -> None:
     sql, values = event_insert_statement(event)
     with connection.cursor() as cursor:
         cursor.execute(sql, values)
-        event_saved(event, cursor.fetchone()[0])
+        mark_saved(event, cursor.fetchone()[0])
 
 
 def event_build(

@@ -26,7 +26,7 @@ from ..fieldtypes import FieldValueError, ParseContext, display_value, is_filled
 from ..files import inspect_upload
 from ..models import Card, CardEvent, CardFile, DesignStamp, Field, Label, Phase, PhaseEntry, Pipe
 from ..roles import STAFF_PERMS, pipe_users_with
-from ..timeline import event_build, event_insert_statement, event_saved
+from ..timeline import event_build, event_insert_statement, mark_saved
 from .actors import Actor, _access, _check_agent_pipe, _deny, _is_own_request, _refuse_public
 from .errors import CardConflictError, CardPermissionError, CardTransitionError
 
@@ -297,7 +297,7 @@ def _event(
     )
     if writes is not None:
         sql, params = event_insert_statement(event)
-        writes.add(sql, params, lambda pk: event_saved(event, pk))
+        writes.add(sql, params, lambda pk: mark_saved(event, pk))
         return event
     _event_recorded(event, card)
     return event
@@ -319,7 +319,8 @@ def _announce_change(card: Card, kind: str, field_keys: Iterable[str] = ()) -> N
 def _enter_phase(card: Card, phase: Phase, *, writes: _Writes | None = None) -> PhaseEntry:
     """Close the card's stay in its old phase and record the new one. An entry nothing needs (a phase
     without steps: hooks.entry_needed) is recorded processed, so it costs no message and no sweep.
-    With `writes` (PostgreSQL), both statements join them; the entry has its id once they ran."""
+    With `writes` (PostgreSQL: every caller passes them there), both statements join them; the entry
+    has its id once they ran."""
     now = timezone.now()
     needed = hooks.entry_needed(card, phase, getattr(card, "design_stamp", None))
     done = None if needed else now
@@ -331,27 +332,8 @@ def _enter_phase(card: Card, phase: Phase, *, writes: _Writes | None = None) -> 
             f"INSERT INTO {table} (card_id, phase_id, entered_at, left_at, dispatched_at, dispatch_count, "
             "processed_at) VALUES (%s, %s, %s, NULL, %s, 0, %s) RETURNING id",
             [card.pk, phase.pk, now, done, done],
-            lambda pk: _saved(entry, pk),
+            lambda pk: mark_saved(entry, pk),
         )
-    elif connection.vendor == "postgresql":
-        # One round trip: the old stay closed and the new one opened by the same statement.
-        table = PhaseEntry._meta.db_table
-        with connection.cursor() as cursor:
-            cursor.execute(
-                f"WITH closed AS (UPDATE {table} SET left_at = %s WHERE card_id = %s AND left_at IS NULL) "
-                f"INSERT INTO {table} (card_id, phase_id, entered_at, left_at, dispatched_at, dispatch_count, "
-                "processed_at) VALUES (%s, %s, %s, NULL, %s, 0, %s) RETURNING id",
-                [now, card.pk, card.pk, phase.pk, now, done, done],
-            )
-            entry = PhaseEntry(
-                id=cursor.fetchone()[0],
-                card=card,
-                phase=phase,
-                entered_at=now,
-                dispatched_at=done,
-                processed_at=done,
-            )
-            entry._state.adding = False
     else:
         PhaseEntry.objects.filter(card=card, left_at__isnull=True).update(left_at=now)
         entry = PhaseEntry.objects.create(
@@ -360,12 +342,6 @@ def _enter_phase(card: Card, phase: Phase, *, writes: _Writes | None = None) -> 
     if needed:
         transaction.on_commit(lambda: hooks.phase_entered.send(sender=PhaseEntry, entry_id=entry.pk))
     return entry
-
-
-def _saved(instance, pk: int) -> None:
-    instance.pk = pk
-    instance._state.adding = False
-    instance._state.db = connection.alias
 
 
 def _check_room(phase: Phase) -> None:
