@@ -1,14 +1,18 @@
-"""Benchmark of the rail: deterministic automation steps per second, end to end, with one worker,
-beside the no-op Celery floor measured in the same run.
+"""Benchmark of the rail: deterministic automation steps per second, end to end, with a worker of as
+many processes as the machine has CPUs, beside the no-op Celery floor measured in the same run.
 
 Creates its own PostgreSQL database (`trilho_bench_rail` on the server of DATABASE_URL,
 dropped and created anew), migrates it, imports a small pipe whose first phase has one
-automation step (set a field) and starts ONE Celery worker process (`-P solo`) on the broker
-(Redis or RabbitMQ). Then it prints:
+automation step (set a field) and starts ONE Celery worker on the broker (Redis or RabbitMQ):
+Celery's prefork pool with `--concurrency` processes (default: the CPU count, as docker-compose.yml's
+worker runs), or `-P solo` with `--concurrency 1`. Then it prints:
 
-- **floor**: first, on the same broker, one `-P solo` worker of a Celery app whose tasks do nothing
+- **floor**: first, on the same broker, a worker of a Celery app whose tasks do nothing
   (bench/railfloor.py, as ../shared/floors/capp.py: acks late, prefetch 16, no Django, no database)
-  drains N no-op messages: tasks per second from the first publish to the last task run;
+  drains N no-op messages: tasks per second from the first publish to the last task run. Measured
+  twice when `--concurrency` is above 1: with one `-P solo` process (the floor's definition,
+  ../shared/floors/README.md) and with the same prefork pool as Trilho's worker; the target is
+  judged against the floor of the same pool (like for like), and the ratio to both is printed;
 - **throughput**: N cards created in one transaction (N phase entries committed at once, then
   dispatched after commit); steps per second = N / (last step done − commit), i.e. card entry →
   worker → claim → action → write path → trace, end to end; and its ratio to the floor
@@ -17,12 +21,15 @@ automation step (set a field) and starts ONE Celery worker process (`-P solo`) o
   latency from each card's commit (the moment its transaction committed) to the start of its
   step in the worker (StepRun.started_at), p50/p95/max (issue 17's target: p95 under 50 ms).
 
+The first line says how the worker's settings bind statements' values (TRILHO_DB_SERVER_SIDE_BINDING,
+orchestrator/settings.py); the bench runs with the environment's settings.
+
 Usage:
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/trilho .venv/bin/python bench/rail.py
     DATABASE_URL=... .venv/bin/python bench/rail.py --broker amqp://guest:guest@127.0.0.1:5672//
     DATABASE_URL=... .venv/bin/python bench/rail.py --quick      # checks the script works; figures mean little
-    options: see --help (--cards, --latency-cards, --rate, --floor-tasks, --floor-prefetch, --worker-prefetch,
-    --broker, --quick)
+    options: see --help (--cards, --latency-cards, --rate, --floor-tasks, --floor-prefetch, --concurrency,
+    --worker-prefetch, --broker, --quick)
 
 Benchmarks print figures; they never fail a build on a timing.
 """
@@ -100,10 +107,24 @@ def drop_database(url: str) -> None:
         conn.execute(f'DROP DATABASE IF EXISTS "{BENCH_DB}" WITH (FORCE)')
 
 
-class Worker:
-    """One `celery worker -P solo` process consuming one queue (of Trilho's app, or of `app`)."""
+def pool_options(concurrency: int) -> list[str]:
+    """One process: `-P solo` (the floor's definition, ../shared/floors/); more: Celery's prefork pool
+    with that many child processes, as `celery -A orchestrator worker` runs in docker-compose.yml (its
+    default concurrency is the CPU count)."""
+    return ["-P", "solo", "-c", "1"] if concurrency == 1 else ["-P", "prefork", "-c", str(concurrency)]
 
-    def __init__(self, *, env: dict, queue: str, app: str = "orchestrator", prefetch: int = 0):
+
+def pool_name(concurrency: int) -> str:
+    return "one process, -P solo" if concurrency == 1 else f"prefork, {concurrency} processes"
+
+
+class Worker:
+    """One `celery worker` consuming one queue (of Trilho's app, or of `app`): `-P solo`, or prefork
+    with `concurrency` child processes."""
+
+    def __init__(
+        self, *, env: dict, queue: str, app: str = "orchestrator", prefetch: int = 0, concurrency: int = 1
+    ):
         celery = str(Path(sys.executable).parent / "celery")
         # 0: the app's own prefetch multiplier (Trilho's settings: 1; the floor's app: its own)
         options = ["--prefetch-multiplier", str(prefetch)] if prefetch else []
@@ -115,10 +136,7 @@ class Worker:
                 "-A",
                 app,
                 "worker",
-                "-P",
-                "solo",
-                "-c",
-                "1",
+                *pool_options(concurrency),
                 "-Q",
                 queue,
                 "-n",
@@ -153,12 +171,19 @@ class Worker:
         raise SystemExit("the worker did not start:\n" + "\n".join(self.lines[-40:]))
 
     def cpu_seconds(self) -> float:
-        """User + system CPU time of the worker process so far (Linux /proc)."""
-        try:
-            fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            return float("nan")
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        """User + system CPU time of the worker so far, its pool's child processes included (Linux
+        /proc; a child that ended counts through its parent's cutime and cstime)."""
+        pids = process_tree(self.process.pid)
+        total = 0.0
+        for pid in pids:
+            try:
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            total += (int(fields[11]) + int(fields[12]) + int(fields[13]) + int(fields[14])) / os.sysconf(
+                "SC_CLK_TCK"
+            )
+        return total if pids else float("nan")
 
     def stop(self) -> None:
         self.process.terminate()
@@ -166,6 +191,25 @@ class Worker:
             self.process.wait(20)
         except subprocess.TimeoutExpired:
             self.process.kill()
+
+
+def process_tree(root: int) -> list[int]:
+    """`root` and its descendants (Linux /proc)."""
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                parents[int(entry.name)] = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+    tree, found = [root], True
+    while found:
+        found = False
+        for pid, parent in parents.items():
+            if parent in tree and pid not in tree:
+                tree.append(pid)
+                found = True
+    return tree if root in parents else []
 
 
 def process_cpu_seconds(pid: int) -> float | None:
@@ -279,8 +323,9 @@ def queue_delete(url: str, *queues: str) -> None:
         pass
 
 
-def floor_run(*, broker: str, tasks: int, prefetch: int) -> tuple[float, float]:
-    """Drain `tasks` no-op messages with one `-P solo` worker of bench/railfloor.py on `broker`.
+def floor_run(*, broker: str, tasks: int, prefetch: int, concurrency: int = 1) -> tuple[float, float]:
+    """Drain `tasks` no-op messages with a worker of bench/railfloor.py on `broker`: `-P solo`, or
+    prefork with `concurrency` processes.
 
     Returns (tasks per second from the first publish to the last task run, worker CPU ms per task).
     The worker is started and warmed up first: its start-up is not counted."""
@@ -301,7 +346,7 @@ def floor_run(*, broker: str, tasks: int, prefetch: int) -> tuple[float, float]:
     railfloor.app.amqp.__dict__.pop("queues", None)  # the queues are derived once; this run has its own
     railfloor.app.amqp.__dict__.pop("default_queue", None)
     railfloor.app.amqp.__dict__.pop("router", None)
-    worker = Worker(env=env, queue=queue, app="bench.railfloor")
+    worker = Worker(env=env, queue=queue, app="bench.railfloor", concurrency=concurrency)
     try:
         railfloor.last.delay()  # warm up: the worker consumes
         worker.wait_ready(done.exists)
@@ -324,6 +369,18 @@ def floor_run(*, broker: str, tasks: int, prefetch: int) -> tuple[float, float]:
         worker.stop()
         queue_delete(broker, queue)
     return (tasks + 1) / (finished - started), 1000 * cpu / (tasks + 1)
+
+
+def settings_binding() -> str:
+    """How the worker's settings bind statements' values (TRILHO_DB_SERVER_SIDE_BINDING), as it runs."""
+    from django.conf import settings
+
+    options = settings.DATABASES["default"].get("OPTIONS", {})
+    if not options.get("server_side_binding"):
+        return "values bound on the client (TRILHO_DB_SERVER_SIDE_BINDING off)"
+    threshold = options.get("prepare_threshold")
+    prepared = "nothing prepared" if threshold is None else f"prepared after {threshold} runs"
+    return f"values bound on the server, {prepared} (TRILHO_DB_SERVER_SIDE_BINDING on)"
 
 
 def main() -> int:
@@ -354,6 +411,14 @@ def main() -> int:
         type=int,
         default=16,
         help="the floor worker's prefetch multiplier (../shared/floors/capp.py uses 16)",
+    )
+    parser.add_argument(
+        "--concurrency",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="the Trilho worker's processes: 1 runs `-P solo`, more Celery's prefork pool with that many"
+        " (as docker-compose.yml's worker, one per CPU); the floor is measured with one `-P solo` process"
+        " and, when more, with the same prefork pool, and the target is judged against the latter",
     )
     parser.add_argument(
         "--worker-prefetch",
@@ -387,11 +452,15 @@ def main() -> int:
         print(f"bench/rail.py needs a broker at {args.broker} ({problem}; skipped)")
         return 0
 
-    floor_rate = floor_cpu = 0.0
+    floors: dict[int, tuple[float, float]] = {}  # processes -> (tasks/s, worker CPU ms per task)
     if args.floor_tasks:  # first, before Django is set up in this process
-        floor_rate, floor_cpu = floor_run(
-            broker=args.broker, tasks=args.floor_tasks, prefetch=args.floor_prefetch
-        )
+        for concurrency in sorted({1, args.concurrency}):
+            floors[concurrency] = floor_run(
+                broker=args.broker,
+                tasks=args.floor_tasks,
+                prefetch=args.floor_prefetch,
+                concurrency=concurrency,
+            )
 
     url = bench_database_url(database_url)
     recreate_database(database_url)
@@ -429,7 +498,7 @@ def main() -> int:
     app.conf.task_default_routing_key = queue
     actor = Actor.system("bench")
 
-    worker = Worker(env=env, queue=queue, prefetch=args.worker_prefetch)
+    worker = Worker(env=env, queue=queue, prefetch=args.worker_prefetch, concurrency=args.concurrency)
     try:
         # warm up (and wait until the worker consumes): 20 cards
         for i in range(20):
@@ -491,10 +560,15 @@ def main() -> int:
 
     broker = "RabbitMQ" if args.broker.startswith(("amqp", "pyamqp")) else "Redis"
     steps_rate = args.cards / elapsed
-    print(f"Rail benchmark — PostgreSQL + {broker}, one worker process (-P solo), {os.cpu_count()} CPUs")
-    if args.floor_tasks:
+    binding = settings_binding()
+    print(
+        f"Rail benchmark — PostgreSQL + {broker}, Trilho's worker {pool_name(args.concurrency)},"
+        f" {os.cpu_count()} CPUs; PostgreSQL {binding}"
+    )
+    for concurrency, (floor_rate, floor_cpu) in floors.items():
         print(
-            f"  floor: {args.floor_tasks} no-op Celery tasks (bench/railfloor.py, prefetch {args.floor_prefetch})"
+            f"  floor, {pool_name(concurrency)}: {args.floor_tasks} no-op Celery tasks"
+            f" (bench/railfloor.py, prefetch {args.floor_prefetch})"
         )
         print(
             f"    {floor_rate:.0f} tasks/s, first publish → last task run; worker CPU {floor_cpu:.2f} ms per task"
@@ -517,11 +591,17 @@ def main() -> int:
         )
     print(f"    PostgreSQL sessions opened meanwhile: {sessions} (the worker keeps its connection)")
     print(f"    not done: {failed}")
-    if args.floor_tasks:
+    for concurrency, (floor_rate, _cpu) in floors.items():
         ratio = steps_rate / floor_rate
+        judged = concurrency == args.concurrency
         print(
-            f"    steps/s ÷ floor tasks/s: {ratio:.3f}"
-            f" ({'meets' if ratio >= 0.20 else 'below'} issue 17's target of 0.20)"
+            f"    steps/s ÷ floor tasks/s ({pool_name(concurrency)}): {ratio:.3f}"
+            + (
+                f"  <= issue 17's target, against the floor of the same worker: at least 0.20"
+                f" ({'meets it' if ratio >= 0.20 else 'below it'})"
+                if judged
+                else "  (the floor's definition, one process; for comparison)"
+            )
         )
     print(f"  latency: {args.latency_cards} cards at {rate:g}/s, one transaction each")
     p95 = percentile(latencies, 0.95)
