@@ -236,29 +236,29 @@ class Column:
         return bool(self.phase.wip_limit) and self.counts.total > self.phase.wip_limit
 
 
-def _totals_sql(pipe_id: int, phases: Sequence[Phase], now: dt.datetime, phase_ids, with_late: bool):
+def _totals_sql(pipe_id: int, phases: Sequence[Phase], now: dt.datetime, with_late: bool):
     """The totals' statement (and its parameters) in plain SQL: the hottest read after a move, and the
     ORM's building of its late condition cost several times what the database spends answering it.
-    COUNT(phase_id) (never null), not COUNT(id), and only columns of card_count_idx: the totals come
-    from the index alone (an index-only scan), whatever the pipe's size."""
+
+    One row per phase, each count a scalar subquery of its own on card_count_idx (pipe, phase,
+    phase_entered_at, finished_at): the total an index-only count of the phase's entries, the late
+    count a range of the same index (entered before the SLA's cutoff, not finished). One pass over
+    the pipe's cards with a grouped CASE cost twice as much at 100,000 cards: a hash aggregate and the
+    late test on every entry."""
     table = Card._meta.db_table
+    in_phase = f"SELECT COUNT(*) FROM {table} WHERE pipe_id = %s AND phase_id = %s"
+    rows: list[str] = []
     params: list[Any] = []
-    late_sql = "0"
-    sla_phases = [p for p in phases if p.sla_hours] if with_late else []
-    if sla_phases:
-        late_parts = []
-        for p in sla_phases:
-            late_parts.append("(phase_id = %s AND phase_entered_at < %s)")
-            params += [p.pk, now - dt.timedelta(hours=p.sla_hours)]
-        late_sql = f"COUNT(CASE WHEN finished_at IS NULL AND ({' OR '.join(late_parts)}) THEN 1 END)"
-    where = "pipe_id = %s"
-    params.append(pipe_id)
-    if phase_ids is not None:
-        ids = sorted(phase_ids)
-        where += f" AND phase_id IN ({', '.join(['%s'] * len(ids))})" if ids else " AND 1 = 0"
-        params += ids
-    sql = f"SELECT phase_id, COUNT(phase_id), {late_sql} FROM {table} WHERE {where} GROUP BY phase_id"
-    return sql, params
+    for phase in phases:
+        row = f"SELECT %s, ({in_phase}), "
+        params += [phase.pk, pipe_id, phase.pk]
+        if with_late and phase.sla_hours:
+            row += f"({in_phase} AND phase_entered_at < %s AND finished_at IS NULL)"
+            params += [pipe_id, phase.pk, now - dt.timedelta(hours=phase.sla_hours)]
+        else:
+            row += "0"
+        rows.append(row)
+    return " UNION ALL ".join(rows), params
 
 
 def board_counts(
@@ -270,12 +270,13 @@ def board_counts(
     phase_ids = set(phase_ids) if phase_ids is not None else None
     # Late only by the SLAs of the phases counted: a smaller condition to build and to run.
     counted = schema.phases if phase_ids is None else [p for p in schema.phases if p.pk in phase_ids]
-    sql, params = _totals_sql(schema.pipe.pk, counted, schema.now, phase_ids, with_late=fq is None)
     counts: dict[int, ColumnCounts] = defaultdict(ColumnCounts)
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        for phase_id, total, late in cursor.fetchall():
-            counts[phase_id] = ColumnCounts(total=total, shown=total, late=late)
+    if counted:
+        sql, params = _totals_sql(schema.pipe.pk, counted, schema.now, with_late=fq is None)
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            for phase_id, total, late in cursor.fetchall():
+                counts[phase_id] = ColumnCounts(total=total, shown=total, late=late)
     if fq is not None:
         # The matching cards in a query of their own: its WHERE can use the search's and the filters'
         # indexes, where a FILTER over the totals' scan would test every card of the pipe.
