@@ -7,15 +7,19 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from functools import cache
 from typing import Any
 
+from auditlog.cid import get_cid
 from auditlog.context import auditlog_disabled
 from auditlog.diff import model_instance_diff
 from auditlog.models import LogEntry
 from auditlog.registry import auditlog
 from django.conf import settings
+from django.contrib.contenttypes.models import ContentType
 from django.core.files.uploadedfile import UploadedFile
 from django.db import DEFAULT_DB_ALIAS, connection, connections, transaction
+from django.db.models import signals
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
+from django.utils.encoding import smart_str
 from django.utils.translation import gettext as _
 
 from .. import hooks
@@ -224,8 +228,44 @@ def _audit_update(old: Card, card: Card, names: Sequence[str]) -> None:
     changes = model_instance_diff(
         old, card, fields_to_check=names, use_json_for_changes=settings.AUDITLOG_STORE_JSON_CHANGES
     )
-    if changes:
+    if not changes:
+        return
+    if connection.vendor != "postgresql":
         LogEntry.objects.log_create(card, action=LogEntry.Action.UPDATE, changes=changes)
+        return
+    # The entry log_create would create, inserted in plain SQL: its ORM save (compiling the INSERT)
+    # cost more than the rest of the entry. The model signals of a save are sent as the save sends them
+    # (the audit log's context sets the entry's actor in pre_save).
+    entry = LogEntry(
+        content_type=ContentType.objects.get_for_model(card),
+        object_pk=str(card.pk),
+        object_id=card.pk,
+        object_repr=smart_str(card),
+        serialized_data=LogEntry.objects._get_serialized_data_or_none(card),
+        cid=get_cid(),
+        action=LogEntry.Action.UPDATE,
+        changes=changes,
+    )
+    if callable(get_additional_data := getattr(card, "get_additional_data", None)):
+        entry.additional_data = get_additional_data()
+    db = connections[DEFAULT_DB_ALIAS]
+    signals.pre_save.send(sender=LogEntry, instance=entry, raw=False, using=db.alias, update_fields=None)
+    sql, fields = _log_entry_sql()
+    values = [f.get_db_prep_save(f.pre_save(entry, True), db) for f in fields]
+    with db.cursor() as cursor:
+        cursor.execute(sql, values)
+        mark_saved(entry, cursor.fetchone()[0])
+    signals.post_save.send(
+        sender=LogEntry, instance=entry, created=True, update_fields=None, raw=False, using=db.alias
+    )
+
+
+@cache
+def _log_entry_sql() -> tuple[str, list]:
+    fields = [f for f in LogEntry._meta.concrete_fields if not f.primary_key]
+    columns = ", ".join(connection.ops.quote_name(f.column) for f in fields)
+    table = connection.ops.quote_name(LogEntry._meta.db_table)
+    return f"INSERT INTO {table} ({columns}) VALUES ({', '.join(['%s'] * len(fields))}) RETURNING id", fields
 
 
 def _write_columns(card: Card, names: Sequence[str], *, writes: _Writes | None = None) -> None:
