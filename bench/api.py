@@ -333,6 +333,7 @@ def main() -> int:
     call_command("collectstatic", interactive=False, verbosity=0)
     started = time.perf_counter()
     pipe, phases, users, cards = board.seed(cards=args.cards, phases=args.phases)
+    board.vacuum_analyze()
     print(f"seeded {args.cards} cards over {args.phases} phases in {time.perf_counter() - started:.1f} s")
     clients = min(args.clients, len(users))
     if clients < args.clients:

@@ -17,8 +17,15 @@ Usage:
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/trilho .venv/bin/python bench/board.py
     options: --cards 10000 --phases 6 --requests 200 --clients 8 --seconds 15 --workers <CPUs> --port 8199
              --broker redis://127.0.0.1:6379/14 (default: $CELERY_BROKER_URL, else memory://)
+             --org-cards 900000 (more cards in other pipes of the organization: with --cards 100000,
+             a million across it) --no-floor
 
-Targets (issue 4): board p95 < 60 ms, move p95 < 40 ms, >= 300 moves/s on a 2-core machine.
+It also runs the floor (bench/floor.py: Django's own authenticated move, served the same way on the
+same database) and prints Trilho's moves/s as a share of it.
+
+Targets (issue 14): moves/s >= 0.5 x the floor of the same run, move p95 < 40 ms, board p95 < 60 ms
+at 10,000 and 100,000 cards (and a million across the organization) with the same query count,
+search and filters p95 < 100 ms.
 Benchmarks print figures; they never fail a build on a timing.
 """
 
@@ -198,11 +205,58 @@ def seed(*, cards: int, phases: int):
         [Card.labels.through(card_id=c.pk, label_id=labels[n % 2].pk) for n, c in enumerate(created[::4])],
         batch_size=2000,
     )
+    return pipe, phase_rows, users, created
+
+
+def seed_organization(*, pipe, cards: int, phases: int, per_pipe: int = 100_000) -> int:
+    """`cards` more cards in other pipes of `pipe`'s organization (`per_pipe` each), inserted by
+    PostgreSQL itself (generate_series): the board of one pipe must not slow down with the size of
+    its organization. Returns the number of pipes added."""
+    from django.db import connection
+
+    from pipes.models import Phase, Pipe
+
+    added = 0
+    while added * per_pipe < cards:
+        n = min(per_pipe, cards - added * per_pipe)
+        added += 1
+        other = Pipe.objects.create(
+            organization=pipe.organization, name=f"Other pipe {added}", slug=f"other-{added}",
+            code=f"O{added}", title_field="item",
+        )  # fmt: skip
+        phase_ids = [
+            Phase.objects.create(
+                pipe=other, name=f"Phase {i + 1}", key=f"p{i + 1}", position=i + 1,
+                sla_hours=24 * (i + 1) if i < phases - 1 else None, is_final=i == phases - 1,
+            ).pk
+            for i in range(phases)
+        ]  # fmt: skip
+        with connection.cursor() as cursor:
+            cursor.execute(
+                """
+                INSERT INTO pipes_card (
+                    pipe_id, number, phase_id, title, values, requester_email, tracking_token, submission_key,
+                    created_at, updated_at, phase_entered_at, finished_at, version, requested_fields,
+                    rail_status, rail_note, last_event_hash, event_count
+                )
+                SELECT %s, i, (%s::bigint[])[i %% %s + 1], 'Other ' || i,
+                    jsonb_build_object('item', 'Other ' || i, 'email', 'other' || i || '@example.com'),
+                    '', md5(%s || '-' || i), '', now() - i * interval '1 minute', now() - i * interval '1 minute',
+                    now() - (i %% 100) * interval '1 hour', CASE WHEN i %% %s = %s THEN now() END, 1, '[]'::jsonb,
+                    'idle', '', '', 0
+                FROM generate_series(1, %s) AS i
+                """,
+                [other.pk, phase_ids, phases, str(other.pk), phases, phases - 1, n],
+            )
+            cursor.execute("UPDATE pipes_pipe SET last_card_number = %s WHERE id = %s", [n, other.pk])
+    return added
+
+
+def vacuum_analyze() -> None:
     from django.db import connection
 
     with connection.cursor() as cursor:
         cursor.execute("VACUUM ANALYZE")  # index-only counts need the visibility map set
-    return pipe, phase_rows, users, created
 
 
 # ---------------------------------------------------------------- HTTP client
@@ -459,6 +513,13 @@ def main() -> int:
     parser.add_argument("--port", type=int, default=8199)
     parser.add_argument("--broker", default=os.environ.get("CELERY_BROKER_URL") or "memory://")
     parser.add_argument(
+        "--org-cards",
+        type=int,
+        default=0,
+        help="cards in other pipes of the same organization (100,000 per pipe): e.g. 900000 with "
+        "--cards 100000 for a million across the organization",
+    )
+    parser.add_argument(
         "--no-floor",
         action="store_true",
         help="skip the floor (bench/floor.py: Django's own authenticated move)",
@@ -489,6 +550,14 @@ def main() -> int:
     started = time.perf_counter()
     pipe, phases, users, cards = seed(cards=args.cards, phases=args.phases)
     print(f"seeded {args.cards} cards over {args.phases} phases in {time.perf_counter() - started:.1f} s")
+    if args.org_cards:
+        started = time.perf_counter()
+        others = seed_organization(pipe=pipe, cards=args.org_cards, phases=args.phases)
+        print(
+            f"seeded {args.org_cards} more cards in {others} other pipes of the organization "
+            f"in {time.perf_counter() - started:.1f} s"
+        )
+    vacuum_analyze()
     phase_ids = [p.pk for p in phases]
 
     probe = next(c for c in reversed(cards) if c.phase_id == phase_ids[0])  # one not moved below

@@ -129,6 +129,7 @@ def main() -> int:
     call_command("migrate", run_syncdb=True, verbosity=0)
     call_command("collectstatic", interactive=False, verbosity=0)
     pipe, phases, users, cards = board.seed(cards=args.cards, phases=args.phases)
+    board.vacuum_analyze()
     phase_ids = [p.pk for p in phases]
     client = Client()
     client.force_login(users[0])
