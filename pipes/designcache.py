@@ -145,6 +145,7 @@ class Design:
 
     phases: list[Phase]
     fields: list[Field]
+    stamp: int = 0  # the design stamp they were built at
 
     @property
     def phases_by_id(self) -> dict[int, Phase]:
@@ -228,7 +229,7 @@ def design_of(pipe: Pipe, stamp: int | None = None, *, prefetch: bool = False) -
         fields.append(f)
     if prefetch:
         _prefetched(pipe, "fields", fields)
-    design = Design(phases=phases, fields=fields)
+    design = Design(phases=phases, fields=fields, stamp=stamp)
     # One request (the view, then the write path) reads the design of the same pipe object more than
     # once: the instances built for it are its own, so they are kept on it for the same stamp.
     pipe._design_built = (stamp, design)

@@ -99,6 +99,8 @@ def card_get_for_user(
             .filter(pk=pk, pipe_id=pipe_id)
             .first()
         )
+        if card is not None:
+            card.phase.pipe = card.pipe  # as the plain statement's card has it: no query for it later
     if card is None:
         raise Http404
     remember_stamp(card.pipe, card.design_stamp)  # board_schema then loads no phases or fields
@@ -235,6 +237,7 @@ class BoardSchema:
     phases: list[Phase]
     fields: list[Field]
     access: PipeAccess
+    design_stamp: int = 0  # the design stamp phases and fields were read at (pipes.designcache)
     # Looked up at each call (not bound at import), so a test clock that patches timezone.now applies.
     now: dt.datetime = field(default_factory=lambda: timezone.now())
 
@@ -267,7 +270,9 @@ def board_schema(*, pipe: Pipe, access: PipeAccess, transitions: bool = True) ->
     # From the process-wide design cache, at the stamp the pipe's getter read (pipes.designcache):
     # no query when the design has not changed since this process last loaded it.
     design = design_of(pipe, prefetch=True)
-    return BoardSchema(pipe=pipe, phases=design.phases, fields=design.fields, access=access)
+    return BoardSchema(
+        pipe=pipe, phases=design.phases, fields=design.fields, access=access, design_stamp=design.stamp
+    )
 
 
 def _is_late(

@@ -108,9 +108,15 @@ def _panel_response(
 
 
 def _tile_context(schema: BoardSchema, filters: BoardFilters) -> dict:
-    """What every tile of a render shares, and the part of its cache key that comes from the viewer."""
+    """What every tile of a render shares, and the part of its cache key that comes from the viewer and
+    the design: a tile shows the key fields' labels and the labels' names and colours, so a change of
+    the design (its stamp, which label edits move too) or of the pipe's key fields draws tiles anew."""
     can_move = schema.access.can_work
-    key = f"{can_move:d}:{schema.can_view_pii:d}:{get_language()}:{timezone.get_current_timezone_name()}:{filters.qs}"
+    pipe = schema.pipe
+    key = (
+        f"{can_move:d}:{schema.can_view_pii:d}:{get_language()}:{timezone.get_current_timezone_name()}:"
+        f"{schema.design_stamp}:{pipe.title_field}:{','.join(pipe.key_fields or [])}:{filters.qs}"
+    )
     return {"can_move": can_move, "qs": filters.qs, "move_label": _("Move to…"), "tile_key": key}
 
 

@@ -231,6 +231,33 @@ def test_it_masks_pii_for_people_who_may_not_see_it(client, world):
     assert "joana@empresa.com" in html
 
 
+def test_a_tile_drawn_before_shows_a_label_edit_and_new_key_fields_at_the_next_render(
+    client, world, settings
+):
+    settings.DEBUG = False  # tiles are kept rendered (pipes.templatetags.trilho.fragment_cached)
+    card = new_card(world, item="Kept tile")
+    card_set_labels(actor=Actor.system(), card=card, labels=[Label.objects.get(name="Priority")])
+    url = reverse("board", args=[world.pipe.pk])
+    login(client, world.member)
+
+    def tile() -> str:
+        html = client.get(url).content.decode()
+        return html[html.index(f'id="card-{card.pk}"') :].split("</article>")[0]
+
+    assert "Priority" in tile() and "Category" not in tile()
+    # Neither edit writes the card: its tile's own stamp stays, the design's moves.
+    Label.objects.filter(name="Priority").update(name="Top priority", color="#123456")
+    assert "Top priority" in tile() and "#123456" in tile()
+    world.pipe.key_fields = ["category"]
+    world.pipe.save()
+    card_update_fields(actor=Actor.system(), card=card, values={"category": "Hardware"})
+    assert "<dt>Category</dt><dd>Hardware</dd>" in tile()
+    from pipes.models import Field
+
+    Field.objects.filter(pipe=world.pipe, key="category").update(label="Kind")
+    assert "<dt>Kind</dt><dd>Hardware</dd>" in tile()
+
+
 def test_it_does_not_find_cards_by_pii_the_viewer_may_not_see(client, world):
     new_card(world, requester_email="joana@empresa.com")
     url = reverse("board", args=[world.pipe.pk]) + "?q=joana"

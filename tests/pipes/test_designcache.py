@@ -10,7 +10,7 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from pipes import designcache
-from pipes.models import Card, DesignStamp, Field, Phase, Pipe
+from pipes.models import Card, DesignStamp, Field, Label, Phase, Pipe
 from pipes.services import Actor, CardError, CardTransitionError, card_move, card_update_fields
 from pipes.timeline import verify_timelines
 from tests.personas import good_start_values
@@ -59,6 +59,12 @@ def test_every_kind_of_design_write_changes_the_stamp_and_card_writes_do_not(wor
     Field.objects.filter(pipe=pipe, key="bulk").delete()
     assert changed()
     phase.delete()
+    assert changed()
+    label = Label.objects.create(pipe=pipe, name="New label", color="#000000")  # tiles show labels
+    assert changed()
+    Label.objects.filter(pk=label.pk).update(color="#ffffff")
+    assert changed()
+    label.delete()
     assert changed()
 
     card = new_card(world)
