@@ -60,10 +60,10 @@ def main() -> int:
     )
     parser.add_argument("--dump", help="write the profile to this file (for pstats or snakeviz)")
     parser.add_argument(
-        "--server-side-binding",
+        "--client-side-binding",
         action="store_true",
-        help="psycopg binds on the server and prepares the statements it sees repeated (Django's OPTIONS"
-        " server_side_binding and prepare_threshold 5): what PostgreSQL's CPU per step would be",
+        help="bind values on the client and prepare nothing, as Django does by default"
+        " (TRILHO_DB_SERVER_SIDE_BINDING=false; the settings' default binds on the server and prepares)",
     )
     args = parser.parse_args()
     database_url = os.environ.get("DATABASE_URL", "")
@@ -113,9 +113,11 @@ def main() -> int:
             if args.close_each:
                 connection.close()
 
-        if args.server_side_binding:
+        if args.client_side_binding:
             connection.close()
-            connection.settings_dict["OPTIONS"].update(server_side_binding=True, prepare_threshold=5)
+            for option in ("server_side_binding", "prepare_threshold"):
+                connection.settings_dict["OPTIONS"].pop(option, None)
+        print(f"PostgreSQL: {rail.settings_binding()}")
         for entry_id in entries[:20]:  # warm up: caches, connection
             step(entry_id)
         with CaptureQueriesContext(connection) as queries:
