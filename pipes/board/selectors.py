@@ -494,15 +494,24 @@ def _cards(schema: BoardSchema, fq: Q | None) -> QuerySet[Card]:
     return cards.filter(fq) if fq is not None else cards
 
 
-def _first_cards(*, schema: BoardSchema, fq: Q | None, limit: int) -> list[Tile]:
+# Under filters that match at most this many cards, the first cards of every column come from one pass
+# over the matches (found once, by the filters' indexes) rather than one index scan per column.
+FEW_MATCHES = 10_000
+
+
+def _first_cards(*, schema: BoardSchema, fq: Q | None, limit: int, matches: int | None = None) -> list[Tile]:
     """The first `limit` cards (newest first) of every phase, in one query (plus assignees and labels).
 
     On PostgreSQL: a UNION ALL of one index scan per phase (card_board_idx), so its cost follows
-    the cards shown, not the cards stored. Elsewhere: ROW_NUMBER() over the phase."""
+    the cards shown, not the cards stored; but when filters match few cards (`matches`, counted by
+    board_counts), each of those scans would look for them all over again (a search's trigram
+    lookups once per column), so the matches are found once and ranked within their phase
+    (ROW_NUMBER), as everywhere else."""
     if not schema.phases:
         return []
     base = _cards(schema, fq)
-    if connection.features.supports_slicing_ordering_in_compound:
+    few = fq is not None and matches is not None and matches <= FEW_MATCHES
+    if connection.features.supports_slicing_ordering_in_compound and not few:
         parts = [
             base.filter(phase_id=p.pk).order_by("-created_at", "-id").values_list(*TILE_COLUMNS)[:limit]
             for p in schema.phases
@@ -520,7 +529,8 @@ def _first_cards(*, schema: BoardSchema, fq: Q | None, limit: int) -> list[Tile]
 def board_columns(*, schema: BoardSchema, filters: BoardFilters, limit: int = PAGE_SIZE) -> list[Column]:
     """Every phase with its counts and first `limit` cards (newest first), in constant queries."""
     counts = board_counts(schema=schema, filters=filters)
-    ranked = _first_cards(schema=schema, fq=board_filter_q(schema, filters), limit=limit)
+    matches = sum(c.shown for c in counts.values())
+    ranked = _first_cards(schema=schema, fq=board_filter_q(schema, filters), limit=limit, matches=matches)
     by_phase: dict[int, list[Card]] = defaultdict(list)
     for tile in ranked:
         by_phase[tile.phase_id].append(tile)

@@ -125,6 +125,27 @@ def test_it_counts_all_shown_and_late_cards_per_phase_in_two_queries_at_most(wor
     assert board_counts(schema=schema, filters=late_filter)[world.phase("triage").pk].shown == 1
 
 
+def test_few_and_many_matches_show_the_same_first_cards_of_every_column(world, monkeypatch):
+    """Under filters, the first cards come from one pass over the matches when they are few, from one
+    index scan per column when they are many: both ways must show the same cards in the same order."""
+    from pipes.board import selectors as board_selectors
+
+    cards = [new_card(world, item=f"Chair {i}" if i % 2 else f"Desk {i}") for i in range(14)]
+    Card.objects.filter(pk__in=[c.pk for c in cards[::3]]).update(phase=world.phase("rejected"))
+    schema = schema_for(world)
+    filters = BoardFilters(q="chair")
+
+    def shown() -> list[tuple[str, list[str]]]:
+        columns = board_columns(schema=schema, filters=filters, limit=3)
+        return [(c.phase.key, [t.title for t in c.cards], c.next_offset) for c in columns]
+
+    few = shown()
+    monkeypatch.setattr(board_selectors, "FEW_MATCHES", 0)
+    assert shown() == few
+    triage = {key: titles for key, titles, _next in few}["triage"]
+    assert triage == ["Chair 13", "Chair 11", "Chair 7"]  # newest first, desks and moved chairs left out
+
+
 def test_it_builds_tiles_with_badges_key_fields_and_people(world):
     card = new_card(world, item="Chair", amount="1234.5")
     card_assign(actor=Actor.system(), card=card, users=[world.admin])
