@@ -159,9 +159,11 @@ def _filters_q(
     phases: Sequence[Phase],
     can_view_pii: bool,
     now: dt.datetime,
+    prefilter: bool = True,
 ) -> Q | None:
     """The filters as one Q (None when there are none). Never matches on PII the user may not see,
-    nor on titles masked for them (a title is a copy of its title field)."""
+    nor on titles masked for them (a title is a copy of its title field). Without `prefilter`, a
+    search leaves out its trigram condition (the same matches)."""
     parts: list[Q] = []
     if filters.q:
         if title_masked(pipe=pipe, can_view_pii=can_view_pii, fields=fields):
@@ -172,9 +174,9 @@ def _filters_q(
             if f.type in TEXT_SEARCH_TYPES and (can_view_pii or not f.pii):
                 search |= Q(IContains(KeyTextTransform(f.key, "values"), filters.q))
         parts.append(search)
-        prefilter = _search_prefilter(filters.q)
-        if prefilter is not None:
-            parts.append(prefilter)
+        loose = _search_prefilter(filters.q) if prefilter else None
+        if loose is not None:
+            parts.append(loose)
     if filters.assignee_id:
         through = Card.assignees.through
         parts.append(Q(pk__in=through.objects.filter(user_id=filters.assignee_id).values("card_id")))
@@ -199,8 +201,9 @@ def _filters_q(
     return q
 
 
-def board_filter_q(schema: BoardSchema, filters: BoardFilters) -> Q | None:
-    """The filter of `filters` on the cards of `schema`'s pipe, as this viewer sees them."""
+def board_filter_q(schema: BoardSchema, filters: BoardFilters, *, prefilter: bool = True) -> Q | None:
+    """The filter of `filters` on the cards of `schema`'s pipe, as this viewer sees them (`prefilter`:
+    see _filters_q)."""
     return _filters_q(
         pipe=schema.pipe,
         filters=filters,
@@ -208,6 +211,7 @@ def board_filter_q(schema: BoardSchema, filters: BoardFilters) -> Q | None:
         phases=schema.phases,
         can_view_pii=schema.can_view_pii,
         now=schema.now,
+        prefilter=prefilter,
     )
 
 
@@ -530,7 +534,11 @@ def board_columns(*, schema: BoardSchema, filters: BoardFilters, limit: int = PA
     """Every phase with its counts and first `limit` cards (newest first), in constant queries."""
     counts = board_counts(schema=schema, filters=filters)
     matches = sum(c.shown for c in counts.values())
-    ranked = _first_cards(schema=schema, fq=board_filter_q(schema, filters), limit=limit, matches=matches)
+    # Many matches: each column's scan in its newest-first index soon finds its first cards, unless
+    # the planner is offered a search's trigram condition, which it takes for selective (it cannot
+    # know the term is in most cards) and then reads every match of every column.
+    fq = board_filter_q(schema, filters, prefilter=matches <= FEW_MATCHES)
+    ranked = _first_cards(schema=schema, fq=fq, limit=limit, matches=matches)
     by_phase: dict[int, list[Card]] = defaultdict(list)
     for tile in ranked:
         by_phase[tile.phase_id].append(tile)
