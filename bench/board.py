@@ -586,9 +586,11 @@ def main() -> int:
             assert status == 200, status
             board_times.append(elapsed)
         board_cpu = (workers_cpu_seconds(server.pid) - cpu_before) / len(board_times)
-        # Search and filters: a term found in a few cards' titles, then people, late and a label at once.
+        # Search and filters: a term found in a few cards' titles, one in every card's, then people, late and
+        # a label at once.
         filtered = {
             "search (?q=Request 4242)": f"{board_path}?q=Request+4242",
+            "search matching every card (?q=Request)": f"{board_path}?q=Request",
             "filters (assignee, late, label)": f"{board_path}?assignee=me&late=1&label=1",
         }
         filtered_times = {}
