@@ -10,7 +10,9 @@ member and the same settings as the server (DEBUG off):
 
 Usage:
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/trilho .venv/bin/python bench/profile_move.py \
-        [--cards 10000] [--moves 300] [--renders 100] [--top 25] [--sql]
+        [--cards 10000] [--moves 300] [--renders 100] [--top 25] [--sql] [--split] [--statement-times]
+`--split` prints the CPU of each part of a move (timers, no profiler); `--statement-times` the wall
+time per move of each statement, the database's share included.
 A figure here is CPU in one process (no HTTP, no gunicorn); bench/board.py measures over HTTP.
 """
 
@@ -93,6 +95,33 @@ def split_move(move, card_ids) -> None:
         print(f"  {name:34s} {1000 * spent[name] / n:6.2f} ms")
 
 
+def statement_times(move, card_ids) -> None:
+    """Wall time per move of each kind of statement (its first 60 characters): the round trip and the
+    database's work, which the CPU figures of this process leave out."""
+    import re
+    from collections import defaultdict
+
+    from django.db import connection
+
+    spent: dict[str, list[float]] = defaultdict(list)
+
+    def timed(execute, sql, params, many, context):
+        started = time.perf_counter()
+        try:
+            return execute(sql, params, many, context)
+        finally:
+            spent[re.sub(r"\s+", " ", sql)[:60]].append(time.perf_counter() - started)
+
+    with connection.execute_wrapper(timed):
+        for card_id in card_ids:
+            move(card_id)
+    moves = max(1, len(card_ids))
+    print(f"\nWall time per move in statements ({moves} moves, BEGIN and COMMIT not seen):")
+    for sql, times in sorted(spent.items(), key=lambda kv: -sum(kv[1])):
+        print(f"  {1000 * sum(times) / moves:7.3f} ms  x{len(times) / moves:.1f}  {sql}")
+    print(f"  {1000 * sum(map(sum, spent.values())) / moves:7.3f} ms  in all")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cards", type=int, default=10_000)
@@ -106,6 +135,11 @@ def main() -> int:
         "--split",
         action="store_true",
         help="CPU per move of each part of the view (timers around them, no profiler)",
+    )
+    parser.add_argument(
+        "--statement-times",
+        action="store_true",
+        help="wall time per move of each statement (its first words), the database's share included",
     )
     parser.add_argument(
         "--dump", help="write each profile to this folder (move.prof, render.prof) for pstats"
@@ -166,6 +200,8 @@ def main() -> int:
 
     if args.split:
         split_move(move, order[args.moves : 2 * args.moves])
+    if args.statement_times:
+        statement_times(move, order[args.moves : 2 * args.moves])
 
     for title, count, run in (
         ("card move", args.moves, lambda i: move(order[i])),
