@@ -1,5 +1,7 @@
 """The first read of every step a worker runs, in plain SQL: a phase entry with its card, the card's pipe,
-organization and phase, the entry's phase, the pipe's design stamp and whether the entry has runs.
+organization and phase, the entry's phase, the pipe's design stamp, whether the entry has runs and (on
+PostgreSQL) an id reserved for a run, so that a run created and finished in one transaction is inserted
+finished, by the statement that finishes it (loop._run_at_once), instead of inserted, then updated.
 
 One statement either way; through the ORM (select_related over five tables, two subqueries) its
 compiling cost more CPU than the rest of the step's reads together, so on PostgreSQL it is written
@@ -45,6 +47,16 @@ class _Table:
 
 
 @cache
+def _run_id_sequence() -> str:
+    """The sequence StepRun's ids are taken from (read once per process)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_get_serial_sequence(%s, %s)", [StepRun._meta.db_table, StepRun._meta.pk.column]
+        )
+        return cursor.fetchone()[0]
+
+
+@cache
 def _statement() -> tuple[str, list[_Table], list[list[tuple[int, list, object]]]]:
     tables = [
         _Table(PhaseEntry, "e"),
@@ -58,7 +70,8 @@ def _statement() -> tuple[str, list[_Table], list[list[tuple[int, list, object]]
     sql = (
         f"SELECT {', '.join(t.sql for t in tables)}, "
         f"(SELECT s.version FROM {DesignStamp._meta.db_table} s WHERE s.pipe_id = c.pipe_id), "
-        f"EXISTS (SELECT 1 FROM {StepRun._meta.db_table} r WHERE r.entry_id = e.id) "
+        f"EXISTS (SELECT 1 FROM {StepRun._meta.db_table} r WHERE r.entry_id = e.id), "
+        f"nextval('{_run_id_sequence()}'::regclass) "
         f"FROM {entry} e "
         f"JOIN {card} c ON c.id = e.card_id "
         f"JOIN {pipe} p ON p.id = c.pipe_id "
@@ -79,9 +92,11 @@ def _build(table: _Table, converters: list[tuple[int, list, object]], values: li
 
 def entry_load(entry_id: int) -> PhaseEntry | None:
     """The entry with `card` (its `pipe` with `organization`, its `phase`), `phase`, `design_stamp`
-    (the pipe's design stamp, for pipes.designcache) and `has_runs` (a run of it exists)."""
+    (the pipe's design stamp, for pipes.designcache), `has_runs` (a run of it exists) and `reserved_run_id`
+    (an id reserved for one new run, None on other databases than PostgreSQL: an id not used leaves a
+    gap in the ids, nothing else)."""
     if connection.vendor != "postgresql":
-        return (
+        entry = (
             PhaseEntry.objects.select_related("card__pipe__organization", "card__phase", "phase")
             .annotate(
                 design_stamp=designcache.stamp_subquery("card__pipe_id"),
@@ -90,6 +105,9 @@ def entry_load(entry_id: int) -> PhaseEntry | None:
             .filter(pk=entry_id)
             .first()
         )
+        if entry is not None:
+            entry.reserved_run_id = None
+        return entry
     sql, tables, converters = _statement()
     with connection.cursor() as cursor:
         cursor.execute(sql, [entry_id])
@@ -104,5 +122,9 @@ def entry_load(entry_id: int) -> PhaseEntry | None:
     pipe.organization = organization
     card.pipe, card.phase = pipe, card_phase
     entry.card, entry.phase = card, entry_phase
-    entry.design_stamp, entry.has_runs = row[start], bool(row[start + 1])
+    entry.design_stamp, entry.has_runs, entry.reserved_run_id = (
+        row[start],
+        bool(row[start + 1]),
+        row[start + 2],
+    )
     return entry

@@ -280,7 +280,10 @@ def _run_at_once(*, entry: PhaseEntry, step: Step, card: Card, last: bool) -> St
     records what went wrong. None when the step is not for this path or it gave way.
 
     Saves the claimed path's separate transaction (the run's insert and its commit) and the run's
-    lock, for the commonest step of all."""
+    lock, for the commonest step of all. On PostgreSQL the run is not even inserted first: it takes
+    the id its entry's load reserved and is inserted finished, by the statement that finishes it; a
+    second worker on the same entry waits for the card's lock, and its insert of the same entry and
+    step fails once the first commits, rolling all it did back."""
     if step.mechanism != Mechanism.AUTOMATION or card.rail_status != RailStatus.IDLE:
         return None
     if any(action.get("type") in _CALLS_OUT for action in step.actions or []):
@@ -290,7 +293,14 @@ def _run_at_once(*, entry: PhaseEntry, step: Step, card: Card, last: bool) -> St
     try:
         with transaction.atomic():
             run = _new_run(entry, step)
-            _insert(run)  # another worker's run of the same entry and step: IntegrityError, at commit time
+            reserved, entry.reserved_run_id = getattr(entry, "reserved_run_id", None), None
+            if reserved is not None and statements.fast():
+                # Inserted finished, by the statement that finishes it (apply._run_done): one statement
+                # and one version of its row less. Another worker's run of the same entry and step
+                # makes that INSERT fail (waiting for the other's commit) and this transaction roll back.
+                run.pk = reserved
+            else:
+                _insert(run)  # another worker's run of the same entry and step: IntegrityError
             tracer = Tracer(run, fresh=True)
             decision = automation_decide(run=run, step=step, card=card, tracer=tracer)
             if isinstance(decision, Handover):

@@ -117,14 +117,27 @@ def run_finished(
     """In one statement: `fields` of `run` stored, its trace `events` (numbered) inserted and, with
     `entry_id`, the entry marked processed at `processed_at`. Call holding the run's row lock, checked
     against the claim, in the transaction that applies its result. No model signals are sent: the
-    only receiver of a saved run (webhooks' step failed) ignores a run that did not fail."""
-    columns, values = _prepared(run, fields, add=False)
-    statements = [
-        (
+    only receiver of a saved run (webhooks' step failed) ignores a run that did not fail.
+
+    A run not yet written (`run._state.adding`, its id reserved: loop._run_at_once) is inserted whole,
+    finished, instead: its trace and whatever else the transaction wrote that refers to it (the
+    outbox's emails) are checked against it at commit (PostgreSQL's foreign keys, as Django creates
+    them, are deferred)."""
+    if run._state.adding:
+        names = [f.name for f in StepRun._meta.concrete_fields]
+        columns, values = _prepared(run, names, add=True)
+        first = (
+            f"INSERT INTO {StepRun._meta.db_table} ({', '.join(columns)}) VALUES ({', '.join(['%s'] * len(values))})",
+            values,
+        )
+        run._state.adding = False
+    else:
+        columns, values = _prepared(run, fields, add=False)
+        first = (
             f"UPDATE {StepRun._meta.db_table} SET {', '.join(f'{c} = %s' for c in columns)} WHERE id = %s",
             [*values, run.pk],
         )
-    ]
+    statements = [first]
     if events:
         rows, params = [], []
         for event in events:

@@ -21,13 +21,14 @@ TRANSACTION_CONTROL = ("BEGIN", "COMMIT", "ROLLBACK", "SAVEPOINT", "RELEASE SAVE
 
 # The statements of one automation step that sets a field, once the worker knows the pipe's design:
 #   the entry with its card, pipe, organization, phases, design stamp and whether it has runs (1);
-#   then ONE transaction (an automation that calls no other system, loop._run_at_once): the run created
-#   claimed (1), the card locked through the write path (1), which the write path's functions given it
-#   neither read nor lock again; the field written: its timeline event (1), the card (1), the audit
-#   log's entry (1, written from the locked row: no read); the step on the card's timeline: the event
-#   (1), the card (1); the run finished, its trace and the entry processed in one statement (1).
-#   No savepoint.
-STEP_STATEMENTS = 9  # 19 before issue 17 (and 8 more for savepoints), 15 (and 6) before the lock once
+#   and an id reserved for the run; then ONE transaction (an automation that calls no other system,
+#   loop._run_at_once): the card locked through the write path (1), which the write path's functions
+#   given it neither read nor lock again; the field written: its timeline event (1), the card (1), the
+#   audit log's entry (1, written from the locked row: no read); the step on the card's timeline: the
+#   event (1), the card (1); the run inserted finished, its trace and the entry processed in one
+#   statement (1). No savepoint.
+STEP_STATEMENTS = 8  # 19 before issue 17 (and 8 more for savepoints), 15 (and 6) before the lock once,
+# 9 while the run was inserted first and updated at the end
 # SQLite (the embedded default) takes the ORM's path: the run finished, its trace and the entry processed
 # in three statements.
 STEP_STATEMENTS_SQLITE = 11
