@@ -28,7 +28,7 @@ from django.utils import timezone
 
 from ..choices import FieldType
 from ..masking import field_text, title_masked
-from ..models import Card, Field, Label, Phase, Pipe, card_reference
+from ..models import Card, Field, Label, Phase, PhaseTally, Pipe, card_reference
 from ..parsing import parse_day, parse_id
 from ..roles import STAFF_PERMS, pipes_for_user
 from ..selectors import BoardSchema, _is_late, rail_badges
@@ -244,18 +244,22 @@ def _totals_sql(pipe_id: int, phases: Sequence[Phase], now: dt.datetime, with_la
     """The totals' statement (and its parameters) in plain SQL: the hottest read after a move, and the
     ORM's building of its late condition cost several times what the database spends answering it.
 
-    One row per phase, each count a scalar subquery of its own on card_count_idx (pipe, phase,
-    phase_entered_at, finished_at): the total an index-only count of the phase's entries, the late
-    count a range of the same index (entered before the SLA's cutoff, not finished). One pass over
-    the pipe's cards with a grouped CASE cost twice as much at 100,000 cards: a hash aggregate and the
-    late test on every entry."""
+    One row per phase. On PostgreSQL the total is the phase's tally (pipes.models.PhaseTally, kept by
+    triggers; counted should its row be missing); elsewhere a count of its entries in card_count_idx
+    (pipe, phase, phase_entered_at, finished_at). The late count is a range of that index (entered
+    before the SLA's cutoff, not finished), in a scalar subquery of its own."""
     table = Card._meta.db_table
     in_phase = f"SELECT COUNT(*) FROM {table} WHERE pipe_id = %s AND phase_id = %s"
+    tallied = connection.vendor == "postgresql"
     rows: list[str] = []
     params: list[Any] = []
     for phase in phases:
-        row = f"SELECT %s, ({in_phase}), "
-        params += [phase.pk, pipe_id, phase.pk]
+        if tallied:
+            row = f"SELECT %s, COALESCE((SELECT cards FROM {PhaseTally._meta.db_table} WHERE phase_id = %s), ({in_phase})), "
+            params += [phase.pk, phase.pk, pipe_id, phase.pk]
+        else:
+            row = f"SELECT %s, ({in_phase}), "
+            params += [phase.pk, pipe_id, phase.pk]
         if with_late and phase.sla_hours:
             row += f"({in_phase} AND phase_entered_at < %s AND finished_at IS NULL)"
             params += [pipe_id, phase.pk, now - dt.timedelta(hours=phase.sla_hours)]
