@@ -5,9 +5,13 @@ Each signal is sent after the transaction that caused it commits, but card_event
 
 from django.dispatch import Signal
 
-# sent with entry_id: a card entered a phase (a PhaseEntry row was recorded).
+# sent with entry_id: a card entered a phase (a PhaseEntry row was recorded); from the write path also
+# with pipe_id, phase_id, stamp (the design stamp the write read) and sent=True: the entry was recorded
+# handed on (dispatched_at set, dispatch_count counting this send), for the subscriber to send it now,
+# and to clear that mark if it cannot.
 phase_entered = Signal()
-# sent with card_id, kind, field_keys (and requester_email, from the write path): something on a card changed.
+# sent with card_id, kind, field_keys (and requester_email and files, from the write path: whether the
+# change brought files, None when not known): something on a card changed.
 card_changed = Signal()
 # sent with event (a CardEvent just saved) and card, INSIDE the transaction that records it: what a
 # subscriber writes (an outbox row) commits or rolls back with the fact. Keep receivers to a few queries.

@@ -32,16 +32,25 @@ RUN_PHASE_ENTRY = "orchestrator.tasks.run_phase_entry"
 EXTRACT_DOCUMENT = "orchestrator.tasks.extract_document"
 
 
-def dispatch_entry(entry_id: int) -> bool:
-    """Send the entry to a worker; False (and the entry left to the sweep) when the broker is down."""
+def dispatch_entry(entry_id: int, *, recorded: bool = False) -> bool:
+    """Send the entry to a worker; False (and the entry left to the sweep) when the broker is down.
+
+    `recorded`: the write path recorded the entry handed on already (dispatched_at, and this send in
+    dispatch_count; pipes.hooks.phase_entered's `sent`), so a send costs no UPDATE; a refused one
+    clears that record, as if the entry had never been sent."""
     try:
         current_app.send_task(RUN_PHASE_ENTRY, args=[entry_id], retry=False)
     except Exception:  # noqa: BLE001 - any broker failure leaves the entry to the sweep
         log.warning("broker unavailable; phase entry %s left for the sweep", entry_id, exc_info=True)
+        if recorded:
+            PhaseEntry.objects.filter(pk=entry_id, processed_at__isnull=True).update(
+                dispatched_at=None, dispatch_count=F("dispatch_count") - 1
+            )
         return False
-    PhaseEntry.objects.filter(pk=entry_id).update(
-        dispatched_at=timezone.now(), dispatch_count=F("dispatch_count") + 1
-    )
+    if not recorded:
+        PhaseEntry.objects.filter(pk=entry_id).update(
+            dispatched_at=timezone.now(), dispatch_count=F("dispatch_count") + 1
+        )
     return True
 
 
@@ -51,10 +60,12 @@ def _phases_with_steps(pipe: Pipe) -> frozenset[int]:
     )
 
 
+_STEPS_CACHE = ("rail.phases_with_steps", _phases_with_steps)
+
+
 def phase_has_steps(phase: Phase, stamp: int | None) -> bool:
     """Whether `phase` has steps: from the design cache (a step written changes the pipe's stamp)."""
-    pipe = Pipe(pk=phase.pipe_id)
-    return phase.pk in designcache.cached(pipe, "rail.phases_with_steps", _phases_with_steps, stamp)
+    return phase.pk in designcache.cached(Pipe(pk=phase.pipe_id), *_STEPS_CACHE, stamp)
 
 
 def entry_needs_rail(card, phase: Phase, stamp: int | None) -> bool:
@@ -68,18 +79,24 @@ register_entry_check(entry_needs_rail)
 
 
 @receiver(phase_entered)
-def on_phase_entered(sender, entry_id: int, **kwargs) -> None:
+def on_phase_entered(
+    sender, entry_id: int, pipe_id=None, phase_id=None, stamp=None, sent: bool = False, **kwargs
+) -> None:
     """Send the entry to a worker, unless its phase has no steps: then it is done here, in one UPDATE.
 
-    Most phases of a board have no steps; a move into one then costs no broker round trip."""
-    now = timezone.now()
-    if (
-        PhaseEntry.objects.filter(pk=entry_id, processed_at__isnull=True)
-        .exclude(Exists(Step.objects.filter(phase_id=OuterRef("phase_id"))))
-        .update(processed_at=now, dispatched_at=now)
-    ):
-        return
-    dispatch_entry(entry_id)
+    Most phases of a board have no steps; a move into one then costs no broker round trip. An entry
+    into a phase that had steps at the design the write read (the design cache says so, no query) is
+    sent at once: the worker runs the steps of the design it reads."""
+    known = phase_id is not None and pipe_id is not None
+    if not (known and phase_id in designcache.cached(Pipe(pk=pipe_id), *_STEPS_CACHE, stamp)):
+        now = timezone.now()
+        if (
+            PhaseEntry.objects.filter(pk=entry_id, processed_at__isnull=True)
+            .exclude(Exists(Step.objects.filter(phase_id=OuterRef("phase_id"))))
+            .update(processed_at=now, dispatched_at=now, dispatch_count=F("dispatch_count") - int(sent))
+        ):
+            return  # done here: the send the write path counted never happens
+    dispatch_entry(entry_id, recorded=sent)
 
 
 @receiver(card_changed)
@@ -119,8 +136,8 @@ def dispatch_document_extraction(card_file: CardFile) -> bool:
 def on_files_added(sender, card_id: int, kind: str, **kwargs) -> None:
     """Files came with a new card or were attached: their text is extracted on a worker right away,
     so a reviewer's preview and an agent's prompt find it ready."""
-    if kind not in (EventKind.CREATED, EventKind.FILE_ADDED):
-        return
+    if kind not in (EventKind.CREATED, EventKind.FILE_ADDED) or kwargs.get("files") is False:
+        return  # the write path says the change brought no files: nothing to ask for
     for card_file in CardFile.objects.filter(card_id=card_id, extracted_text__isnull=True):
         dispatch_document_extraction(card_file)
 

@@ -235,7 +235,7 @@ def card_create(
                 writes.run()
                 _event_recorded(event, card)
             _audit_update(inserted, card, ["values", "due_at"])
-            _announce_change(card, EventKind.CREATED, card.values.keys())
+            _announce_change(card, EventKind.CREATED, card.values.keys(), files=bool(stored))
     except BaseException:
         from django.core.files.storage import default_storage
 

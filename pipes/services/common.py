@@ -347,11 +347,19 @@ def _event_recorded(event: CardEvent, card: Card) -> None:
     hooks.card_event_recorded.send(sender=CardEvent, event=event, card=card)
 
 
-def _announce_change(card: Card, kind: str, field_keys: Iterable[str] = ()) -> None:
+def _announce_change(
+    card: Card, kind: str, field_keys: Iterable[str] = (), *, files: bool | None = None
+) -> None:
+    """card_changed after commit; `files` says whether the change brought files (None: not known)."""
     card_id, keys, requester_email = card.pk, list(field_keys), card.requester_email
     transaction.on_commit(
         lambda: hooks.card_changed.send(
-            sender=Card, card_id=card_id, kind=kind, field_keys=keys, requester_email=requester_email
+            sender=Card,
+            card_id=card_id,
+            kind=kind,
+            field_keys=keys,
+            requester_email=requester_email,
+            files=files,
         )
     )
 
@@ -362,25 +370,42 @@ def _enter_phase(card: Card, phase: Phase, *, writes: _Writes | None = None) -> 
     With `writes` (PostgreSQL: every caller passes them there), both statements join them; the entry
     has its id once they ran."""
     now = timezone.now()
-    needed = hooks.entry_needed(card, phase, getattr(card, "design_stamp", None))
+    stamp = getattr(card, "design_stamp", None)
+    needed = hooks.entry_needed(card, phase, stamp)
     done = None if needed else now
+    # An entry announced after commit is recorded handed on from its insert (dispatched_at, one send):
+    # phase_entered's subscriber sends it then, and clears the mark should the broker refuse it (the
+    # sweep then sends it later). A stamp after the send would cost an UPDATE and a commit per entry.
+    sends = 1 if needed else 0
     if writes is not None:
         table = PhaseEntry._meta.db_table
-        entry = PhaseEntry(card=card, phase=phase, entered_at=now, dispatched_at=done, processed_at=done)
+        entry = PhaseEntry(
+            card=card, phase=phase, entered_at=now, dispatched_at=now, dispatch_count=sends, processed_at=done
+        )
         writes.add(f"UPDATE {table} SET left_at = %s WHERE card_id = %s AND left_at IS NULL", [now, card.pk])
         writes.add(
             f"INSERT INTO {table} (card_id, phase_id, entered_at, left_at, dispatched_at, dispatch_count, "
-            "processed_at) VALUES (%s, %s, %s, NULL, %s, 0, %s) RETURNING id",
-            [card.pk, phase.pk, now, done, done],
+            "processed_at) VALUES (%s, %s, %s, NULL, %s, %s, %s) RETURNING id",
+            [card.pk, phase.pk, now, now, sends, done],
             lambda pk: mark_saved(entry, pk),
         )
     else:
         PhaseEntry.objects.filter(card=card, left_at__isnull=True).update(left_at=now)
         entry = PhaseEntry.objects.create(
-            card=card, phase=phase, entered_at=now, processed_at=done, dispatched_at=done
+            card=card, phase=phase, entered_at=now, processed_at=done, dispatched_at=now, dispatch_count=sends
         )
     if needed:
-        transaction.on_commit(lambda: hooks.phase_entered.send(sender=PhaseEntry, entry_id=entry.pk))
+        pipe_id, phase_id = phase.pipe_id, phase.pk
+        transaction.on_commit(
+            lambda: hooks.phase_entered.send(
+                sender=PhaseEntry,
+                entry_id=entry.pk,
+                pipe_id=pipe_id,
+                phase_id=phase_id,
+                stamp=stamp,
+                sent=True,
+            )
+        )
     return entry
 
 
