@@ -32,6 +32,7 @@ from pipes.services import (
     card_set_labels,
     card_set_rail_status,
     card_update_fields,
+    card_writes_together,
 )
 
 from ..models import Mechanism, ReviewTask, RunStatus, Step, StepRun, TraceKind
@@ -226,29 +227,32 @@ def apply_result(
         effects = [e for e in outcome.effects if e.kind != "send_email"]
         if outcome.values:
             effects.insert(0, Effect("set_fields", {"values": outcome.values}))
-        card, applied = _apply_effects(card=card, actor=actor, effects=effects, step=step)
-        target_key = step.next_phase_key(outcome.decision) if applied["moved_to"] is None else ""
-        if target_key and card.phase.key != target_key:
-            phase = Phase.objects.get(pipe_id=card.pipe_id, key=target_key)
-            card = card_move(
-                actor=actor, card=card, to_phase=phase, reason=f"{step.name}: {outcome.decision}"
+        # The field changes and the step's record on the timeline: one statement on PostgreSQL (their
+        # events, the card's row once, the audit entry), not one per event, row update and entry.
+        with card_writes_together(card):
+            card, applied = _apply_effects(card=card, actor=actor, effects=effects, step=step)
+            target_key = step.next_phase_key(outcome.decision) if applied["moved_to"] is None else ""
+            if target_key and card.phase.key != target_key:
+                phase = Phase.objects.get(pipe_id=card.pipe_id, key=target_key)
+                card = card_move(
+                    actor=actor, card=card, to_phase=phase, reason=f"{step.name}: {outcome.decision}"
+                )
+                applied["moved_to"] = target_key
+            now = timezone.now()
+            locked.status = RunStatus.DONE
+            locked.mechanism = outcome.mechanism
+            reason_names = _set_reason(locked, outcome.reason)
+            locked.decision = outcome.decision
+            locked.error = ""
+            finished = _finish(locked, usage, now, card_values=card.values)
+            if emails:  # written with the result, sent once it is committed (at most once: rail/outbox.py)
+                applied["other"] += [{"email": e.data["index"], "to": e.data["to"]} for e in emails]
+                emails_write(run=locked, emails=emails)
+                transaction.on_commit(partial(emails_send, run_id=locked.pk, worker=locked.claimed_by))
+            tracer.add(TraceKind.CHANGES, _changes_summary(applied), applied)
+            card_record_step(
+                actor=actor, card=card, payload=timeline_payload(locked, step), reason=locked.routing_reason
             )
-            applied["moved_to"] = target_key
-        now = timezone.now()
-        locked.status = RunStatus.DONE
-        locked.mechanism = outcome.mechanism
-        reason_names = _set_reason(locked, outcome.reason)
-        locked.decision = outcome.decision
-        locked.error = ""
-        finished = _finish(locked, usage, now, card_values=card.values)
-        if emails:  # written with the result, sent once it is committed (at most once: rail/outbox.py)
-            applied["other"] += [{"email": e.data["index"], "to": e.data["to"]} for e in emails]
-            emails_write(run=locked, emails=emails)
-            transaction.on_commit(partial(emails_send, run_id=locked.pk, worker=locked.claimed_by))
-        tracer.add(TraceKind.CHANGES, _changes_summary(applied), applied)
-        card_record_step(
-            actor=actor, card=card, payload=timeline_payload(locked, step), reason=locked.routing_reason
-        )
         moved = applied["moved_to"] is not None
         closes = moved or close_entry
         _run_done(

@@ -7,6 +7,7 @@ import copy
 import secrets
 from collections.abc import Iterable, Mapping, Sequence
 from contextlib import nullcontext
+from functools import partial
 from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
@@ -26,6 +27,7 @@ from .actors import Actor, _access, _check_agent_pipe, _deny, _is_own_request, _
 from .common import (
     _announce_change,
     _audit_update,
+    _batch_of,
     _check_room,
     _check_update,
     _check_work,
@@ -261,8 +263,9 @@ def card_update_fields(
     Given the card a lock of this transaction returned (the rail's, a previous write's), nothing is
     read again and no savepoint is needed: a refusal comes before any write, and a database error in
     the writes rolls the caller's transaction back."""
+    batch = _batch_of(card)  # card_writes_together: the writes join those of the block
     with nullcontext() if _held(card) else transaction.atomic():
-        card = _lock(card, expected_version)
+        card = _lock(card, expected_version, batching=batch is not None)
         schema = _PipeSchema(card.pipe, card.design_stamp)
         _check_update(actor, card, schema, values.keys())
         errors: dict[str, list[str]] = {}
@@ -298,10 +301,18 @@ def card_update_fields(
             card.values = merged
             card.title = _title_for(schema, merged, card.title)
             _sync_due(schema, card)
-            _event(
-                card, actor, EventKind.FIELDS_CHANGED, {"changes": changes}, reason=reason, field_keys=changes
+            event = _event(
+                card,
+                actor,
+                EventKind.FIELDS_CHANGED,
+                {"changes": changes},
+                reason=reason,
+                field_keys=changes,
+                writes=batch,
             )
-            _touch_audited(card, stored, "values", "title", "due_at")
+            _touch_audited(card, stored, "values", "title", "due_at", writes=batch)
+            if batch is not None:
+                batch.after(partial(_event_recorded, event, card))
             _announce_change(card, EventKind.FIELDS_CHANGED, changes)
     return card
 
@@ -561,12 +572,15 @@ def card_request_changes(
 def card_record_step(*, actor: Actor, card: Card, payload: Mapping[str, Any], reason: str = "") -> CardEvent:
     """Record a step run of the rail on the card's timeline (no field change). Given the card a lock of
     this transaction returned, as card_update_fields: no read, no savepoint."""
+    batch = _batch_of(card)  # card_writes_together: the event and the card's columns join the block's
     with nullcontext() if _held(card) else transaction.atomic():
-        card = _lock(card, None)
+        card = _lock(card, None, batching=batch is not None)
         with transaction.atomic(savepoint=False):
-            event = _event(card, actor, EventKind.STEP, dict(payload), reason=reason)
+            event = _event(card, actor, EventKind.STEP, dict(payload), reason=reason, writes=batch)
             # Only columns the audit log leaves out change: no audit entry, no model signal.
-            _write_columns(card, ["event_count", "last_event_hash"])
+            _write_columns(card, ["event_count", "last_event_hash"], writes=batch)
+            if batch is not None:
+                batch.after(partial(_event_recorded, event, card))
     return event
 
 

@@ -4,6 +4,7 @@ the phase entry, value parsing and validation, and stored uploads."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from contextlib import contextmanager
 from functools import cache
 from typing import Any
 
@@ -115,14 +116,19 @@ def _mark_held(card: Card) -> None:
     card.__dict__["_write_lock"] = marker
 
 
-def _lock(card: Card, expected_version: int | None) -> Card:
+def _lock(card: Card, expected_version: int | None, *, batching: bool = False) -> Card:
     """The card re-read under a row lock; raises CardConflictError when its version moved on.
+
+    Writes of the card gathered by card_writes_together are sent first, unless the caller adds its
+    own to them (`batching`): a write that does not know of them reads and writes after them.
 
     The pipe and phase come along: from `card` when it holds them already (the same rows: a card
     never changes pipe, and its phase is reused only while the locked row still names it), else
     from the database. A card this transaction locked already (`_held`: the instance a lock
     returned, written only through the write path since) is used as it is, without a statement.
     Call inside a transaction."""
+    if not batching:
+        _flush_batch(card)
     locked = card if _held(card) else _lock_read(card)
     if expected_version is not None and locked.version != expected_version:
         raise CardConflictError(
@@ -151,6 +157,36 @@ def card_lock_held(card: Card) -> Card:
         raise RuntimeError("card_lock_held needs the transaction that locked the card")
     _mark_held(card)
     return card
+
+
+@contextmanager
+def card_writes_together(card: Card):
+    """Inside the block, the writes of `card` (a card this transaction locked: card_lock) by
+    card_update_fields and card_record_step are gathered and sent as one statement when the block ends
+    (PostgreSQL): their events, the card's row (one UPDATE with every column they set) and the audit
+    entry, where each call would send its own. Their hooks (card_event_recorded, the audit entry's
+    post_save) are sent once they are written. Any other write of the card in the block sends what was
+    gathered first. Elsewhere (SQLite, a card not locked here) the block changes nothing."""
+    if connection.vendor != "postgresql" or not _held(card) or "_batch" in card.__dict__:
+        yield
+        return
+    card.__dict__["_batch"] = _Writes()
+    try:
+        yield
+        _flush_batch(card)
+    finally:
+        card.__dict__.pop("_batch", None)
+
+
+def _batch_of(card: Card) -> _Writes | None:
+    """The writes card_writes_together gathers for `card`, if it is gathering them."""
+    return card.__dict__.get("_batch")
+
+
+def _flush_batch(card: Card) -> None:
+    batch = _batch_of(card)
+    if batch is not None:
+        batch.run()
 
 
 def _lock_read(card: Card) -> Card:
@@ -205,20 +241,22 @@ def _touch_unaudited(card: Card, *extra: str, writes: _Writes | None = None) -> 
     _write_columns(card, ["version", "updated_at", "event_count", "last_event_hash", *extra], writes=writes)
 
 
-def _touch_audited(card: Card, old: Card, *extra: str) -> None:
+def _touch_audited(card: Card, old: Card, *extra: str, writes: _Writes | None = None) -> None:
     """_touch with the django-auditlog entry written from `old`, the card as stored before this write
     (the instance the lock returned, copied before the change), instead of the audit log reading the
-    old row again: one plain UPDATE and the audit entry the audit log's own receiver would write."""
+    old row again: one plain UPDATE and the audit entry the audit log's own receiver would write (with
+    `writes`, both join them)."""
     card.version += 1
     card.updated_at = timezone.now()
     names = ["version", "updated_at", "event_count", "last_event_hash", *extra]
-    _write_columns(card, names)
-    _audit_update(old, card, names)
+    _write_columns(card, names, writes=writes)
+    _audit_update(old, card, names, writes=writes)
 
 
-def _audit_update(old: Card, card: Card, names: Sequence[str]) -> None:
+def _audit_update(old: Card, card: Card, names: Sequence[str], *, writes: _Writes | None = None) -> None:
     """The django-auditlog entry of `card`'s change from `old` (the card as stored before) in `names`,
-    as the audit log's own receiver would write it on a save, without reading the old row again."""
+    as the audit log's own receiver would write it on a save, without reading the old row again (with
+    `writes`, PostgreSQL: inserted when they run, and its post_save sent then)."""
     try:
         disabled = auditlog_disabled.get()
     except LookupError:
@@ -252,12 +290,20 @@ def _audit_update(old: Card, card: Card, names: Sequence[str]) -> None:
     signals.pre_save.send(sender=LogEntry, instance=entry, raw=False, using=db.alias, update_fields=None)
     sql, fields = _log_entry_sql()
     values = [f.get_db_prep_save(f.pre_save(entry, True), db) for f in fields]
+
+    def saved(pk: int) -> None:
+        mark_saved(entry, pk)
+        signals.post_save.send(
+            sender=LogEntry, instance=entry, created=True, update_fields=None, raw=False, using=db.alias
+        )
+
+    if writes is not None:
+        writes.add(sql, values, saved)
+        return
     with db.cursor() as cursor:
         cursor.execute(sql, values)
-        mark_saved(entry, cursor.fetchone()[0])
-    signals.post_save.send(
-        sender=LogEntry, instance=entry, created=True, update_fields=None, raw=False, using=db.alias
-    )
+        pk = cursor.fetchone()[0]
+    saved(pk)
 
 
 @cache
@@ -275,10 +321,12 @@ def _write_columns(card: Card, names: Sequence[str], *, writes: _Writes | None =
     fields = [Card._meta.get_field(name) for name in names]
     assignments = ", ".join(f'"{f.column}" = %s' for f in fields)
     values = [f.get_db_prep_save(getattr(card, f.attname), db) for f in fields]
-    sql = f"UPDATE {Card._meta.db_table} SET {assignments} WHERE id = %s"
     if writes is not None:
-        writes.add(sql, [*values, card.pk])
+        writes.set_columns(
+            Card._meta.db_table, card.pk, {f.column: v for f, v in zip(fields, values, strict=True)}
+        )
         return
+    sql = f"UPDATE {Card._meta.db_table} SET {assignments} WHERE id = %s"
     with db.cursor() as cursor:
         cursor.execute(sql, [*values, card.pk])
 
@@ -291,25 +339,41 @@ class _Writes:
 
     def __init__(self) -> None:
         self._parts: list[tuple[str, list, Callable[[int], None] | None]] = []
+        self._rows: dict[tuple[str, int], dict[str, Any]] = {}  # (table, id) -> column -> value
+        self._after: list[Callable[[], None]] = []
 
     def add(self, sql: str, params: list, returned: Callable[[int], None] | None = None) -> None:
         """`sql` (one INSERT, UPDATE or DELETE; with `returned`, ending in RETURNING id: `returned` is
         then given the id)."""
         self._parts.append((sql, params, returned))
 
+    def set_columns(self, table: str, pk: int, values: Mapping[str, Any]) -> None:
+        """Set these columns of one row: every call for the same row makes one UPDATE (a statement
+        may not update a row twice), the later value of a column winning."""
+        self._rows.setdefault((table, pk), {}).update(values)
+
+    def after(self, call: Callable[[], None]) -> None:
+        """Call `call` once the writes ran (a hook that announces what they wrote)."""
+        self._after.append(call)
+
     def run(self) -> None:
-        if not self._parts:
-            return
-        ctes = ", ".join(f"w{i} AS ({sql})" for i, (sql, _params, _returned) in enumerate(self._parts))
-        wanted = [(i, returned) for i, (_sql, _params, returned) in enumerate(self._parts) if returned]
-        select = ", ".join(f"(SELECT id FROM w{i})" for i, _returned in wanted) or "1"
-        params = [p for _sql, part_params, _returned in self._parts for p in part_params]
-        with connections[DEFAULT_DB_ALIAS].cursor() as cursor:
-            cursor.execute(f"WITH {ctes} SELECT {select}", params)
-            row = cursor.fetchone()
-        for (_i, returned), value in zip(wanted, row, strict=False):
-            returned(value)
-        self._parts = []
+        parts = list(self._parts)
+        for (table, pk), columns in self._rows.items():
+            assignments = ", ".join(f'"{column}" = %s' for column in columns)
+            parts.append((f"UPDATE {table} SET {assignments} WHERE id = %s", [*columns.values(), pk], None))
+        after, self._parts, self._rows, self._after = self._after, [], {}, []
+        if parts:
+            ctes = ", ".join(f"w{i} AS ({sql})" for i, (sql, _params, _returned) in enumerate(parts))
+            wanted = [(i, returned) for i, (_sql, _params, returned) in enumerate(parts) if returned]
+            select = ", ".join(f"(SELECT id FROM w{i})" for i, _returned in wanted) or "1"
+            params = [p for _sql, part_params, _returned in parts for p in part_params]
+            with connections[DEFAULT_DB_ALIAS].cursor() as cursor:
+                cursor.execute(f"WITH {ctes} SELECT {select}", params)
+                row = cursor.fetchone()
+            for (_i, returned), value in zip(wanted, row, strict=False):
+                returned(value)
+        for call in after:
+            call()
 
 
 def _event(

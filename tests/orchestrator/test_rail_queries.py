@@ -12,6 +12,7 @@ from orchestrator.models import Mechanism, RunStatus, StepRun, TraceEvent
 from orchestrator.rail.tasks import run_phase_entry
 from pipes.models import PhaseEntry
 from pipes.services import Actor, card_create
+from pipes.timeline import verify_timelines
 from tests.orchestrator.conftest import make_step
 from tests.personas import good_start_values
 
@@ -23,12 +24,12 @@ TRANSACTION_CONTROL = ("BEGIN", "COMMIT", "ROLLBACK", "SAVEPOINT", "RELEASE SAVE
 #   the entry with its card, pipe, organization, phases, design stamp and whether it has runs (1);
 #   and an id reserved for the run; then ONE transaction (an automation that calls no other system,
 #   loop._run_at_once): the card locked through the write path (1), which the write path's functions
-#   given it neither read nor lock again; the field written: its timeline event (1), the card (1), the
-#   audit log's entry (1, written from the locked row: no read); the step on the card's timeline: the
-#   event (1), the card (1); the run inserted finished, its trace and the entry processed in one
-#   statement (1). No savepoint.
-STEP_STATEMENTS = 8  # 19 before issue 17 (and 8 more for savepoints), 15 (and 6) before the lock once,
-# 9 while the run was inserted first and updated at the end
+#   given it neither read nor lock again; the field written and the step recorded on the card's
+#   timeline in one statement (services.card_writes_together): both events, the card's row once, the
+#   audit log's entry (written from the locked row: no read) (1); the run inserted finished, its trace
+#   and the entry processed in one statement (1). No savepoint.
+STEP_STATEMENTS = 4  # 19 before issue 17 (and 8 more for savepoints), 15 (and 6) before the lock once,
+# 9 while the run was inserted first and updated at the end, 8 before the card's writes went together
 # SQLite (the embedded default) takes the ORM's path: the run finished, its trace and the entry processed
 # in three statements.
 STEP_STATEMENTS_SQLITE = 11
@@ -80,6 +81,10 @@ def test_an_automation_step_on_the_worker_asks_a_bounded_number_of_statements(wo
     assert not [s for s in sql if '"orchestrator_step"' in s.split(" WHERE ")[0]], sql
     assert not [s for s in sql if s.startswith('SELECT "pipes_field"')], sql
     assert sum(1 for s in sql if "INSERT INTO orchestrator_traceevent" in s.replace('"', "")) == 1
+    # Both events are on the card's timeline, chained, and the card's row counts them.
+    card = run.card
+    assert list(card.events.order_by("seq").values_list("kind", flat=True))[-2:] == ["fields_changed", "step"]
+    assert card.event_count == card.events.count() and list(verify_timelines([card])) == []
 
 
 def test_a_step_written_is_run_as_written_the_next_time(world, stamping_step):
