@@ -160,8 +160,9 @@ elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     # Server-side binding: psycopg sends a statement and its values apart (Django's default binds them
     # on the client into one string, and PostgreSQL parses and plans every statement anew), and
     # prepares a statement once it has run TRILHO_DB_PREPARE_THRESHOLD times on a connection (then
-    # only binds and executes it). Measured on a rail step: PostgreSQL 6.3 -> 3.2 ms, the worker
-    # 8.1 -> 7.0 ms of CPU. Behind pgbouncer in transaction mode, prepared statements need pgbouncer
+    # only binds and executes it). Measured on a rail step (bench/profile_rail.py): PostgreSQL 6.3 -> 3.2
+    # ms and the worker 8.1 -> 7.0 ms of CPU on the code of issue 17's second round; 2.4 -> 1.4 and
+    # 3.8 -> 3.3 ms on its third. Behind pgbouncer in transaction mode, prepared statements need pgbouncer
     # 1.21 or later with max_prepared_statements set; before that, set TRILHO_DB_PREPARE_THRESHOLD=off
     # (binding on the server alone works through any pooler) or TRILHO_DB_SERVER_SIDE_BINDING=false.
     if envbool("TRILHO_DB_SERVER_SIDE_BINDING", True):
