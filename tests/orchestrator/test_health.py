@@ -50,6 +50,7 @@ def test_it_is_late_just_after_three_minutes(world):
     assert rail_health(ping_timeout=0.1).beat_late
 
 
+@pytest.mark.postgres  # the script runs in a process of its own, against the test database's server
 @pytest.mark.django_db(transaction=True)
 def test_it_exits_non_zero_from_bin_healthcheck_when_beat_is_late(world, settings):
     beat_tick_record(at=timezone.now() - timedelta(minutes=5))
