@@ -185,8 +185,13 @@ def _batch_of(card: Card) -> _Writes | None:
 
 def _flush_batch(card: Card) -> None:
     batch = _batch_of(card)
-    if batch is not None:
-        batch.run()
+    if batch is None or batch.empty():
+        return
+    if not _held(card):
+        # A savepoint rolled back inside the block took some of what was gathered back with it, and
+        # what is left may not stand alone: refuse rather than write it.
+        raise RuntimeError("card writes were gathered across a savepoint that rolled back since")
+    batch.run()
 
 
 def _lock_read(card: Card) -> Card:
@@ -351,6 +356,9 @@ class _Writes:
         """Set these columns of one row: every call for the same row makes one UPDATE (a statement
         may not update a row twice), the later value of a column winning."""
         self._rows.setdefault((table, pk), {}).update(values)
+
+    def empty(self) -> bool:
+        return not (self._parts or self._rows or self._after)
 
     def after(self, call: Callable[[], None]) -> None:
         """Call `call` once the writes ran (a hook that announces what they wrote)."""

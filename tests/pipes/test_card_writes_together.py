@@ -95,3 +95,21 @@ def test_nothing_gathered_is_written_when_the_block_fails(world, card):
     stored = Card.objects.get(pk=card.pk)
     assert "category" not in stored.values and stored.event_count == card.event_count
     assert list(verify_timelines([stored])) == []
+
+
+@pytest.mark.postgres
+def test_writes_gathered_across_a_savepoint_that_rolled_back_are_refused_not_half_written(world, card):
+    with pytest.raises(RuntimeError), transaction.atomic():
+        locked = card_lock(card=card)
+        with card_writes_together(locked):
+            card_update_fields(
+                actor=Actor.for_user(world.member), card=locked, values={"category": "Hardware"}
+            )
+            try:
+                with transaction.atomic():  # a savepoint, rolled back and carried on from
+                    card_record_step(actor=Actor.system("Rail"), card=locked, payload={"step": "Stamp"})
+                    raise ValueError("undone")
+            except ValueError:
+                pass
+    stored = Card.objects.get(pk=card.pk)
+    assert "category" not in stored.values and stored.event_count == card.event_count
