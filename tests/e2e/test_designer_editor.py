@@ -153,7 +153,16 @@ def test_a_pipe_admin_builds_phases_and_a_conditional_field_without_a_reload(log
     page.wait_for_load_state("networkidle")  # the board and the preview have settled
     page.focus(f"#field-handle-{why.pk}")
     page.keyboard.press("ArrowUp")
-    expect(page.locator(f"#preview-item-{why.key} ~ #preview-item-{value.key}")).to_have_count(1)
+    # The move's request, then the preview's: on a loaded machine (the suite's other workers) the two
+    # round trips can take longer than an expectation's default 5 s.
+    _wait_for(
+        lambda: Field.objects.get(pk=why.pk).position < Field.objects.get(pk=value.pk).position,
+        page,
+        timeout_ms=15_000,
+    )
+    expect(page.locator(f"#preview-item-{why.key} ~ #preview-item-{value.key}")).to_have_count(
+        1, timeout=15_000
+    )
     why.refresh_from_db()
     value.refresh_from_db()
     assert why.position < value.position
