@@ -152,6 +152,7 @@ def test_a_pipe_admin_builds_phases_and_a_conditional_field_without_a_reload(log
     expect(page.locator(order)).to_have_count(1)
     page.wait_for_load_state("networkidle")  # the board and the preview have settled
     page.focus(f"#field-handle-{why.pk}")
+    expect(page.locator(f"#field-handle-{why.pk}")).to_be_focused()  # no late swap took it away
     page.keyboard.press("ArrowUp")
     # The move's request, then the preview's: on a loaded machine (the suite's other workers) the two
     # round trips can take longer than an expectation's default 5 s.
