@@ -240,6 +240,9 @@ class Column:
         return bool(self.phase.wip_limit) and self.counts.total > self.phase.wip_limit
 
 
+TALLY_PENDING = "pipes_phasetally_pending"  # migration pipes 0014
+
+
 def _totals_sql(pipe_id: int, phases: Sequence[Phase], now: dt.datetime, with_late: bool):
     """The totals' statement (and its parameters) in plain SQL: the hottest read after a move, and the
     ORM's building of its late condition cost several times what the database spends answering it.
@@ -255,8 +258,12 @@ def _totals_sql(pipe_id: int, phases: Sequence[Phase], now: dt.datetime, with_la
     params: list[Any] = []
     for phase in phases:
         if tallied:
-            row = f"SELECT %s, COALESCE((SELECT cards FROM {PhaseTally._meta.db_table} WHERE phase_id = %s), ({in_phase})), "
-            params += [phase.pk, phase.pk, pipe_id, phase.pk]
+            # The tally, and what this transaction changed of it since its first change (folded at commit).
+            row = (
+                f"SELECT %s, COALESCE((SELECT cards FROM {PhaseTally._meta.db_table} WHERE phase_id = %s), "
+                f"({in_phase})) + COALESCE((SELECT SUM(n) FROM {TALLY_PENDING} WHERE phase_id = %s), 0), "
+            )
+            params += [phase.pk, phase.pk, pipe_id, phase.pk, phase.pk]
         else:
             row = f"SELECT %s, ({in_phase}), "
             params += [phase.pk, pipe_id, phase.pk]

@@ -31,8 +31,12 @@ def shown(world) -> dict[int, int]:
 
 
 def tallied(world) -> dict[int, int]:
+    """Each phase's tally row, with what this transaction changed of it since (its pending rows)."""
     rows = dict(PhaseTally.objects.filter(phase__pipe=world.pipe).values_list("phase_id", "cards"))
-    return {p.pk: rows.get(p.pk) for p in world.pipe.phases.all()}
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT phase_id, SUM(n) FROM pipes_phasetally_pending GROUP BY phase_id")
+        pending = dict(cursor.fetchall())
+    return {p.pk: rows.get(p.pk) + pending.get(p.pk, 0) for p in world.pipe.phases.all()}
 
 
 def assert_totals_right(world) -> None:
@@ -133,3 +137,39 @@ def test_simultaneous_moves_in_opposite_directions_neither_deadlock_nor_miscount
     assert errors == []
     assert_totals_right(world)
     assert held(world)[triage.pk] == 20 == held(world)[approval.pk]
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db
+def test_a_transaction_writing_many_cards_changes_each_tally_row_once_and_the_rest_at_commit(world):
+    """Each tally row is updated once per transaction; the phase's further changes wait in pending rows
+    (migration 0014), which the same transaction's board adds and the commit folds in."""
+    actor = Actor.for_user(world.member)
+    before = tallied(world)
+    triage = world.phase("triage").pk
+    with transaction.atomic():
+        for _ in range(30):
+            card_create(actor=actor, pipe=world.pipe, values=good_start_values())
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT COUNT(*) FROM pipes_phasetally_pending WHERE phase_id = %s", [triage])
+            assert cursor.fetchone()[0] == 29  # the first went to the tally row itself
+        assert shown(world)[triage] == before[triage] + 30 == held(world)[triage]
+        with connection.cursor() as cursor:
+            cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")  # what the commit runs: the fold
+            cursor.execute("SELECT COUNT(*) FROM pipes_phasetally_pending")
+            assert cursor.fetchone()[0] == 0
+    assert_totals_right(world)
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_the_tallies_are_right_after_a_committed_transaction_of_many_cards(world):
+    actor = Actor.for_user(world.member)
+    with transaction.atomic():
+        cards = [card_create(actor=actor, pipe=world.pipe, values=good_start_values()) for _ in range(20)]
+        Card.objects.filter(pk__in=[c.pk for c in cards[:7]]).update(phase=world.phase("rejected"))
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT COUNT(*) FROM pipes_phasetally_pending")
+        assert cursor.fetchone()[0] == 0
+    assert_totals_right(world)
+    assert held(world)[world.phase("rejected").pk] == 7
