@@ -90,6 +90,20 @@ def make_step(phase, **overrides) -> Step:
     return Step.objects.create(**spec)
 
 
+@pytest.fixture
+def stamping_step(world, rail_settings):
+    """An automation step in Triage that sets the category: the rail's commonest kind of step."""
+    return make_step(
+        world.phase("triage"),
+        key="stamp",
+        name="Stamp",
+        mechanism=Mechanism.AUTOMATION,
+        actions=[{"type": "set_field", "field": "category", "value": "Hardware"}],
+        on_approve="",
+        on_reject="",
+    )
+
+
 def drain(rounds: int = 30) -> None:
     """Run every unprocessed phase entry in this process, as a worker would (retries without waiting)."""
     from orchestrator.models import RunStatus, StepRun

@@ -12,28 +12,14 @@ import pytest
 from auditlog.models import LogEntry
 from django.db import connection, connections
 
-from orchestrator.models import Mechanism, RunStatus, StepRun
+from orchestrator.models import RunStatus, StepRun
 from orchestrator.rail.tasks import run_phase_entry
 from pipes.models import Card, CardEvent, PhaseEntry
 from pipes.services import Actor, card_create
 from pipes.timeline import verify_card
-from tests.orchestrator.conftest import make_step
 from tests.personas import good_start_values
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.postgres]  # rows locked by two connections
-
-
-@pytest.fixture
-def stamping_step(world, rail_settings):
-    return make_step(
-        world.phase("triage"),
-        key="stamp",
-        name="Stamp",
-        mechanism=Mechanism.AUTOMATION,
-        actions=[{"type": "set_field", "field": "category", "value": "Hardware"}],
-        on_approve="",
-        on_reject="",
-    )
 
 
 def waiting_on_a_lock() -> int:

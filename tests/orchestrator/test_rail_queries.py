@@ -39,19 +39,6 @@ def statements(queries) -> list[str]:
     return [q["sql"] for q in queries if not q["sql"].upper().startswith(TRANSACTION_CONTROL)]
 
 
-@pytest.fixture
-def stamping_step(world, rail_settings):
-    return make_step(
-        world.phase("triage"),
-        key="stamp",
-        name="Stamp",
-        mechanism=Mechanism.AUTOMATION,
-        actions=[{"type": "set_field", "field": "category", "value": "Hardware"}],
-        on_approve="",
-        on_reject="",
-    )
-
-
 def new_entry(world) -> int:
     card = card_create(actor=Actor.for_user(world.requester), pipe=world.pipe, values=good_start_values())
     return PhaseEntry.objects.get(card=card, processed_at__isnull=True).pk
