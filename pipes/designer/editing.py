@@ -8,14 +8,18 @@ import json
 import re
 from contextlib import contextmanager
 
-from django.http import HttpRequest, HttpResponse
+from django.contrib import messages
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import render
 from django.template.loader import render_to_string
+from django.urls import reverse
 from django.utils.translation import gettext as _
 
 from ..choices import FieldType
 from ..design import DesignError
 from ..design.services import design_delete
 from ..models import Field, Phase, Pipe
+from .preview import start_form_preview
 from .selectors import design_overview
 
 DESIGN_CHANGED = "designChanged"  # the event each save sends (HX-Trigger): the preview listens to it
@@ -115,6 +119,53 @@ def answer(
         events[DESIGN_CHANGED] = True
     if events:
         response["HX-Trigger"] = json.dumps(events)
+    return response
+
+
+def design_page(request: HttpRequest, pipe: Pipe, *, board: str = "", editor: str = "", status: int = 200):
+    """The whole design page: the board (`board`, or drawn afresh), and in the side pane `editor` or,
+    without one, the start form's preview. A form posted without HTMX (its native submit) that was
+    refused is answered with this page, its errors in the board or the editor."""
+    return render(
+        request,
+        "designer/pipe.html",
+        {
+            "board": board or board_html(request, pipe),
+            "editor": editor,
+            "preview": start_form_preview(pipe=pipe),
+            "pipe": pipe,
+            "nav_active": "designer",
+        },
+        status=status,
+    )
+
+
+def board_refusal(request: HttpRequest, pipe: Pipe, errors: list[str]) -> HttpResponse:
+    """An addition refused: the board with the reasons above it, swapped in place of the board
+    whatever the request targeted (HTMX), or in the whole page (a native submit). Status 422."""
+    html = board_html(request, pipe, errors=errors)
+    if not request.htmx:
+        return design_page(request, pipe, board=html, status=422)
+    return answer(html, status=422, changed=False, board=True)
+
+
+def back_to_design(
+    request: HttpRequest, pipe: Pipe, message: str, *, phase: Phase | None = None, field: Field | None = None
+) -> HttpResponse:
+    """After a form posted without HTMX was saved: the design page (303), with `phase` or `field`
+    open in the side pane and `message` shown above it.
+
+    The designer's forms post with HTMX; a native submit happens when Enter is pressed in a form
+    htmx has not processed yet (just swapped in) or without JavaScript, and must not lose the change."""
+    if message:
+        messages.success(request, message)
+    url = reverse("designer:pipe", args=[pipe.pk])
+    if field is not None:
+        url += f"?field={field.pk}"
+    elif phase is not None:
+        url += f"?phase={phase.pk}"
+    response = HttpResponseRedirect(url)
+    response.status_code = 303
     return response
 
 

@@ -4,6 +4,8 @@ reorder, delete; and the start form's live preview.
 
 Each view parses the form (forms.FieldEdit), calls design_save / design_delete as the signed-in
 user and answers with HTMX fragments; a save also sends `designChanged`, which refreshes the preview.
+A form posted without HTMX (a native submit) is saved the same way and answered with the design page:
+a redirect to it with a message, or, when refused, the whole page with the refusals.
 """
 
 from __future__ import annotations
@@ -27,11 +29,14 @@ from .editing import (
     TYPE_ICONS,
     Refusal,
     answer,
+    back_to_design,
     board_html,
+    board_refusal,
     confirmed_delete,
     definition_path,
     described,
     describer,
+    design_page,
     palette,
 )
 from .forms import FIELD_ALIASES, Errors, FieldEdit, add_design_errors, key_from, row_for
@@ -119,8 +124,7 @@ def field_add(request: HttpRequest, pipe_id: int) -> HttpResponse:
     field_type = request.POST.get("type", "")
     names = dict(FieldType.choices)
     if field_type not in names:
-        html = board_html(request, pipe, errors=[_("Choose a field type from the list.")])
-        return answer(html, status=422, changed=False, board=True)
+        return board_refusal(request, pipe, [_("Choose a field type from the list.")])
     label = str(names[field_type])
     siblings = Field.objects.filter(pipe=pipe, phase=phase)
     taken = set(Field.objects.filter(pipe=pipe).values_list("key", flat=True))
@@ -137,9 +141,10 @@ def field_add(request: HttpRequest, pipe_id: int) -> HttpResponse:
         design_save(actor=request.user, obj=f)
     except DesignError as exc:
         describe = describer(pipe)
-        html = board_html(request, pipe, errors=[describe(m) for m in exc.messages])
-        return answer(html, status=422, changed=False, board=True)
+        return board_refusal(request, pipe, [describe(m) for m in exc.messages])
     f = _field_of(pipe, f.pk)
+    if not request.htmx:
+        return back_to_design(request, pipe, _("Field “%(label)s” added.") % {"label": f.label}, field=f)
     return answer(_editor(request, _form(f)) + board_html(request, pipe, oob=True))
 
 
@@ -159,8 +164,14 @@ def field_edit(request: HttpRequest, pipe_id: int, field_id: int) -> HttpRespons
         except DesignError as exc:
             add_design_errors(form.errors, exc, path=path, aliases=FIELD_ALIASES, describe=describer(pipe))
     if form.errors:
+        if not request.htmx:
+            return design_page(request, pipe, editor=_editor(request, form), status=422)
         return answer(_editor(request, form), status=422, changed=False)
     fresh = _field_of(pipe, f.pk)
+    if not request.htmx:
+        return back_to_design(
+            request, pipe, _("Field “%(label)s” saved.") % {"label": fresh.label}, field=fresh
+        )
     return answer(_editor(request, _form(fresh), saved=True) + board_html(request, pipe, oob=True))
 
 
@@ -233,6 +244,8 @@ def field_delete(request: HttpRequest, pipe_id: int, field_id: int) -> HttpRespo
                 errors.add("", message)
             status = 422
         else:
+            if not request.htmx:
+                return back_to_design(request, pipe, _("“%(name)s” was deleted.") % {"name": f.label})
             html = render_to_string(
                 "designer/_deleted.html", {"pipe": pipe, "what": f.label}, request=request
             )
@@ -242,6 +255,8 @@ def field_delete(request: HttpRequest, pipe_id: int, field_id: int) -> HttpRespo
         {"pipe": pipe, "f": f, "card_count": field_card_count(field=f), "errors": errors},
         request=request,
     )
+    if request.method == "POST" and not request.htmx:
+        return design_page(request, pipe, editor=html, status=status)
     return answer(html, status=status, changed=False)
 
 

@@ -4,6 +4,10 @@ Each view parses the form, calls the design service (design_save / design_delete
 user) and answers with HTMX fragments: the board of phases (swapped, or out of band beside the
 editor), with the service's refusals beside the inputs they name. Cards are moved only through
 pipes.services.card_move, as the same person, all of them or none.
+
+A form posted without HTMX (Enter in a form htmx has not processed yet, or no JavaScript) is saved the
+same way and answered with the design page: a redirect to it with a message, or, when refused, the
+whole page with the refusals in the board or the editor.
 """
 
 from __future__ import annotations
@@ -21,7 +25,18 @@ from ..design.services import DesignImpact, design_impact, design_save, design_v
 from ..models import Card, Phase
 from ..parsing import parse_id
 from ..services import Actor, CardError, card_move
-from .editing import Refusal, answer, board_html, confirmed_delete, definition_path, described, describer
+from .editing import (
+    Refusal,
+    answer,
+    back_to_design,
+    board_html,
+    board_refusal,
+    confirmed_delete,
+    definition_path,
+    described,
+    describer,
+    design_page,
+)
 from .forms import PHASE_ALIASES, Errors, PhaseEdit, add_design_errors, key_from
 from .selectors import phase_card_count, phase_in_use, pipe_get_for_designer
 
@@ -61,7 +76,7 @@ def phase_add(request: HttpRequest, pipe_id: int) -> HttpResponse:
     elif len(name) > 120:
         errors.append(_("A phase name has at most 120 characters."))
     if errors:
-        return answer(board_html(request, pipe, errors=errors), status=422, changed=False, board=True)
+        return board_refusal(request, pipe, errors)
     phases = _phases(pipe)
     finals = [p for p in phases if p.is_final]
     place = phases.index(finals[0]) if finals and phases.index(finals[0]) > 0 else len(phases)
@@ -75,12 +90,9 @@ def phase_add(request: HttpRequest, pipe_id: int) -> HttpResponse:
                     design_save(actor=request.user, obj=p, validate=False)
             design_validate(actor=request.user, pipe=pipe)
     except Refusal as exc:
-        return answer(
-            board_html(request, pipe, errors=exc.messages),
-            status=422,
-            changed=False,
-            board=True,
-        )
+        return board_refusal(request, pipe, exc.messages)
+    if not request.htmx:
+        return back_to_design(request, pipe, _("Phase “%(name)s” added.") % {"name": phase.name}, phase=phase)
     editor = _editor(request, _form(phase), saved=False)
     return answer(editor + board_html(request, pipe, oob=True, focus=f"phase-{phase.pk}"))
 
@@ -101,8 +113,12 @@ def phase_edit(request: HttpRequest, pipe_id: int, phase_id: int) -> HttpRespons
         except DesignError as exc:
             add_design_errors(form.errors, exc, path=path, aliases=PHASE_ALIASES, describe=describer(pipe))
     if form.errors:
+        if not request.htmx:
+            return design_page(request, pipe, editor=_editor(request, form), status=422)
         return answer(_editor(request, form), status=422, changed=False)
     fresh = get_object_or_404(Phase, pk=phase.pk)
+    if not request.htmx:
+        return back_to_design(request, pipe, _("Phase “%(name)s” saved.") % {"name": fresh.name}, phase=fresh)
     return answer(_editor(request, _form(fresh), saved=True) + board_html(request, pipe, oob=True))
 
 
@@ -121,7 +137,7 @@ def phase_rename(request: HttpRequest, pipe_id: int, phase_id: int) -> HttpRespo
     elif name == phase.name:
         # Enter then leaving the input posts twice; the second has nothing to do and swaps nothing,
         # so it can't bring back a board older than a move made meanwhile.
-        return HttpResponse(status=204)
+        return HttpResponse(status=204) if request.htmx else back_to_design(request, pipe, "", phase=phase)
     else:
         phase.name = name
         try:
@@ -130,7 +146,11 @@ def phase_rename(request: HttpRequest, pipe_id: int, phase_id: int) -> HttpRespo
             problems = exc.messages
     if problems:
         html = board_html(request, pipe, rename_errors={phase.pk: problems}, focus=f"rename-{phase.pk}")
+        if not request.htmx:
+            return design_page(request, pipe, board=html, status=422)
         return answer(html, status=422, changed=False)
+    if not request.htmx:
+        return back_to_design(request, pipe, _("Phase renamed to “%(name)s”.") % {"name": name}, phase=phase)
     return answer(board_html(request, pipe))
 
 
@@ -203,6 +223,8 @@ def phase_delete(request: HttpRequest, pipe_id: int, phase_id: int) -> HttpRespo
         if errors:
             phase = get_object_or_404(Phase, pk=phase_id, pipe=pipe)  # delete() forgot its pk
         else:
+            if not request.htmx:
+                return back_to_design(request, pipe, _("“%(name)s” was deleted.") % {"name": phase.name})
             html = render_to_string(
                 "designer/_deleted.html", {"pipe": pipe, "what": phase.name}, request=request
             )
@@ -221,6 +243,8 @@ def phase_delete(request: HttpRequest, pipe_id: int, phase_id: int) -> HttpRespo
         },
         request=request,
     )
+    if request.method == "POST" and not request.htmx:
+        return design_page(request, pipe, editor=html, status=status)
     return answer(html, status=status, changed=False)
 
 

@@ -34,10 +34,9 @@ from ..design import (
 from ..design.services import designable_organizations
 from ..parsing import parse_id
 from ..selectors import user_areas
-from .editing import board_html
+from .editing import design_page
 from .fields import field_editor_for
 from .phases import phase_editor_for
-from .preview import start_form_preview
 from .selectors import (
     designed_pipes,
     designer_organizations,
@@ -237,19 +236,8 @@ def import_definition(request: HttpRequest) -> HttpResponse:
 def pipe_design(request: HttpRequest, pipe_id: int) -> HttpResponse:
     """A pipe's phases and fields editor: its start form and phases as columns (the board's look),
     each edited in the side pane, beside a live preview of the start form."""
-    pipe, access = pipe_get_for_designer(user=request.user, pk=pipe_id)
-    return render(
-        request,
-        "designer/pipe.html",
-        {
-            "board": board_html(request, pipe),
-            "editor": opened_editor(request, pipe),
-            "preview": start_form_preview(pipe=pipe),
-            "pipe": pipe,
-            "access": access,
-            "nav_active": "designer",
-        },
-    )
+    pipe, _access = pipe_get_for_designer(user=request.user, pk=pipe_id)
+    return design_page(request, pipe, editor=opened_editor(request, pipe))
 
 
 def opened_editor(request: HttpRequest, pipe) -> str:

@@ -6,6 +6,7 @@ exports and imports again to the same file."""
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 from django.urls import reverse
@@ -625,3 +626,239 @@ def test_saving_untouched_fields_leaves_the_definition_as_it_was(client, world):
         data = _field_data(f, **extra)
         assert c.post(_url("field_edit", world, field_id=f.pk), data, **HX).status_code == 200
     assert definition_dump(pipe_export(world.pipe)) == before
+
+
+# ---------------------------------------------------------------- a native submit (no HTMX)
+# Enter in a form htmx has not processed yet (it was swapped in a moment before), or a browser
+# without JavaScript, submits the form itself: it posts to the same URL as hx-post, is saved the
+# same way, and is answered with the design page, not with a fragment the browser would show bare.
+
+
+def _form_tags(html: str) -> list[tuple[str, str]]:
+    """(attributes, body) of each form of `html` that htmx posts."""
+    return [
+        (attrs, body)
+        for attrs, body in re.findall(r"<form\b([^>]*)>(.*?)</form>", html, re.S)
+        if "hx-post=" in attrs
+    ]
+
+
+def _attr(attrs: str, name: str) -> str:
+    match = re.search(rf'\b{name}="([^"]*)"', attrs)
+    return match.group(1) if match else ""
+
+
+def _full_page(response) -> str:
+    html = response.content.decode()
+    assert "<!doctype html>" in html and 'id="design-board"' in html and 'id="design-pane"' in html
+    assert "HX-Retarget" not in response and "HX-Trigger" not in response
+    return html
+
+
+def _landed(response, world, query: str = "") -> str:
+    """The design page a saved native submit was sent back to (303), with `query` opening an editor."""
+    assert response.redirect_chain == [(_url("pipe", world) + query, 303)], response.content.decode()[:500]
+    assert response.status_code == 200
+    return response.content.decode()
+
+
+def test_its_forms_post_natively_to_the_url_htmx_posts_to_with_a_csrf_token(client, world):
+    c = _as(client, world.admin)
+    triage, f = world.phase("triage"), _field(world, "category")
+    pages = [
+        c.get(_url("pipe", world)).content.decode(),  # the board: add a phase, rename each phase
+        c.get(_url("field_palette", world) + "?phase=start", **HX).content.decode(),
+        c.get(_url("phase_edit", world, phase_id=triage.pk), **HX).content.decode(),
+        c.get(_url("phase_delete", world, phase_id=triage.pk), **HX).content.decode(),
+        c.get(_url("field_edit", world, field_id=f.pk), **HX).content.decode(),
+        c.get(_url("field_delete", world, field_id=f.pk), **HX).content.decode(),
+    ]
+    forms = [form for html in pages for form in _form_tags(html)]
+    assert len(forms) == 2 + world.pipe.phases.count() + 4
+    for attrs, body in forms:
+        assert _attr(attrs, "method") == "post", attrs
+        assert _attr(attrs, "action") == _attr(attrs, "hx-post") != "", attrs
+        assert 'name="csrfmiddlewaretoken"' in body, attrs
+
+
+def test_a_native_submit_passes_the_csrf_check_with_the_forms_own_token(world):
+    from django.test import Client
+
+    c = Client(enforce_csrf_checks=True)
+    c.force_login(world.admin)
+    f = _field(world, "cost_center")
+    page = c.get(_url("pipe", world) + f"?field={f.pk}").content.decode()
+    [(attrs, body)] = [form for form in _form_tags(page) if 'id="field-form"' in form[0]]
+    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', body).group(1)
+    data = {**_field_data(f, label="Cost centre"), "csrfmiddlewaretoken": token}
+    response = c.post(_attr(attrs, "action"), data)
+    assert response.status_code == 303
+    f.refresh_from_db()
+    assert f.label == "Cost centre"
+
+
+def test_a_native_submit_adds_a_phase_and_opens_it_on_the_design_page(client, world):
+    response = _as(client, world.admin).post(_url("phase_add", world), {"name": "Legal review"}, follow=True)
+    phase = Phase.objects.get(pipe=world.pipe, name="Legal review")
+    html = _landed(response, world, f"?phase={phase.pk}")
+    assert "Phase “Legal review” added." in html and 'id="phase-editor"' in html
+    keys = list(world.pipe.phases.order_by("position").values_list("key", flat=True))
+    assert keys == ["triage", "approval", "legal_review", "done", "rejected"]
+
+
+def test_a_native_submit_says_what_was_saved_in_brazilian_portuguese(client, world):
+    triage = world.phase("triage")
+    c = _as(client, world.admin)
+    url = _url("phase_edit", world, phase_id=triage.pk)
+    response = c.post(url, _phase_data(triage, name="Triagem"), follow=True, HTTP_ACCEPT_LANGUAGE="pt-br")
+    assert "Fase “Triagem” salva." in _landed(response, world, f"?phase={triage.pk}")
+
+
+def test_a_native_submit_of_a_phase_without_a_name_shows_the_whole_page_and_adds_nothing(client, world):
+    before = world.pipe.phases.count()
+    response = _as(client, world.admin).post(_url("phase_add", world), {"name": "  "})
+    assert response.status_code == 422
+    html = _full_page(response)
+    assert 'id="design-board-errors"' in html and "Give the new phase a name." in html
+    assert world.pipe.phases.count() == before
+
+
+def test_a_native_submit_renames_a_phase(client, world):
+    triage = world.phase("triage")
+    url = _url("phase_rename", world, phase_id=triage.pk)
+    html = _landed(
+        _as(client, world.admin).post(url, {"name": "Inbox"}, follow=True), world, f"?phase={triage.pk}"
+    )
+    assert "Phase renamed to “Inbox”." in html
+    triage.refresh_from_db()
+    assert triage.name == "Inbox"
+
+
+def test_a_native_submit_of_an_empty_phase_name_shows_the_whole_page_and_renames_nothing(client, world):
+    triage = world.phase("triage")
+    response = _as(client, world.admin).post(_url("phase_rename", world, phase_id=triage.pk), {"name": ""})
+    assert response.status_code == 422
+    html = _full_page(response)
+    assert f'id="rename-error-{triage.pk}"' in html and "Give the phase a name." in html
+    triage.refresh_from_db()
+    assert triage.name == "Triage"
+
+
+def test_a_native_submit_saves_a_phases_settings(client, world):
+    triage = world.phase("triage")
+    data = _phase_data(triage, name="First look", sla_hours="12")
+    response = _as(client, world.admin).post(_url("phase_edit", world, phase_id=triage.pk), data, follow=True)
+    html = _landed(response, world, f"?phase={triage.pk}")
+    assert "Phase “First look” saved." in html and 'id="phase-editor"' in html
+    triage.refresh_from_db()
+    assert (triage.name, triage.sla_hours) == ("First look", 12)
+
+
+def test_a_native_submit_of_bad_phase_settings_shows_the_whole_page_and_saves_nothing(client, world):
+    triage = world.phase("triage")
+    before = (triage.name, triage.sla_hours)
+    data = _phase_data(triage, name="Changed", sla_hours="soon")
+    response = _as(client, world.admin).post(_url("phase_edit", world, phase_id=triage.pk), data)
+    assert response.status_code == 422
+    html = _full_page(response)
+    assert 'id="phase-editor"' in html and 'id="phase-sla-error"' in html
+    triage.refresh_from_db()
+    assert (triage.name, triage.sla_hours) == before == ("Triage", 24)
+
+
+def test_a_native_submit_deletes_a_phase(client, world):
+    rejected = world.phase("rejected")
+    url = _url("phase_delete", world, phase_id=rejected.pk)
+    html = _landed(_as(client, world.admin).post(url, follow=True), world)
+    assert "“Rejected” was deleted." in html and 'id="start-preview"' in html
+    assert not Phase.objects.filter(pk=rejected.pk).exists()
+
+
+def test_a_native_submit_deleting_a_phase_with_cards_and_no_destination_shows_the_whole_page(client, world):
+    card = _triaged(world)
+    rejected = world.phase("rejected")
+    card_move(actor=Actor.for_user(world.admin), card=card, to_phase=rejected)
+    response = _as(client, world.admin).post(_url("phase_delete", world, phase_id=rejected.pk), {})
+    assert response.status_code == 422
+    html = _full_page(response)
+    assert 'id="phase-delete"' in html and 'id="phase-move-error"' in html
+    assert Phase.objects.filter(pk=rejected.pk).exists()
+    card.refresh_from_db()
+    assert card.phase_id == rejected.pk
+
+
+def test_a_native_submit_adds_a_field_and_opens_it(client, world):
+    triage = world.phase("triage")
+    response = _as(client, world.admin).post(
+        _url("field_add", world), {"phase": triage.pk, "type": FieldType.NUMBER}, follow=True
+    )
+    f = Field.objects.get(pipe=world.pipe, phase=triage, type=FieldType.NUMBER)
+    html = _landed(response, world, f"?field={f.pk}")
+    assert "Field “Number” added." in html and 'id="field-editor"' in html
+
+
+def test_a_native_submit_of_an_unknown_field_type_shows_the_whole_page_and_adds_nothing(client, world):
+    before = world.pipe.fields.count()
+    response = _as(client, world.admin).post(_url("field_add", world), {"phase": "start", "type": "numbr"})
+    assert response.status_code == 422
+    html = _full_page(response)
+    assert 'id="design-board-errors"' in html and "Choose a field type from the list." in html
+    assert world.pipe.fields.count() == before
+
+
+def test_a_native_submit_saves_a_field(client, world):
+    f = _field(world, "cost_center")
+    data = _field_data(f, label="Cost centre", help_text="As on the budget sheet")
+    response = _as(client, world.admin).post(_url("field_edit", world, field_id=f.pk), data, follow=True)
+    html = _landed(response, world, f"?field={f.pk}")
+    assert "Field “Cost centre” saved." in html and 'id="field-editor"' in html
+    f.refresh_from_db()
+    assert (f.label, f.help_text) == ("Cost centre", "As on the budget sheet")
+
+
+def test_a_native_submit_of_a_bad_field_shows_the_whole_page_and_saves_nothing(client, world):
+    f = _field(world, "category")
+    data = _field_data(f, label="Kind", options=[""])
+    response = _as(client, world.admin).post(_url("field_edit", world, field_id=f.pk), data)
+    assert response.status_code == 422
+    html = _full_page(response)
+    assert 'id="field-editor"' in html and 'id="field-options-error"' in html
+    f.refresh_from_db()
+    assert (f.label, f.options) == ("Category", ["Hardware", "Software", "Services"])
+
+
+def test_a_native_submit_deletes_a_field(client, world):
+    f = _field(world, "requester_email")
+    html = _landed(
+        _as(client, world.admin).post(_url("field_delete", world, field_id=f.pk), follow=True), world
+    )
+    assert f"“{f.label}” was deleted." in html
+    assert not Field.objects.filter(pk=f.pk).exists()
+
+
+def test_a_native_submit_deleting_a_field_a_condition_reads_shows_the_whole_page(client, world):
+    f = _field(world, "urgent")
+    response = _as(client, world.admin).post(_url("field_delete", world, field_id=f.pk))
+    assert response.status_code == 422
+    html = _full_page(response)
+    assert 'id="field-delete"' in html and "“Why is it urgent?”" in html
+    assert Field.objects.filter(pk=f.pk).exists()
+
+
+@pytest.mark.parametrize(
+    "name,what,data",
+    [
+        ("phase_add", None, {"name": "Legal review"}),
+        ("phase_rename", "phase", {"name": "Inbox"}),
+        ("phase_edit", "phase", {"name": "First look"}),
+        ("field_add", None, {"phase": "start", "type": "number"}),
+        ("field_edit", "field", {"label": "Cost centre", "key": "cost_center"}),
+        ("field_delete", "field", {}),
+    ],
+)
+def test_htmx_still_gets_its_fragment_not_a_redirect(client, world, name, what, data):
+    response = _as(client, world.admin).post(_url(name, world, **_kwargs(world, what)), data, **HX)
+    assert response.status_code == 200, response.content.decode()[:500]
+    html = response.content.decode()
+    assert "<!doctype html>" not in html and "Location" not in response
+    assert json.loads(response["HX-Trigger"])["designChanged"] is True
