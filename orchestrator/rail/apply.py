@@ -253,15 +253,17 @@ def apply_result(
             card_record_step(
                 actor=actor, card=card, payload=timeline_payload(locked, step), reason=locked.routing_reason
             )
-        moved = applied["moved_to"] is not None
-        closes = moved or close_entry
-        _run_done(
-            locked,
-            ["status", "mechanism", *reason_names, "decision", "error", *finished],
-            tracer,
-            entry_id=entry.pk if closes else None,
-            now=now,
-        )
+            moved = applied["moved_to"] is not None
+            closes = moved or close_entry
+            # The run finished, its trace and the entry processed: sent with the card's writes
+            _run_done(
+                locked,
+                ["status", "mechanism", *reason_names, "decision", "error", *finished],
+                tracer,
+                entry_id=entry.pk if closes else None,
+                now=now,
+                card=card,
+            )
         if closes:
             entry.processed_at = now
             if card.rail_status != RailStatus.IDLE:
@@ -270,12 +272,20 @@ def apply_result(
     return moved
 
 
-def _run_done(run: StepRun, fields: list[str], tracer: Tracer, *, entry_id: int | None, now) -> None:
+def _run_done(
+    run: StepRun, fields: list[str], tracer: Tracer, *, entry_id: int | None, now, card: Card | None = None
+) -> None:
     """Store the finished run's `fields`, write its trace and, with `entry_id`, mark the entry processed:
-    one statement on PostgreSQL for a run this worker created (statements.run_finished), else three."""
+    one statement on PostgreSQL for a run this worker created (statements.run_finished), joined to
+    `card`'s gathered writes when given; else three."""
     if statements.fast() and tracer.fresh:
         statements.run_finished(
-            run=run, fields=fields, events=tracer.take_numbered(), entry_id=entry_id, processed_at=now
+            run=run,
+            fields=fields,
+            events=tracer.take_numbered(),
+            entry_id=entry_id,
+            processed_at=now,
+            card=card,
         )
         return
     run.save(update_fields=fields)

@@ -16,7 +16,8 @@ from functools import cache
 from django.db import DEFAULT_DB_ALIAS, connection, connections, models
 from django.db.models import Model
 
-from pipes.models import PhaseEntry
+from pipes.models import Card, PhaseEntry
+from pipes.services import card_writes_join
 
 from ..models import StepRun, TraceEvent
 from .entryload import _Table
@@ -113,11 +114,16 @@ def run_finished(
     events: Sequence[TraceEvent],
     entry_id: int | None = None,
     processed_at: datetime | None = None,
+    card: Card | None = None,
 ) -> None:
     """In one statement: `fields` of `run` stored, its trace `events` (numbered) inserted and, with
     `entry_id`, the entry marked processed at `processed_at`. Call holding the run's row lock, checked
     against the claim, in the transaction that applies its result. No model signals are sent: the
     only receiver of a saved run (webhooks' step failed) ignores a run that did not fail.
+
+    With `card` whose writes the caller gathers (pipes.services.card_writes_together), the statements
+    join them instead: the step's whole result is then one statement. None of them touches a row of
+    the card's writes: the entry's `left_at` is set by a move, which is never gathered.
 
     A run not yet written (`run._state.adding`, its id reserved: loop._run_at_once) is inserted whole,
     finished, instead: its trace and whatever else the transaction wrote that refers to it (the
@@ -157,6 +163,8 @@ def run_finished(
                 [processed_at, entry_id],
             )
         )
+    if card is not None and card_writes_join(card, statements):
+        return fields
     *first, (last_sql, last_params) = statements
     sql = (
         "WITH " + ", ".join(f"s{i} AS ({s})" for i, (s, _p) in enumerate(first)) + " " + last_sql

@@ -32,7 +32,7 @@ from .cards import (
     card_set_rail_status,
     card_update_fields,
 )
-from .common import card_lock, card_lock_held, card_writes_together
+from .common import card_lock, card_lock_held, card_writes_join, card_writes_together
 from .erasure import ERASED, CardErasureResult, card_erase_personal_data, scrub_personal_data
 from .errors import (
     NON_FIELD,
@@ -60,6 +60,7 @@ __all__ = [
     "card_check_start",
     "card_lock",
     "card_lock_held",
+    "card_writes_join",
     "card_writes_together",
     "card_create",
     "card_update_fields",

@@ -178,6 +178,20 @@ def card_writes_together(card: Card):
         card.__dict__.pop("_batch", None)
 
 
+def card_writes_join(card: Card, statements: Sequence[tuple[str, list]]) -> bool:
+    """Join plain data-modifying statements of the caller's (an INSERT, UPDATE or DELETE each, with its
+    values) to the writes card_writes_together gathers for `card`, sent with them as one statement.
+    Each must touch rows none of the gathered writes touch, and read nothing they write (they run as
+    CTEs, against one snapshot). False, and nothing joined, when nothing is being gathered for `card`:
+    the caller sends them itself. The rail finishes a step's run this way (orchestrator.rail.apply)."""
+    batch = _batch_of(card)
+    if batch is None or not _held(card):
+        return False
+    for sql, params in statements:
+        batch.add(sql, list(params))
+    return True
+
+
 def _batch_of(card: Card) -> _Writes | None:
     """The writes card_writes_together gathers for `card`, if it is gathering them."""
     return card.__dict__.get("_batch")

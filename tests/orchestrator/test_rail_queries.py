@@ -25,11 +25,12 @@ TRANSACTION_CONTROL = ("BEGIN", "COMMIT", "ROLLBACK", "SAVEPOINT", "RELEASE SAVE
 #   and an id reserved for the run; then ONE transaction (an automation that calls no other system,
 #   loop._run_at_once): the card locked through the write path (1), which the write path's functions
 #   given it neither read nor lock again; the field written and the step recorded on the card's
-#   timeline in one statement (services.card_writes_together): both events, the card's row once, the
-#   audit log's entry (written from the locked row: no read) (1); the run inserted finished, its trace
-#   and the entry processed in one statement (1). No savepoint.
-STEP_STATEMENTS = 4  # 19 before issue 17 (and 8 more for savepoints), 15 (and 6) before the lock once,
-# 9 while the run was inserted first and updated at the end, 8 before the card's writes went together
+#   timeline, the card's row once, the audit log's entry (written from the locked row: no read), the run
+#   inserted finished, its trace and the entry processed, all in one statement
+#   (services.card_writes_together, and card_writes_join for the run's part) (1). No savepoint.
+STEP_STATEMENTS = 3  # 19 before issue 17 (and 8 more for savepoints), 15 (and 6) before the lock once,
+# 9 while the run was inserted first and updated at the end, 8 before the card's writes went together,
+# 4 while the run's part was a statement of its own
 # SQLite (the embedded default) takes the ORM's path: the run finished, its trace and the entry processed
 # in three statements.
 STEP_STATEMENTS_SQLITE = 11

@@ -17,6 +17,7 @@ from pipes.services import (
     card_lock,
     card_record_step,
     card_update_fields,
+    card_writes_join,
     card_writes_together,
 )
 from pipes.timeline import verify_timelines
@@ -113,3 +114,31 @@ def test_writes_gathered_across_a_savepoint_that_rolled_back_are_refused_not_hal
                 pass
     stored = Card.objects.get(pk=card.pk)
     assert "category" not in stored.values and stored.event_count == card.event_count
+
+
+@pytest.mark.postgres
+def test_statements_joined_to_the_gathered_writes_go_in_their_one_statement(world, card):
+    """The rail's run record joins the card's writes (card_writes_join): one statement for all; without
+    a block gathering them, nothing is joined and the caller sends its own."""
+    note = "UPDATE pipes_card SET requester_email = %s WHERE id = %s AND FALSE"  # would touch no row
+    with transaction.atomic():
+        locked = card_lock(card=card)
+        assert card_writes_join(locked, [(note, ["x@example.com", card.pk])]) is False
+        with CaptureQueriesContext(connection) as queries, card_writes_together(locked):
+            locked = card_update_fields(
+                actor=Actor.for_user(world.member), card=locked, values={"category": "Hardware"}
+            )
+            assert card_writes_join(
+                locked,
+                [
+                    (
+                        "UPDATE pipes_phaseentry SET dispatch_count = dispatch_count + 7 WHERE card_id = %s",
+                        [card.pk],
+                    )
+                ],
+            )
+            assert data_statements(queries) == []  # nothing sent before the block ends
+    sent = data_statements(queries)
+    assert len(sent) == 1 and "dispatch_count + 7" in sent[0], sent
+    assert card.phase_entries.get().dispatch_count >= 7
+    assert Card.objects.get(pk=card.pk).values["category"] == "Hardware"
