@@ -40,14 +40,6 @@ def _wait_for(predicate, page, timeout_ms=5000):
         waited += 100
 
 
-# The designer's HTMX forms have no method or action: Enter pressed in one that was swapped in a
-# moment before, while the browser is too busy for htmx to have processed it yet, submits it natively
-# (a GET of the page itself) and the change is lost. Seen only under the suite's parallel load; until
-# the forms carry a working action, these browser tests get two more tries.
-DESIGNER_RACE = pytest.mark.flaky(reruns=2, reruns_delay=1)
-
-
-@DESIGNER_RACE
 @pytest.mark.django_db(transaction=True)
 def test_a_pipe_admin_builds_phases_and_a_conditional_field_without_a_reload(login, live_server, world):
     assert not world.org.memberships.filter(
@@ -198,7 +190,6 @@ def test_a_pipe_admin_builds_phases_and_a_conditional_field_without_a_reload(log
     assert requests >= 12
 
 
-@DESIGNER_RACE
 @pytest.mark.django_db(transaction=True)
 def test_a_pipe_admin_reorders_phases_and_fields_by_drag_and_drop(login, live_server, world):
     page = login(world.admin)

@@ -120,14 +120,6 @@ def _saved_field(page, pipe, label):
     return Field.objects.get(pipe=pipe, label=label)
 
 
-# The designer's HTMX forms have no method or action: Enter pressed in one that was swapped in a
-# moment before, while the browser is too busy for htmx to have processed it yet, submits it natively
-# (a GET of the page itself) and the change is lost. Seen only under the suite's parallel load; until
-# the forms carry a working action, these browser tests get two more tries.
-DESIGNER_RACE = pytest.mark.flaky(reruns=2, reruns_delay=1)
-
-
-@DESIGNER_RACE
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.usefixtures("worker")  # a real Celery worker on Redis runs the rail beside live_server
 def test_a_pipe_admin_designs_a_process_in_the_browser_and_a_request_runs_through_it(
