@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from django.conf import settings
-from django.db import connection
+from django.db import DEFAULT_DB_ALIAS, connection, connections
 from django.utils import timezone
 
 from .choices import EventKind
@@ -73,25 +73,29 @@ def event_hash(event: CardEvent) -> str:
 
 
 @cache
-def _insert_sql() -> tuple[str, list]:
+def _insert_sql() -> tuple[str, list[tuple[str, Any]]]:
     fields = [f for f in CardEvent._meta.concrete_fields if not f.primary_key]
     columns = ", ".join(f'"{f.column}"' for f in fields)
     placeholders = ", ".join(["%s"] * len(fields))
-    return f"INSERT INTO {CardEvent._meta.db_table} ({columns}) VALUES ({placeholders}) RETURNING id", fields
+    # (attname, the field when its values need preparing)
+    prepared = [(f.attname, f if f.get_internal_type() in _PREPARED_TYPES else None) for f in fields]
+    return (
+        f"INSERT INTO {CardEvent._meta.db_table} ({columns}) VALUES ({placeholders}) RETURNING id",
+        prepared,
+    )
 
 
 def event_insert_statement(event: CardEvent) -> tuple[str, list]:
     """The plain INSERT (RETURNING id) that saves a new event, and its parameters: every write appends
     one, and the ORM's compiling of the statement cost more than the database spends on it (no signal
     listens to events). Only JSON values need preparing; the driver sends the others as they are."""
-    sql, fields = _insert_sql()
-    values = [
-        f.get_db_prep_save(getattr(event, f.attname), connection)
-        if f.get_internal_type() in _PREPARED_TYPES
-        else getattr(event, f.attname)
-        for f in fields
+    sql, prepared = _insert_sql()
+    db = connections[DEFAULT_DB_ALIAS]  # the connection itself, not the proxy that looks it up each time
+    values = event.__dict__
+    return sql, [
+        values[name] if field is None else field.get_db_prep_save(values[name], db)
+        for name, field in prepared
     ]
-    return sql, values
 
 
 # Values of these field types are adapted for the database (JSON, and datetimes on SQLite).

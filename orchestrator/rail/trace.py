@@ -3,11 +3,12 @@ it already made (so a retried run never makes them twice), and what the card's t
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any
 
 from django.db import IntegrityError, connection, transaction
 from django.db.models import Max
-from django.urls import reverse
+from django.urls import get_script_prefix, get_urlconf, reverse
 from django.utils import timezone
 
 from ..models import Step, StepRun, TraceEvent, TraceKind
@@ -118,7 +119,16 @@ class RunLedger:
 
 def run_url(run: StepRun) -> str:
     """The run page, linked from the card's timeline."""
-    return reverse("rail:run", kwargs={"run_id": run.pk})
+    return _run_url_pattern(get_script_prefix(), get_urlconf()).replace(_SOME_RUN, str(run.pk))
+
+
+_SOME_RUN = "918273645546372819"  # a run id no URL of the project otherwise holds
+
+
+@lru_cache(maxsize=8)
+def _run_url_pattern(prefix: str, urlconf: str | None) -> str:
+    # Every step links its run: the URL resolver's reverse, once per prefix and URLconf, not per step.
+    return reverse("rail:run", kwargs={"run_id": int(_SOME_RUN)}, urlconf=urlconf)
 
 
 def timeline_payload(run: StepRun, step: Step, **extra: Any) -> dict[str, Any]:

@@ -100,9 +100,12 @@ def _held(card: Card) -> bool:
     since: _lock marked it, no savepoint that marking was in rolled back, and no other instance of the
     card was locked after it. The write path then neither reads nor locks the row again."""
     marker = card.__dict__.get("_write_lock")
-    if marker is None or not connection.in_atomic_block:
+    if marker is None:
         return False
-    for _sids, func, _robust in reversed(connection.run_on_commit):
+    db = connections[DEFAULT_DB_ALIAS]  # the connection itself: the proxy looks it up on each read
+    if not db.in_atomic_block:
+        return False
+    for _sids, func, _robust in reversed(db.run_on_commit):
         if isinstance(func, _CardLock) and func.card_id == card.pk:
             return func is marker
     return False
