@@ -297,6 +297,14 @@ def sessions_opened() -> int:
     return int(row[0]) if row and row[0] is not None else -1
 
 
+def machine_ticks() -> tuple[int, int]:
+    """(busy, total) CPU ticks of the whole machine so far, from /proc/stat (idle and iowait are idle)."""
+    values = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    idle = values[3] + (values[4] if len(values) > 4 else 0)
+    total = sum(values[:8])  # guest time is counted in user time already
+    return total - idle, total
+
+
 def wait_done(StepRun, RunStatus, *, expected: int, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -332,11 +340,12 @@ def queue_delete(url: str, *queues: str) -> None:
         pass
 
 
-def floor_run(*, broker: str, tasks: int, prefetch: int, concurrency: int = 1) -> tuple[float, float]:
+def floor_run(*, broker: str, tasks: int, prefetch: int, concurrency: int = 1) -> tuple[float, float, float]:
     """Drain `tasks` no-op messages with a worker of bench/railfloor.py on `broker`: `-P solo`, or
     prefork with `concurrency` processes.
 
-    Returns (tasks per second from the first publish to the last task run, worker CPU ms per task).
+    Returns (tasks per second from the first publish to the last task run, worker CPU ms per task, and
+    of it the main process's: with prefork, receiving, handing over and acknowledging).
     The worker is started and warmed up first: its start-up is not counted."""
     queue = f"railfloor-{uuid.uuid4().hex[:8]}"
     done = Path(tempfile.mkdtemp(prefix="trilho-railfloor-")) / "done"
@@ -361,7 +370,7 @@ def floor_run(*, broker: str, tasks: int, prefetch: int, concurrency: int = 1) -
         worker.wait_ready(done.exists)
         time.sleep(0.1)
         done.unlink()
-        cpu_before = worker.cpu_seconds()
+        split_before = worker.cpu_split()
         with railfloor.app.producer_or_acquire() as producer:
             started = time.time()
             for i in range(tasks):
@@ -373,11 +382,17 @@ def floor_run(*, broker: str, tasks: int, prefetch: int, concurrency: int = 1) -
         if not done.exists():
             raise SystemExit("the floor's worker did not drain its queue:\n" + "\n".join(worker.lines[-40:]))
         finished = float(done.read_text())
-        cpu = worker.cpu_seconds() - cpu_before
+        main, children = (
+            after - before for after, before in zip(worker.cpu_split(), split_before, strict=True)
+        )
     finally:
         worker.stop()
         queue_delete(broker, queue)
-    return (tasks + 1) / (finished - started), 1000 * cpu / (tasks + 1)
+    return (
+        (tasks + 1) / (finished - started),
+        1000 * (main + children) / (tasks + 1),
+        1000 * main / (tasks + 1),
+    )
 
 
 def settings_binding() -> str:
@@ -461,7 +476,7 @@ def main() -> int:
         print(f"bench/rail.py needs a broker at {args.broker} ({problem}; skipped)")
         return 0
 
-    floors: dict[int, tuple[float, float]] = {}  # processes -> (tasks/s, worker CPU ms per task)
+    floors: dict[int, tuple[float, float, float]] = {}  # processes -> (tasks/s, worker CPU ms per task, main)
     if args.floor_tasks:  # first, before Django is set up in this process
         for concurrency in sorted({1, args.concurrency}):
             floors[concurrency] = floor_run(
@@ -520,12 +535,22 @@ def main() -> int:
         backends = BackendsCpu(url)
         started = time.perf_counter()
         commit_at: list = []
+        at_commit: list = []  # (the machine's CPU ticks, this script's CPU seconds) at commit
         with transaction.atomic():
-            transaction.on_commit(lambda: commit_at.append(timezone.now()))  # runs before the dispatches
+            transaction.on_commit(  # runs before the dispatches
+                lambda: (
+                    commit_at.append(timezone.now()),
+                    at_commit.append((machine_ticks(), time.process_time())),
+                )
+            )
             for i in range(args.cards):
                 card_create(actor=actor, pipe=pipe, values={"item": f"card {i}"})
         created_s = time.perf_counter() - started
         wait_done(StepRun, RunStatus, expected=args.cards, timeout=600)
+        (busy_before, total_before), script_before = at_commit[0]
+        busy_after, total_after = machine_ticks()
+        machine_busy = (busy_after - busy_before) / max(total_after - total_before, 1)
+        script_cpu = time.process_time() - script_before
         split = [after - before for after, before in zip(worker.cpu_split(), split_before, strict=True)]
         worker_cpu = sum(split)
         postgres_cpu = backends.stop()
@@ -575,13 +600,14 @@ def main() -> int:
         f"Rail benchmark — PostgreSQL + {broker}, Trilho's worker {pool_name(args.concurrency)},"
         f" {os.cpu_count()} CPUs; PostgreSQL {binding}"
     )
-    for concurrency, (floor_rate, floor_cpu) in floors.items():
+    for concurrency, (floor_rate, floor_cpu, floor_main) in floors.items():
         print(
             f"  floor, {pool_name(concurrency)}: {args.floor_tasks} no-op Celery tasks"
             f" (bench/railfloor.py, prefetch {args.floor_prefetch})"
         )
         print(
             f"    {floor_rate:.0f} tasks/s, first publish → last task run; worker CPU {floor_cpu:.2f} ms per task"
+            + (f" (the main process {floor_main:.2f} ms)" if concurrency > 1 else "")
         )
     print(f"  throughput: {args.cards} automation steps (set a field through the write path, traced)")
     if args.worker_prefetch:
@@ -604,9 +630,17 @@ def main() -> int:
             f"    PostgreSQL CPU: {postgres_cpu * 1000 / args.cards:.1f} ms per step"
             " (the bench database's sessions but this script's: the worker's)"
         )
+    print(
+        f"    this script meanwhile (sending the {args.cards} messages after commit, polling for the end):"
+        f" {script_cpu * 1000 / args.cards:.1f} ms of CPU per step"
+    )
+    print(
+        f"    the machine's CPUs busy from commit to the last step: {machine_busy:.0%}"
+        " (every process: worker, PostgreSQL, broker, this script)"
+    )
     print(f"    PostgreSQL sessions opened meanwhile: {sessions} (the worker keeps its connection)")
     print(f"    not done: {failed}")
-    for concurrency, (floor_rate, _cpu) in floors.items():
+    for concurrency, (floor_rate, _cpu, _main) in floors.items():
         ratio = steps_rate / floor_rate
         judged = concurrency == args.concurrency
         print(
