@@ -215,6 +215,20 @@ class AgentForm(forms.Form):
             self.add_error("authority_currency", _("A three-letter currency code, e.g. BRL."))
         if bool(data.get("escalation_provider")) != bool((data.get("escalation_model") or "").strip()):
             self.add_error("escalation_model", _("Name the foundation model, or choose none."))
+        personal = [
+            self.pipe_fields[k].label
+            for k in data.get("writable_fields") or []
+            if k in self.pipe_fields and self.pipe_fields[k].pii
+        ]
+        if personal and not data.get("may_see_pii"):
+            self.add_error(
+                "writable_fields",
+                _(
+                    "Personal data it is not shown cannot be its to write: %(fields)s. Let the agent see"
+                    " personal data, or leave these fields out."
+                )
+                % {"fields": ", ".join(personal)},
+            )
         return data
 
     def apply(self) -> Agent:

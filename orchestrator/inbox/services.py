@@ -108,7 +108,12 @@ def _record_proposal(task: ReviewTask, run: StepRun) -> None:
     values = proposal.get("values") or {}
     agent = run.step.agent if run.step is not None else None
     actor = (
-        Actor.agent(name=agent.name, pipe_id=task.pipe_id, writable_fields=agent.writable_fields or [])
+        Actor.agent(
+            name=agent.name,
+            pipe_id=task.pipe_id,
+            writable_fields=agent.writable_fields or [],
+            may_see_pii=agent.may_see_pii,
+        )
         if agent is not None
         else Actor.system(_("Rail"))
     )

@@ -77,6 +77,7 @@ def agent_actor(agent, pipe_id: int) -> Actor:
         writable_fields=agent.writable_fields or [],
         allowed_phases=agent.allowed_phases or [],
         authority=authority,
+        may_see_pii=agent.may_see_pii,
     )
 
 

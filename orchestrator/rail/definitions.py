@@ -87,6 +87,19 @@ def _field_types(definition: dict) -> dict[str, str]:
     return types
 
 
+def _personal_fields(definition: dict) -> set[str]:
+    """The keys of the definition's fields that hold personal data (`pii: true`)."""
+    fields = list(definition.get("start_form") or [])
+    for phase in definition.get("phases") or []:
+        if isinstance(phase, dict):
+            fields += phase.get("fields") or []
+    return {
+        f["key"]
+        for f in fields
+        if isinstance(f, dict) and isinstance(f.get("key"), str) and f.get("pii") is True
+    }
+
+
 def _phase_keys(definition: dict) -> set[str]:
     return {
         p["key"]
@@ -118,6 +131,7 @@ def agents_validate(value: Any, path: str, definition: dict) -> list[str]:
         return [f"{path}: a list of agents"]
     errors: list[str] = []
     types = _field_types(definition)
+    personal = _personal_fields(definition)
     phases = _phase_keys(definition)
     seen: set[str] = set()
     for i, agent in enumerate(value):
@@ -153,6 +167,12 @@ def agents_validate(value: Any, path: str, definition: dict) -> list[str]:
                     for k in agent["writes"]
                     if types.get(k) == FieldType.ATTACHMENT
                 ]
+                if agent.get("may_see_pii") is not True:
+                    errors += [
+                        f"{p}.writes: '{k}' holds personal data; an agent writes it only with may_see_pii: true"
+                        for k in agent["writes"]
+                        if k in personal
+                    ]
         if "moves_to" in agent:
             errors += _key_list(agent["moves_to"], f"{p}.moves_to", phases, "phase")
         if "decisions" in agent and (

@@ -45,6 +45,7 @@ class Actor:
     writable_fields: frozenset[str] = field(default_factory=frozenset)
     allowed_phases: frozenset[str] = field(default_factory=frozenset)  # phase keys an agent may move to
     authority: Authority | None = None  # an agent's authority limit, if it has one
+    may_see_pii: bool = False  # an agent's: it is shown personal data (else masked), and may change it
     public: bool = False
 
     @classmethod
@@ -69,6 +70,7 @@ class Actor:
         writable_fields: Iterable[str] = (),
         allowed_phases: Iterable[str] = (),
         authority: Authority | None = None,
+        may_see_pii: bool = False,
     ) -> Actor:
         return cls(
             kind=ActorKind.AGENT,
@@ -77,6 +79,7 @@ class Actor:
             writable_fields=frozenset(writable_fields),
             allowed_phases=frozenset(allowed_phases),
             authority=authority,
+            may_see_pii=may_see_pii,
         )
 
     @property

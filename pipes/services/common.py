@@ -688,6 +688,20 @@ def _check_update(actor: Actor, card: Card, schema: _PipeSchema, keys: Iterable[
                 {k: [_("Agent %(name)s may not write this field.") % {"name": actor.name}] for k in refused},
                 fields=schema.labels(refused),
             )
+        # As for people: personal data the agent is shown masked is not its to overwrite (a document
+        # fed to it could ask for exactly that), whatever fields its design lets it write.
+        hidden = [k for k in keys if k in schema.fields and schema.fields[k].pii and not actor.may_see_pii]
+        if hidden:
+            raise CardPermissionError(
+                {
+                    k: [
+                        _("Agent %(name)s may not see this personal data, so it may not change it.")
+                        % {"name": actor.name}
+                    ]
+                    for k in hidden
+                },
+                fields=schema.labels(hidden),
+            )
 
 
 def _check_work(actor: Actor, card: Card, what: str) -> None:

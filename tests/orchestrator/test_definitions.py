@@ -105,6 +105,10 @@ def _phase(d, key):
             lambda d: d["agents"][0].update(writes=["financial_statements"]),
             "agents[0].writes: agents cannot write attachment fields ('financial_statements')",
         ),
+        (
+            lambda d: d["agents"][1].update(writes=["risk_rating", "customer_phone"]),
+            "agents[1].writes: 'customer_phone' holds personal data; an agent writes it only with may_see_pii: true",
+        ),
         (lambda d: d["agents"][1].update(moves_to=["moon"]), "agents[1].moves_to: unknown phase 'moon'"),
         (
             lambda d: d["agents"][1].update(authority={"field": "customer_name", "limit": 5}),

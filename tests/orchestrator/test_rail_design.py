@@ -625,6 +625,21 @@ def test_it_creates_an_agent_from_checkboxes_with_its_authority_currency(client,
     assert Agent.objects.get(pipe=copy).authority_currency == "USD"
 
 
+def test_an_agent_writes_personal_data_only_when_it_may_see_it(client, world):
+    url = reverse("rail_design:agent_new", args=[world.pipe.pk])
+    refused = _as(client, world.admin).post(
+        url, _agent_post(writable_fields=["category", "requester_email"]), **HX
+    )
+    assert "Personal data it is not shown cannot be its to write: Your email." in refused.content.decode()
+    assert not Agent.objects.filter(pipe=world.pipe).exists()
+    saved = _as(client, world.admin).post(
+        url, _agent_post(writable_fields=["category", "requester_email"], may_see_pii="on"), **HX
+    )
+    assert saved.status_code == 200
+    agent = Agent.objects.get(pipe=world.pipe, key="purchase_triage")
+    assert agent.writable_fields == ["category", "requester_email"] and agent.may_see_pii
+
+
 def test_the_definition_checker_refuses_a_currency_that_is_not_a_code(world):
     from pipes.design import DefinitionError, definition_check
 

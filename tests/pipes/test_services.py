@@ -236,6 +236,27 @@ def test_it_keeps_an_agent_to_its_writable_fields_and_its_pipe(world):
     assert card.values["amount"]["amount"] == "4500.00"
 
 
+def test_an_agent_that_may_not_see_personal_data_may_not_overwrite_it(world):
+    """Even when its design lets it write the field: it is shown masked, and a document fed to it could
+    ask it to replace the requester's address with another."""
+    card = card_create(actor=Actor.for_user(world.requester), pipe=world.pipe, values=good_start_values())
+    before = card.values["requester_email"]
+    blind = agent(world, writable_fields=["category", "requester_email"])
+    with pytest.raises(CardPermissionError) as exc:
+        card_update_fields(
+            actor=blind, card=card, values={"category": "Hardware", "requester_email": "thief@example.com"}
+        )
+    assert exc.value.errors == {
+        "requester_email": ["Agent Triage agent may not see this personal data, so it may not change it."]
+    }
+    assert_unchanged(card)
+    assert card.values["requester_email"] == before
+
+    seeing = agent(world, writable_fields=["requester_email"], may_see_pii=True)
+    card = card_update_fields(actor=seeing, card=card, values={"requester_email": "new@example.com"})
+    assert Card.objects.get(pk=card.pk).values["requester_email"] == "new@example.com"
+
+
 def worker_without_pii(world):
     """Someone who works the pipe but may not see its personal data (no view_pii)."""
     user = make_user("clerk")
