@@ -224,8 +224,8 @@ class AgentForm(forms.Form):
             self.add_error(
                 "writable_fields",
                 _(
-                    "Personal data it is not shown cannot be its to write: %(fields)s. Let the agent see"
-                    " personal data, or leave these fields out."
+                    "An agent that may not see personal data may not write it either: %(fields)s."
+                    " Tick “May see personal data”, or leave these fields out."
                 )
                 % {"fields": ", ".join(personal)},
             )

@@ -630,7 +630,10 @@ def test_an_agent_writes_personal_data_only_when_it_may_see_it(client, world):
     refused = _as(client, world.admin).post(
         url, _agent_post(writable_fields=["category", "requester_email"]), **HX
     )
-    assert "Personal data it is not shown cannot be its to write: Your email." in refused.content.decode()
+    assert (
+        "An agent that may not see personal data may not write it either: Your email."
+        in refused.content.decode()
+    )
     assert not Agent.objects.filter(pipe=world.pipe).exists()
     saved = _as(client, world.admin).post(
         url, _agent_post(writable_fields=["category", "requester_email"], may_see_pii="on"), **HX
