@@ -285,9 +285,17 @@ CELERY_DB_REUSE_MAX = envint("CELERY_DB_REUSE_MAX", 1000)
 # own, so a backlog of steps never delays them (orchestrator/celery.py routes them). A worker started
 # without -Q consumes both; a dedicated sweep worker takes `-Q rail-sweep`. Beat's heartbeat rides the
 # sweep queue, so /rail/health/ says "late" when nothing consumes it.
+# The fast lane (off unless TRILHO_FAST_QUEUE names a queue; docker-compose.yml turns it on): an entry
+# whose phase's steps are all automations that call no other system is sent there (orchestrator.rail.
+# dispatch), so a burst of model or HTTP steps on the default queue never delays them, and the workers
+# that consume only it can run `-P solo` with a higher prefetch (short steps: nothing long waits behind
+# a prefetched message). A worker started without -Q consumes it too.
 CELERY_TASK_DEFAULT_QUEUE = os.environ.get("TRILHO_TASK_QUEUE", "celery")
 TRILHO_SWEEP_QUEUE = os.environ.get("TRILHO_SWEEP_QUEUE", "rail-sweep")
-CELERY_TASK_QUEUES = [Queue(q, routing_key=q) for q in (CELERY_TASK_DEFAULT_QUEUE, TRILHO_SWEEP_QUEUE)]
+TRILHO_FAST_QUEUE = os.environ.get("TRILHO_FAST_QUEUE", "")
+CELERY_TASK_QUEUES = [
+    Queue(q, routing_key=q) for q in (CELERY_TASK_DEFAULT_QUEUE, TRILHO_SWEEP_QUEUE, TRILHO_FAST_QUEUE) if q
+]
 CELERY_TASK_ROUTES = ("orchestrator.celery.task_route",)
 
 # Models (see agents/). Local models through Ollama; foundation models optional.

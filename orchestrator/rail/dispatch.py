@@ -11,6 +11,7 @@ import logging
 from datetime import timedelta
 
 from celery import current_app
+from django.conf import settings
 from django.db.models import Exists, F, OuterRef, Q, Subquery
 from django.dispatch import receiver
 from django.utils import timezone
@@ -21,7 +22,7 @@ from pipes.choices import EventKind, RailStatus
 from pipes.hooks import card_changed, phase_entered, register_entry_check
 from pipes.models import CardFile, Phase, PhaseEntry, Pipe
 
-from ..models import RunStatus, Step, StepRun, Trigger
+from ..models import Mechanism, RunStatus, Step, StepRun, Trigger
 
 log = logging.getLogger(__name__)
 
@@ -32,14 +33,33 @@ RUN_PHASE_ENTRY = "orchestrator.tasks.run_phase_entry"
 EXTRACT_DOCUMENT = "orchestrator.tasks.extract_document"
 
 
-def dispatch_entry(entry_id: int, *, recorded: bool = False) -> bool:
+# Actions that call another system: a step with one is never run in one transaction (the rail's loop)
+# and its phase's entries never take the fast lane. An email is no such call: it is written to the
+# outbox with the result and sent after commit.
+CALLS_OUT = frozenset({"http"})
+
+
+def step_is_quick(mechanism: str, actions: list | None) -> bool:
+    """An automation whose actions call no other system: its run is a few milliseconds of database work."""
+    return mechanism == Mechanism.AUTOMATION and not any(
+        isinstance(action, dict) and action.get("type") in CALLS_OUT for action in actions or []
+    )
+
+
+def dispatch_entry(entry_id: int, *, recorded: bool = False, fast: bool = False) -> bool:
     """Send the entry to a worker; False (and the entry left to the sweep) when the broker is down.
 
     `recorded`: the write path recorded the entry handed on already (dispatched_at, and this send in
     dispatch_count; pipes.hooks.phase_entered's `sent`), so a send costs no UPDATE; a refused one
-    clears that record, as if the entry had never been sent."""
+    clears that record, as if the entry had never been sent. `fast`: its phase's steps are all quick
+    (step_is_quick); it goes to the fast lane when one is set (settings.TRILHO_FAST_QUEUE), else to the
+    default queue like any other entry."""
+    lane = settings.TRILHO_FAST_QUEUE if fast else ""
     try:
-        current_app.send_task(RUN_PHASE_ENTRY, args=[entry_id], retry=False)
+        if lane:
+            current_app.send_task(RUN_PHASE_ENTRY, args=[entry_id], retry=False, queue=lane)
+        else:
+            current_app.send_task(RUN_PHASE_ENTRY, args=[entry_id], retry=False)
     except Exception:  # noqa: BLE001 - any broker failure leaves the entry to the sweep
         log.warning("broker unavailable; phase entry %s left for the sweep", entry_id, exc_info=True)
         if recorded:
@@ -61,6 +81,24 @@ def _phases_with_steps(pipe: Pipe) -> frozenset[int]:
 
 
 _STEPS_CACHE = ("rail.phases_with_steps", _phases_with_steps)
+
+
+def _quick_phases(pipe: Pipe) -> frozenset[int]:
+    """The phases whose steps, whatever their trigger, are all quick (step_is_quick)."""
+    quick, slow = set(), set()
+    for phase_id, mechanism, actions in Step.objects.filter(phase__pipe_id=pipe.pk).values_list(
+        "phase_id", "mechanism", "actions"
+    ):
+        (quick if step_is_quick(mechanism, actions) else slow).add(phase_id)
+    return frozenset(quick - slow)
+
+
+_QUICK_CACHE = ("rail.quick_phases", _quick_phases)
+
+
+def phase_is_quick(pipe_id: int, phase_id: int, stamp: int | None = None) -> bool:
+    """Whether an entry into this phase may take the fast lane: from the design cache, no query once known."""
+    return phase_id in designcache.cached(Pipe(pk=pipe_id), *_QUICK_CACHE, stamp)
 
 
 def phase_has_steps(phase: Phase, stamp: int | None) -> bool:
@@ -86,7 +124,8 @@ def on_phase_entered(
 
     Most phases of a board have no steps; a move into one then costs no broker round trip. An entry
     into a phase that had steps at the design the write read (the design cache says so, no query) is
-    sent at once: the worker runs the steps of the design it reads."""
+    sent at once: the worker runs the steps of the design it reads; to the fast lane, when one is
+    set, if those steps are all quick (step_is_quick)."""
     known = phase_id is not None and pipe_id is not None
     if not (known and phase_id in designcache.cached(Pipe(pk=pipe_id), *_STEPS_CACHE, stamp)):
         now = timezone.now()
@@ -96,7 +135,8 @@ def on_phase_entered(
             .update(processed_at=now, dispatched_at=now, dispatch_count=F("dispatch_count") - int(sent))
         ):
             return  # done here: the send the write path counted never happens
-    dispatch_entry(entry_id, recorded=sent)
+    fast = known and bool(settings.TRILHO_FAST_QUEUE) and phase_is_quick(pipe_id, phase_id, stamp)
+    dispatch_entry(entry_id, recorded=sent, fast=fast)
 
 
 @receiver(card_changed)

@@ -31,6 +31,7 @@ from pipes.services import CardAuthorityError, CardError, card_set_rail_status
 from ..models import Mechanism, ReviewStatus, ReviewTask, RunStatus, Step, StepRun, TraceKind, Trigger
 from . import costs, statements
 from .apply import apply_result, fail, finish_simple, reason_fields, retry_or_fail, wait_for_review
+from .dispatch import step_is_quick
 from .entryload import entry_load
 from .leases import INFRASTRUCTURE_ERRORS, lease_held, lease_seconds
 from .reasons import Reason
@@ -262,11 +263,6 @@ def _start(entry: PhaseEntry, step: Step, run: StepRun | None) -> tuple[StepRun,
     return run, run.claim_token
 
 
-# An automation whose actions call no other system runs in one transaction (_run_at_once). An email
-# is no such call: it is written to the outbox with the result and sent after commit.
-_CALLS_OUT = frozenset({"http"})
-
-
 class _Claimed(Exception):
     """The one-transaction path gives way to the claimed one (its transaction rolled back)."""
 
@@ -284,9 +280,9 @@ def _run_at_once(*, entry: PhaseEntry, step: Step, card: Card, last: bool) -> St
     the id its entry's load reserved and is inserted finished, by the statement that finishes it; a
     second worker on the same entry waits for the card's lock, and its insert of the same entry and
     step fails once the first commits, rolling all it did back."""
-    if step.mechanism != Mechanism.AUTOMATION or card.rail_status != RailStatus.IDLE:
-        return None
-    if any(action.get("type") in _CALLS_OUT for action in step.actions or []):
+    # An automation whose actions call no other system (an email is written to the outbox and sent
+    # after commit) runs in one transaction.
+    if not step_is_quick(step.mechanism, step.actions) or card.rail_status != RailStatus.IDLE:
         return None
     if step.condition and not evaluate(step.condition, card.values):
         return None  # skipped on the claimed path, which records why

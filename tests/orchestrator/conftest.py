@@ -171,6 +171,7 @@ def broker_celery(rail_settings):
     url = broker_url_for_tests()
     queue = f"trilho-test-{uuid.uuid4().hex[:10]}"
     sweep_queue = f"{queue}-sweep"
+    fast_queue = f"{queue}-fast"  # the fast lane's, for a test that sets TRILHO_FAST_QUEUE to it
     rail_settings.TRILHO_SWEEP_QUEUE = sweep_queue  # where the sweeps are routed (orchestrator.celery)
     before = (
         os.environ.get("CELERY_BROKER_URL", ""),
@@ -183,12 +184,17 @@ def broker_celery(rail_settings):
     assert transport in ("redis", "amqp", "pyamqp"), transport
     try:
         yield SimpleNamespace(
-            app=app, url=url, queue=queue, sweep_queue=sweep_queue, amqp=transport != "redis"
+            app=app,
+            url=url,
+            queue=queue,
+            sweep_queue=sweep_queue,
+            fast_queue=fast_queue,
+            amqp=transport != "redis",
         )
     finally:
         celery_point(app, broker_url=url, queue=queue)  # a test may have pointed it elsewhere
         with app.connection_for_write() as conn:
-            for name in (queue, sweep_queue):
+            for name in (queue, sweep_queue, fast_queue):
                 conn.default_channel.queue_delete(name)
         celery_point(app, broker_url=before[0], queue=before[1], transport_options=before[3])
         app.conf.task_default_routing_key = before[2]
@@ -316,9 +322,13 @@ class WorkerProcess:
 @pytest.fixture
 def worker_processes(broker_celery):
     """Start worker subprocesses with start(name, **settings); all are stopped after the test. A worker
-    consumes this test's step and sweep queues, or those named by `queues` ("step", "sweep")."""
+    consumes this test's step and sweep queues, or those named by `queues` ("step", "sweep", "fast")."""
     started: list[WorkerProcess] = []
-    queue_of = {"step": broker_celery.queue, "sweep": broker_celery.sweep_queue}
+    queue_of = {
+        "step": broker_celery.queue,
+        "sweep": broker_celery.sweep_queue,
+        "fast": broker_celery.fast_queue,
+    }
 
     def start(name: str, *, queues=("step", "sweep"), beat: str = "", **overrides) -> WorkerProcess:
         w = WorkerProcess(

@@ -1,0 +1,100 @@
+"""The fast lane (settings.TRILHO_FAST_QUEUE): an entry whose phase's steps are all automations that call
+no other system goes to a queue of its own, which workers of their own drain; any other entry, and every
+entry while no lane is set, goes to the default queue. On PostgreSQL and a real broker (Redis, or
+RabbitMQ with TRILHO_TEST_BROKER_URL=amqp://...), with a real worker process."""
+
+from __future__ import annotations
+
+import pytest
+
+from orchestrator.models import Mechanism, RunStatus, StepRun
+from orchestrator.rail.dispatch import phase_is_quick, step_is_quick
+from pipes.models import PhaseEntry
+from pipes.services import Actor, card_create
+from tests.orchestrator.conftest import make_step, wait_for
+from tests.personas import good_start_values
+
+SET_CATEGORY = {"type": "set_field", "field": "category", "value": "Hardware"}
+CALL_ERP = {"type": "http", "method": "POST", "url": "http://127.0.0.1:9/orders"}
+
+
+def submit(world):
+    return card_create(actor=Actor.for_user(world.requester), pipe=world.pipe, values=good_start_values())
+
+
+def queued(app, name: str) -> int:
+    """Messages waiting in queue `name` of the test broker (0 when the broker has no such queue)."""
+    with app.connection_for_write() as conn:
+        try:
+            return conn.default_channel.queue_declare(queue=name, passive=True).message_count
+        except Exception:  # noqa: BLE001 - the broker says it has no such queue
+            return 0
+
+
+@pytest.mark.parametrize(
+    ("mechanism", "actions", "quick"),
+    [
+        (Mechanism.AUTOMATION, [SET_CATEGORY], True),
+        (Mechanism.AUTOMATION, [SET_CATEGORY, {"type": "email", "to": "a@example.com"}], True),
+        (Mechanism.AUTOMATION, [], True),
+        (Mechanism.AUTOMATION, [CALL_ERP, SET_CATEGORY], False),
+        (Mechanism.AUTO, [SET_CATEGORY], False),
+        (Mechanism.HUMAN, [], False),
+    ],
+)
+def test_a_step_is_quick_when_it_is_an_automation_that_calls_no_other_system(mechanism, actions, quick):
+    assert step_is_quick(mechanism, actions) is quick
+
+
+@pytest.mark.django_db
+def test_a_phase_is_quick_only_while_every_step_of_it_is(world, rail_settings):
+    triage, approval = world.phase("triage"), world.phase("approval")
+    assert not phase_is_quick(world.pipe.pk, triage.pk)  # no steps: nothing to send anywhere
+    make_step(triage, key="stamp", mechanism=Mechanism.AUTOMATION, actions=[SET_CATEGORY])
+    make_step(approval, key="erp", mechanism=Mechanism.AUTOMATION, actions=[CALL_ERP])
+    assert phase_is_quick(world.pipe.pk, triage.pk)
+    assert not phase_is_quick(world.pipe.pk, approval.pk)
+    # A slower step added later (an overdue one included) takes the phase out of the lane at once: the
+    # step changes the pipe's design stamp, which the answer is cached by.
+    make_step(triage, key="escalate", position=2, mechanism=Mechanism.AUTO, trigger="late")
+    assert not phase_is_quick(world.pipe.pk, triage.pk)
+
+
+@pytest.mark.redis
+@pytest.mark.django_db(transaction=True)
+def test_quick_entries_take_the_fast_lane_and_a_worker_of_that_lane_runs_them(
+    world, broker_celery, worker_processes, rail_settings
+):
+    app, lane = broker_celery.app, broker_celery.fast_queue
+    rail_settings.TRILHO_FAST_QUEUE = lane
+    make_step(
+        world.phase("triage"),
+        key="stamp",
+        mechanism=Mechanism.AUTOMATION,
+        actions=[SET_CATEGORY],
+        on_approve="",
+    )
+    quick = submit(world)
+    assert (queued(app, lane), queued(app, broker_celery.queue)) == (1, 0)
+
+    # A worker of the lane alone, as docker-compose.yml's worker-fast: -P solo, a prefetch of 4.
+    worker_processes("fast", queues=("fast",), CELERY_WORKER_PREFETCH_MULTIPLIER=4)
+    wait_for(lambda: StepRun.objects.filter(card=quick, status=RunStatus.DONE).exists(), what="the fast lane")
+    quick.refresh_from_db()
+    assert quick.values["category"] == "Hardware"
+    assert PhaseEntry.objects.get(card=quick).processed_at is not None
+
+    # A step that calls out joins the phase: its next entry goes to the default queue, which that
+    # worker does not drain.
+    make_step(
+        world.phase("triage"), key="erp", position=2, mechanism=Mechanism.AUTOMATION, actions=[CALL_ERP]
+    )
+    slow = submit(world)
+    assert (queued(app, lane), queued(app, broker_celery.queue)) == (0, 1)
+    assert not StepRun.objects.filter(card=slow).exists()
+
+    # With no lane set, a quick entry goes to the default queue like any other.
+    rail_settings.TRILHO_FAST_QUEUE = ""
+    world.phase("triage").steps.filter(key="erp").delete()
+    submit(world)
+    assert (queued(app, lane), queued(app, broker_celery.queue)) == (0, 2)
