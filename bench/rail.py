@@ -3,16 +3,18 @@ many processes as the machine has CPUs, beside the no-op Celery floor measured i
 
 Creates its own PostgreSQL database (`trilho_bench_rail` on the server of DATABASE_URL,
 dropped and created anew), migrates it, imports a small pipe whose first phase has one
-automation step (set a field) and starts ONE Celery worker on the broker (Redis or RabbitMQ):
-Celery's prefork pool with `--concurrency` processes (default: the CPU count, as docker-compose.yml's
-worker runs), or `-P solo` with `--concurrency 1`. Then it prints:
+automation step (set a field) and starts the workers that run such a step as docker-compose.yml
+runs them, on the broker (Redis or RabbitMQ): by default (`--lane fast`) the fast lane's
+(TRILHO_FAST_QUEUE set to the bench's queue; `--concurrency` `-P solo` workers, one per CPU,
+prefetch 4: worker-fast); with `--lane steps`, the default queue's worker (Celery's prefork pool
+with `--concurrency` processes, prefetch 1: worker; `--concurrency 1` runs `-P solo`). Then it prints:
 
 - **floor**: first, on the same broker, a worker of a Celery app whose tasks do nothing
   (bench/railfloor.py, as ../shared/floors/capp.py: acks late, prefetch 16, no Django, no database)
   drains N no-op messages: tasks per second from the first publish to the last task run. Measured
-  twice when `--concurrency` is above 1: with one `-P solo` process (the floor's definition,
-  ../shared/floors/README.md) and with the same prefork pool as Trilho's worker; the target is
-  judged against the floor of the same pool (like for like), and the ratio to both is printed;
+  with one `-P solo` process (the floor's definition, ../shared/floors/README.md) and, for a prefork
+  worker (`--lane steps`), with the same prefork pool too; the target is judged against the floor of
+  the same kind of worker process (like for like), and the ratio to each is printed;
 - **throughput**: N cards created in one transaction (N phase entries committed at once, then
   dispatched after commit); steps per second = N / (last step done − commit), i.e. card entry →
   worker → claim → action → write path → trace, end to end; and its ratio to the floor
@@ -28,7 +30,7 @@ Usage:
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/trilho .venv/bin/python bench/rail.py
     DATABASE_URL=... .venv/bin/python bench/rail.py --broker amqp://guest:guest@127.0.0.1:5672//
     DATABASE_URL=... .venv/bin/python bench/rail.py --quick      # checks the script works; figures mean little
-    options: see --help (--cards, --latency-cards, --rate, --floor-tasks, --floor-prefetch, --concurrency,
+    options: see --help (--lane, --cards, --latency-cards, --rate, --floor-tasks, --floor-prefetch, --concurrency,
     --worker-prefetch, --broker, --quick)
 
 Benchmarks print figures; they never fail a build on a timing.
