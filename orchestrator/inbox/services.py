@@ -34,7 +34,14 @@ from pipes.choices import RailStatus
 from pipes.fieldtypes import FieldValueError, ParseContext, is_filled, parse_value
 from pipes.models import Card, Field, Notification, Phase
 from pipes.roles import PipeAccess, pipe_access, pipe_users_with
-from pipes.services import Actor, CardError, card_record_step, card_request_changes, card_set_rail_status
+from pipes.services import (
+    Actor,
+    CardError,
+    CardPermissionError,
+    card_record_step,
+    card_request_changes,
+    card_set_rail_status,
+)
 
 from . import notify
 from .models import Decision, InboxItem, ReviewDelegation, ReviewSignoff
@@ -220,6 +227,18 @@ def parse_review_values(
     return parsed
 
 
+def _refuse_hidden(values: Mapping[str, Any], *, fields: Mapping[str, Field], access: PipeAccess) -> None:
+    """A reviewer who may not see personal data may not set it either (the review shows it masked, or
+    not at all): the decision's values are applied as the rail's, past the write path's check of the
+    person, so the check is made here, for the screen's, the API's and any other caller's values."""
+    hidden = [k for k in values if k in fields and fields[k].pii and not access.can_view_pii]
+    if hidden:
+        raise CardPermissionError(
+            {k: [_("You may not see this personal data, so you may not change it.")] for k in hidden},
+            fields={k: fields[k].label for k in hidden},
+        )
+
+
 def _stored(f: Field, value: Any, ctx: ParseContext) -> Any:
     try:
         return parse_value(f, value, ctx)
@@ -312,6 +331,7 @@ def inbox_decide(
         item = inbox_item_open(task=task)
         card = Card.objects.select_related("pipe__organization", "phase").get(pk=task.card_id)
         fields = review_fields(task=task, card=card)
+        _refuse_hidden(values, fields=fields, access=access)
         ctx = ParseContext(pipe=card.pipe)
         first = (
             ReviewSignoff.objects.filter(task=task, decision=Decision.APPROVE).select_related("user").first()

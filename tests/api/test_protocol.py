@@ -235,6 +235,25 @@ def test_a_reviewer_lists_and_decides_through_the_inbox(world, review, api_as):
     assert again.status_code == 409
 
 
+def test_a_reviewer_who_may_not_see_personal_data_may_not_set_it_through_the_api(world, api_as):
+    from tests.inbox.conftest import approval_step, card_in_approval, task_of
+    from tests.inbox.test_services import supplier_phone
+
+    supplier_phone(world)
+    approval_step(world)
+    card = card_in_approval(world)
+    task = task_of(card)
+    refused = api_as(world.reviewer).post(
+        f"/api/v1/reviews/{task.pk}/decide",
+        {"decision": "approve", "values": {"supplier_phone": "+55 11 99999-0000"}},
+    )
+    assert refused.status_code == 403, refused.content
+    assert [e["field"] for e in refused.json()["errors"]] == ["supplier_phone"]
+    card.refresh_from_db()
+    task.refresh_from_db()
+    assert task.status == "open" and "supplier_phone" not in card.values
+
+
 @pytest.mark.parametrize("role", ["member", "viewer", "requester", "outsider"])
 def test_only_reviewers_know_a_review(world, review, role):
     api = ApiClient()

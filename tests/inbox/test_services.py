@@ -23,7 +23,7 @@ from orchestrator.rail.services import RailError, RailPermissionError
 from pipes.choices import PipeRole, RailStatus
 from pipes.models import Notification
 from pipes.roles import pipe_role_grant
-from pipes.services import CardError
+from pipes.services import CardError, CardPermissionError
 from tests.inbox.conftest import (
     approval_step,
     card_in_approval,
@@ -102,6 +102,55 @@ def test_it_applies_a_single_approval_and_moves_the_card(world, rail_settings):
     assert outcome.final and card.phase.key == "done" and card.values["po_number"] == "PO-7"
     signoff = ReviewSignoff.objects.get(task=outcome.task)
     assert signoff.user == world.reviewer and signoff.final and signoff.decision == "approve"
+
+
+def supplier_phone(world):
+    """A personal-data field of Approval: a review of that phase sets it."""
+    from pipes.choices import FieldType
+    from pipes.models import Field
+
+    return Field.objects.create(
+        pipe=world.pipe,
+        phase=world.phase("approval"),
+        key="supplier_phone",
+        label="Supplier phone",
+        type=FieldType.SHORT_TEXT,
+        position=9,
+        pii=True,
+    )
+
+
+def test_a_reviewer_who_may_not_see_personal_data_may_not_set_it(world, rail_settings):
+    # The decision's values are applied as the rail's, past the write path's check of the person: the
+    # inbox's service checks it, for the screen's values as for the API's or a forged form's.
+    supplier_phone(world)
+    approval_step(world)
+    card = card_in_approval(world)
+    task = task_of(card)
+    with pytest.raises(CardPermissionError) as refused:
+        inbox_decide(
+            task=task,
+            user=world.reviewer,  # a reviewer: no view_pii
+            decision="approve",
+            values={"po_number": "PO-7", "supplier_phone": "+55 11 99999-0000"},
+        )
+    assert refused.value.field_keys == ["supplier_phone"]
+    assert "You may not see this personal data" in refused.value.message
+    card.refresh_from_db()
+    task.refresh_from_db()
+    assert task.status == ReviewStatus.OPEN and card.phase.key == "approval"
+    assert "supplier_phone" not in card.values and "po_number" not in card.values
+    assert not ReviewSignoff.objects.filter(task=task).exists()
+
+    # One who may see it (the pipe's admin reviews too) sets it with the decision.
+    outcome = inbox_decide(
+        task=task,
+        user=world.admin,
+        decision="approve",
+        values={"po_number": "PO-7", "supplier_phone": "+55 11 99999-0000"},
+    )
+    card.refresh_from_db()
+    assert outcome.final and card.values["supplier_phone"] == "+55 11 99999-0000"
 
 
 def test_it_never_lets_the_requester_decide_their_own_case(world, rail_settings):
