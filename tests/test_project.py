@@ -166,16 +166,36 @@ def _environment(service: dict, variables: dict[str, str] | None = None) -> dict
 
 def test_it_describes_the_production_like_stack(compose):
     services = compose["services"]
-    assert set(services) == {"postgres", "redis", "ollama", "web", "worker", "sweeper", "beat", "rabbitmq"}
+    assert set(services) == {
+        "postgres",
+        "redis",
+        "ollama",
+        "web",
+        "worker",
+        "worker-fast",
+        "sweeper",
+        "beat",
+        "rabbitmq",
+    }
     # beat's sweeps on their own queue, with a worker of their own (issue #17); RabbitMQ on request
     assert services["sweeper"]["command"][services["sweeper"]["command"].index("-Q") + 1] == "rail-sweep"
+    # the fast lane: the queue the app sends quick entries to is the one worker-fast drains, in solo
+    # processes with a few messages prefetched; the default worker (no -Q) drains it too
+    fast = services["worker-fast"]["command"]
+    lane = _environment(services["worker-fast"])["TRILHO_FAST_QUEUE"]
+    assert lane == "rail-fast" == _interpolate(fast[fast.index("-Q") + 1], {})
+    assert fast[fast.index("-P") + 1] == "solo" and int(fast[fast.index("--prefetch-multiplier") + 1]) > 1
+    assert (
+        _environment(services["worker"])["TRILHO_FAST_QUEUE"] == lane
+        and "-Q" not in services["worker"]["command"]
+    )
     assert services["rabbitmq"]["profiles"] == ["rabbitmq"]
     assert services["postgres"]["image"].startswith("postgres:16")
     assert services["redis"]["image"].startswith("redis:7")
     assert services["ollama"]["image"].startswith("ollama/ollama")
-    for name in ("postgres", "redis", "ollama", "web", "worker"):
+    for name in ("postgres", "redis", "ollama", "web", "worker", "worker-fast"):
         assert "test" in services[name]["healthcheck"], name
-    for name in ("web", "worker", "sweeper", "beat"):
+    for name in ("web", "worker", "worker-fast", "sweeper", "beat"):
         service = services[name]
         assert "build" in service or "image" in service, name
         assert ".env" in service["env_file"], name
@@ -211,7 +231,7 @@ def test_it_lets_env_override_the_wiring(compose):
 
 def test_it_sets_only_variables_the_settings_read(compose):
     read = settings_reads()
-    for name in ("web", "worker", "beat"):
+    for name in ("web", "worker", "worker-fast", "beat"):
         unknown = set(_environment(compose["services"][name])) - read
         assert not unknown, f"{name} sets variables orchestrator/settings.py never reads: {unknown}"
 
