@@ -6,10 +6,12 @@ RabbitMQ with TRILHO_TEST_BROKER_URL=amqp://...), with a real worker process."""
 from __future__ import annotations
 
 import pytest
+from django.db import transaction
 
 from orchestrator.models import Mechanism, RunStatus, StepRun
 from orchestrator.rail.dispatch import phase_is_quick, step_is_quick
-from pipes.models import PhaseEntry
+from orchestrator.rail.tasks import sweep_phase_entries
+from pipes.models import CardEvent, PhaseEntry
 from pipes.services import Actor, card_create
 from tests.orchestrator.conftest import make_step, wait_for
 from tests.personas import good_start_values
@@ -98,3 +100,43 @@ def test_quick_entries_take_the_fast_lane_and_a_worker_of_that_lane_runs_them(
     world.phase("triage").steps.filter(key="erp").delete()
     submit(world)
     assert (queued(app, lane), queued(app, broker_celery.queue)) == (0, 2)
+
+
+@pytest.mark.redis
+@pytest.mark.django_db(transaction=True)
+def test_a_lane_worker_killed_with_messages_in_hand_loses_none_and_runs_each_once(
+    world, broker_celery, worker_processes, rail_settings
+):
+    rail_settings.TRILHO_FAST_QUEUE = broker_celery.fast_queue
+    make_step(
+        world.phase("triage"),
+        key="stamp",
+        mechanism=Mechanism.AUTOMATION,
+        actions=[SET_CATEGORY],
+        on_approve="",
+    )
+    fast = worker_processes("fast", queues=("fast",), CELERY_WORKER_PREFETCH_MULTIPLIER=4)
+    with (
+        transaction.atomic()
+    ):  # 200 entries sent at once on commit: a backlog, 4 of them in the worker's hand
+        cards = [submit(world) for _ in range(200)]
+    wait_for(lambda: StepRun.objects.filter(status=RunStatus.DONE).exists(), what="the first quick step")
+    fast.kill()  # SIGKILL: its prefetched messages were never acknowledged
+    assert StepRun.objects.filter(status=RunStatus.DONE).count() < len(cards)
+
+    # What beat's sweep does for entries sent over 30 s ago and never processed: send them again. Redis
+    # keeps a dead worker's unacknowledged messages for its visibility timeout; RabbitMQ gives them
+    # back at once, so some entries are sent twice: the second finds its entry processed.
+    sweep_phase_entries(older_than_seconds=0)
+    worker_processes("rescue", queues=("step", "fast"), CELERY_WORKER_PREFETCH_MULTIPLIER=4)
+    wait_for(
+        lambda: StepRun.objects.filter(status=RunStatus.DONE).count() == len(cards),
+        timeout=60,
+        what="every card's step",
+    )
+    assert not PhaseEntry.objects.filter(card__in=cards, processed_at__isnull=True).exists()
+    assert StepRun.objects.filter(card__in=cards).count() == len(cards)  # one run per card
+    changes = CardEvent.objects.filter(
+        card__in=cards, kind="fields_changed", field_keys__contains=["category"]
+    )
+    assert changes.count() == len(cards)  # each step's effect applied once
