@@ -322,6 +322,13 @@ def steps_validate(value: Any, path: str, definition: dict) -> list[str]:
                     )
         elif "actions" in step:
             errors.append(f"{p}.actions: only automation steps have actions")
+        if mechanism == Mechanism.AUTOMATION and step.get("four_eyes"):
+            # The designer's form drops it for an automation; a file must not promise two approvals
+            # that never happen: an automation hands nothing to people.
+            errors.append(
+                f"{p}.four_eyes: an automation step asks no one to approve; for two approvals, make it"
+                " human, or auto with rules"
+            )
         if "when" in step:
             try:
                 validate_condition(step["when"], set(types), f"{p}.when")
@@ -427,7 +434,7 @@ def steps_dump(phase: Phase) -> list[dict] | None:
         for attr in ("question", "on_approve", "on_reject", "on_done"):
             if getattr(step, attr):
                 d[attr] = getattr(step, attr)
-        if step.four_eyes:
+        if step.four_eyes and step.mechanism != Mechanism.AUTOMATION:  # it never applied to one
             d["four_eyes"] = True
         if step.max_attempts != 3:
             d["attempts"] = step.max_attempts

@@ -168,6 +168,11 @@ def _phase(d, key):
             "phases[0].steps[0].actions: an automation step needs a list of actions",
         ),
         (
+            lambda d: _phase(d, "bureau")["steps"][0].update(four_eyes=True),
+            "phases[0].steps[0].four_eyes: an automation step asks no one to approve; for two approvals,"
+            " make it human, or auto with rules",
+        ),
+        (
             lambda d: _phase(d, "bureau")["steps"][0]["actions"][0].update(url="gopher://x"),
             "phases[0].steps[0].actions[0].url: an http:// or https:// URL",
         ),
@@ -215,3 +220,12 @@ def test_it_loads_and_exports_a_step_triggered_by_lateness(org):
     exported = pipe_export(pipe)
     steps = _phase(exported, "approval")["steps"]
     assert [s.get("trigger") for s in steps] == [None, None, "late"]
+
+
+def test_an_automation_steps_stray_four_eyes_is_not_exported_and_the_export_imports_again(org):
+    # Stored before the checker refused it (it never applied to an automation): the file leaves it out.
+    pipe = pipe_import(organization=org, definition=process_template_load("credit_analysis"))
+    Step.objects.filter(phase__pipe=pipe, key="bureau_lookup").update(four_eyes=True)
+    exported = pipe_export(pipe)
+    assert "four_eyes" not in _phase(exported, "bureau")["steps"][0]
+    definition_check(exported)  # raises DefinitionError if it would not import
