@@ -54,12 +54,9 @@ def dispatch_entry(entry_id: int, *, recorded: bool = False, fast: bool = False)
     clears that record, as if the entry had never been sent. `fast`: its phase's steps are all quick
     (step_is_quick); it goes to the fast lane when one is set (settings.TRILHO_FAST_QUEUE), else to the
     default queue like any other entry."""
-    lane = settings.TRILHO_FAST_QUEUE if fast else ""
+    lane = {"queue": settings.TRILHO_FAST_QUEUE} if fast and settings.TRILHO_FAST_QUEUE else {}
     try:
-        if lane:
-            current_app.send_task(RUN_PHASE_ENTRY, args=[entry_id], retry=False, queue=lane)
-        else:
-            current_app.send_task(RUN_PHASE_ENTRY, args=[entry_id], retry=False)
+        current_app.send_task(RUN_PHASE_ENTRY, args=[entry_id], retry=False, **lane)
     except Exception:  # noqa: BLE001 - any broker failure leaves the entry to the sweep
         log.warning("broker unavailable; phase entry %s left for the sweep", entry_id, exc_info=True)
         if recorded:

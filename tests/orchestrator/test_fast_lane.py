@@ -65,17 +65,10 @@ def test_a_phase_is_quick_only_while_every_step_of_it_is(world, rail_settings):
 @pytest.mark.redis
 @pytest.mark.django_db(transaction=True)
 def test_quick_entries_take_the_fast_lane_and_a_worker_of_that_lane_runs_them(
-    world, broker_celery, worker_processes, rail_settings
+    world, broker_celery, worker_processes, rail_settings, stamping_step
 ):
     app, lane = broker_celery.app, broker_celery.fast_queue
     rail_settings.TRILHO_FAST_QUEUE = lane
-    make_step(
-        world.phase("triage"),
-        key="stamp",
-        mechanism=Mechanism.AUTOMATION,
-        actions=[SET_CATEGORY],
-        on_approve="",
-    )
     quick = submit(world)
     assert (queued(app, lane), queued(app, broker_celery.queue)) == (1, 0)
 
@@ -105,16 +98,9 @@ def test_quick_entries_take_the_fast_lane_and_a_worker_of_that_lane_runs_them(
 @pytest.mark.redis
 @pytest.mark.django_db(transaction=True)
 def test_a_lane_worker_killed_with_messages_in_hand_loses_none_and_runs_each_once(
-    world, broker_celery, worker_processes, rail_settings
+    world, broker_celery, worker_processes, rail_settings, stamping_step
 ):
     rail_settings.TRILHO_FAST_QUEUE = broker_celery.fast_queue
-    make_step(
-        world.phase("triage"),
-        key="stamp",
-        mechanism=Mechanism.AUTOMATION,
-        actions=[SET_CATEGORY],
-        on_approve="",
-    )
     fast = worker_processes("fast", queues=("fast",), CELERY_WORKER_PREFETCH_MULTIPLIER=4)
     with (
         transaction.atomic()
