@@ -65,12 +65,17 @@ def _overdue_triggers(entry: PhaseEntry) -> list[str]:
     return triggers
 
 
-def entry_run(*, entry_id: int) -> EntryOutcome:
+def entry_run(*, entry_id: int, quick_only: bool = False) -> EntryOutcome:
     """Run the steps of a phase entry that are still to run; stop at a move, a review, a failure or a retry.
 
     Steps triggered by the card becoming late or expired run first, once the mark holds (the SLA mark
     re-opens the entry and dispatches it again, see dispatch.on_card_changed); a review or a failure
-    among the entry steps does not hold them back. Then the entry steps run, in order."""
+    among the entry steps does not hold them back. Then the entry steps run, in order.
+
+    `quick_only` (an entry that came by the fast lane, settings.TRILHO_FAST_QUEUE): if a step of the
+    phase is no longer quick (a designer added one after the entry was sent), nothing runs here and the
+    outcome says so (`not_quick`): a lane worker, one process with messages prefetched, must not wait
+    minutes on a model or a person's system while quick steps queue behind it."""
     entry = entry_load(entry_id)
     if entry is None or entry.processed_at is not None:
         return EntryOutcome()
@@ -80,6 +85,8 @@ def entry_run(*, entry_id: int) -> EntryOutcome:
         _entry_close(entry, skip_reason=Reason.of("left_before_steps"))
         return EntryOutcome()
     steps = phase_steps(entry.card.pipe, entry.phase_id, entry.design_stamp)
+    if quick_only and not all(step_is_quick(s.mechanism, s.actions) for s in steps):
+        return EntryOutcome(not_quick=True)
     # An entry nothing ran for yet (the common case) has no runs to read.
     runs = {run.step_id: run for run in StepRun.objects.filter(entry=entry)} if entry.has_runs else {}
     card: Card | None = entry.card  # fresh for the first step; re-read after a step that kept the card

@@ -76,9 +76,12 @@ class Handover:
 
 @dataclass
 class EntryOutcome:
-    """What the worker should do after running an entry."""
+    """What the worker should do after running an entry: `retry_in`, run it again after that many
+    seconds; `not_quick`, send it to the default queue (it came by the fast lane, but its phase has a
+    step now that may take longer than the lane is for: nothing of it ran here)."""
 
     retry_in: float | None = None
+    not_quick: bool = False
 
 
 @dataclass(frozen=True)

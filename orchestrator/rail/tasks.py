@@ -8,12 +8,13 @@ from __future__ import annotations
 
 from celery import shared_task
 from celery.signals import worker_process_shutdown, worker_shutdown
+from django.conf import settings
 from django.utils import timezone
 
 from agents.documents import document_extract, document_text_stored
 from pipes.models import CardFile, PhaseEntry
 
-from .dispatch import EXTRACT_DOCUMENT, RUN_PHASE_ENTRY, entries_sweep, stale_leases_sweep
+from .dispatch import EXTRACT_DOCUMENT, RUN_PHASE_ENTRY, dispatch_entry, entries_sweep, stale_leases_sweep
 from .leases import INFRASTRUCTURE_ERRORS, connection_reset, leases_release
 from .loop import entry_run
 
@@ -36,14 +37,25 @@ def run_phase_entry(self, entry_id: int) -> None:
     A lost database connection or broker is retried with the connection reset, whatever the step was
     doing; the run it held was given back uncounted (leases.lease_held)."""
     try:
-        outcome = entry_run(entry_id=entry_id)
+        outcome = entry_run(entry_id=entry_id, quick_only=_by_fast_lane(self.request))
     except INFRASTRUCTURE_ERRORS as exc:
         connection_reset()
         countdown = min(0.5 * 2**self.request.retries, INFRASTRUCTURE_RETRY_MAX_SECONDS)
         raise self.retry(countdown=countdown, exc=exc) from exc
+    if outcome.not_quick:
+        # Its phase gained a slower step since it was sent: to the default queue's workers. With the
+        # broker down, the entry (unprocessed) is the sweep's, which sends to the default queue too.
+        dispatch_entry(entry_id)
+        return
     if outcome.retry_in is not None:
         PhaseEntry.objects.filter(pk=entry_id).update(dispatched_at=timezone.now())
         raise self.retry(countdown=max(outcome.retry_in, 0.05))
+
+
+def _by_fast_lane(request) -> bool:
+    """Whether the message came by the fast lane (its queue's name is the routing key it was sent with)."""
+    lane = settings.TRILHO_FAST_QUEUE
+    return bool(lane) and (request.delivery_info or {}).get("routing_key") == lane
 
 
 # Not acks_late: a file that kills its worker must not come back to kill the next one. A lost

@@ -126,3 +126,38 @@ def test_a_lane_worker_killed_with_messages_in_hand_loses_none_and_runs_each_onc
         card__in=cards, kind="fields_changed", field_keys__contains=["category"]
     )
     assert changes.count() == len(cards)  # each step's effect applied once
+
+
+@pytest.mark.redis
+@pytest.mark.django_db(transaction=True)
+def test_an_entry_whose_phase_gained_a_slow_step_after_it_was_sent_leaves_the_lane_untouched(
+    world, broker_celery, worker_processes, rail_settings, stamping_step
+):
+    """A designer adds a step for a person to a quick phase while its entry waits in the fast lane: the
+    lane's worker runs nothing of it and sends it to the default queue, whose worker runs both steps."""
+    app, lane = broker_celery.app, broker_celery.fast_queue
+    rail_settings.TRILHO_FAST_QUEUE = lane
+    card = submit(world)
+    assert (queued(app, lane), queued(app, broker_celery.queue)) == (1, 0)
+    make_step(world.phase("triage"), key="check", name="Check", position=2, mechanism=Mechanism.HUMAN)
+
+    worker_processes(
+        "fast",
+        queues=("fast",),
+        CELERY_WORKER_PREFETCH_MULTIPLIER=4,
+        TRILHO_FAST_QUEUE=lane,  # as every process of a deployment has it (docker-compose.yml)
+        CELERY_TASK_DEFAULT_QUEUE=broker_celery.queue,
+    )
+    wait_for(lambda: queued(app, broker_celery.queue) == 1, what="the entry sent to the default queue")
+    assert queued(app, lane) == 0
+    assert not StepRun.objects.filter(card=card).exists()  # not even the quick step ran on the lane
+    assert PhaseEntry.objects.get(card=card).processed_at is None
+
+    worker_processes("steps", queues=("step",))
+    wait_for(
+        lambda: StepRun.objects.filter(card=card, status=RunStatus.WAITING_REVIEW).exists(),
+        what="the person's step, on the default queue's worker",
+    )
+    card.refresh_from_db()
+    assert card.values["category"] == "Hardware"  # the quick step ran there, once, before it
+    assert StepRun.objects.filter(card=card).count() == 2
