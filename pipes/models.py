@@ -413,7 +413,9 @@ class PhaseEntry(models.Model):
     """A card entering a phase: the outbox row the rail dispatches its steps from."""
 
     card = models.ForeignKey(Card, on_delete=models.CASCADE, related_name="phase_entries")
-    phase = models.ForeignKey(Phase, on_delete=models.CASCADE, related_name="entries")
+    # Empty once its phase is deleted: the stay, and the step runs (with their costs) hanging from it,
+    # are the card's history and stay (pipes.design.services.design_delete closes it first).
+    phase = models.ForeignKey(Phase, on_delete=models.SET_NULL, null=True, related_name="entries")
     entered_at = models.DateTimeField(default=timezone.now)
     left_at = models.DateTimeField(null=True, blank=True)
     dispatched_at = models.DateTimeField(null=True, blank=True)

@@ -655,7 +655,7 @@ def design_delete(
     On a live process: a pipe with cards is refused (archive it: design_archive); a phase with cards
     in it is refused (move them first); a field holding values, a phase cards went through or a label
     cards carry is refused with DesignImpactError (its `impact` says how many cards) unless `confirm`.
-    Cards keep their values and timelines either way."""
+    Cards keep their values and timelines either way, and a deleted phase's stays keep their step runs."""
     spec = design_model(type(obj))
     with transaction.atomic(), _acting(actor):
         _check_actor(actor, obj, spec)
@@ -663,6 +663,10 @@ def design_delete(
         pipe = None if isinstance(obj, Pipe) else spec.pipe_of(obj)
         before = _snapshot(obj)
         _audit(actor, obj, spec, before, deleted=True)
+        if isinstance(obj, Phase):
+            # Its cards' stays in it are their history: kept, with the step runs and costs hanging from
+            # them, their phase left empty (PhaseEntry.phase). None is left for the rail to run.
+            PhaseEntry.objects.filter(phase=obj, processed_at__isnull=True).update(processed_at=timezone.now())
         obj.delete()
         if validate:
             _check_pipe(pipe)
