@@ -666,7 +666,9 @@ def design_delete(
         if isinstance(obj, Phase):
             # Its cards' stays in it are their history: kept, with the step runs and costs hanging from
             # them, their phase left empty (PhaseEntry.phase). None is left for the rail to run.
-            PhaseEntry.objects.filter(phase=obj, processed_at__isnull=True).update(processed_at=timezone.now())
+            PhaseEntry.objects.filter(phase=obj, processed_at__isnull=True).update(
+                processed_at=timezone.now()
+            )
         obj.delete()
         if validate:
             _check_pipe(pipe)

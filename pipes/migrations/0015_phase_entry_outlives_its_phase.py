@@ -5,15 +5,19 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('pipes', '0014_phase_tally_pending'),
+        ("pipes", "0014_phase_tally_pending"),
     ]
 
     operations = [
         migrations.AlterField(
-            model_name='phaseentry',
-            name='phase',
-            field=models.ForeignKey(null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='entries', to='pipes.phase'),
+            model_name="phaseentry",
+            name="phase",
+            field=models.ForeignKey(
+                null=True,
+                on_delete=django.db.models.deletion.SET_NULL,
+                related_name="entries",
+                to="pipes.phase",
+            ),
         ),
     ]
