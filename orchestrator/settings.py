@@ -298,6 +298,11 @@ CELERY_TASK_QUEUES = [
 ]
 CELERY_TASK_ROUTES = ("orchestrator.celery.task_route",)
 
+# Emails to people (pipes.mailbox) are sent by a worker after the change that wrote them commits,
+# never by the web request. Off only where no worker drains the broker (the tests' in-memory one):
+# they are then sent in-process, after commit.
+TRILHO_MAIL_BY_WORKER = envbool("TRILHO_MAIL_BY_WORKER", not CELERY_BROKER_URL.startswith("memory://"))
+
 # Models (see agents/). Local models through Ollama; foundation models optional.
 OLLAMA_BASE_URL = os.environ.get("OLLAMA_BASE_URL", "http://127.0.0.1:11434")
 OPENAI_BASE_URL = os.environ.get("OPENAI_BASE_URL", "")

@@ -66,3 +66,13 @@ class RailStatus(models.TextChoices):
     RUNNING = "running", _("Agent running")
     WAITING_REVIEW = "waiting_review", _("Waiting for review")
     FAILED = "failed", _("Step failed")
+
+
+class MailStatus(models.TextChoices):
+    """Where a message of the mail outbox (pipes.mailbox) is: sent at most once."""
+
+    PENDING = "pending", _("Waiting to be sent")
+    SENDING = "sending", _("Being sent")
+    SENT = "sent", _("Sent")
+    FAILED = "failed", _("Refused by the mail server")
+    UNKNOWN = "unknown", _("May or may not have been sent")

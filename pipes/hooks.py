@@ -16,6 +16,9 @@ card_changed = Signal()
 # sent with event (a CardEvent just saved) and card, INSIDE the transaction that records it: what a
 # subscriber writes (an outbox row) commits or rolls back with the fact. Keep receivers to a few queries.
 card_event_recorded = Signal()
+# sent with mail_id, after the transaction that wrote the Mail row commits (pipes.mailbox): a receiver
+# that hands it to a worker answers True; with none that does, it is sent in the sending process.
+mail_queued = Signal()
 
 # Asked inside the transaction that records a phase entry: does anything need the entry sent on (the
 # rail: the phase has steps, or the card has a step under way elsewhere to wind up -- a review to

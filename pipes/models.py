@@ -12,7 +12,7 @@ from django.db import models
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-from .choices import ActorKind, EventKind, FieldType, OrgRole, RailStatus
+from .choices import ActorKind, EventKind, FieldType, MailStatus, OrgRole, RailStatus
 
 TIME_ZONE_CHOICES = [(tz, tz) for tz in sorted(zoneinfo.available_timezones())]
 
@@ -454,6 +454,28 @@ class Notification(models.Model):
 
     def __str__(self) -> str:
         return self.message
+
+
+class Mail(models.Model):
+    """An email to a person (a requester, a reviewer, a member), written in the transaction of the
+    change it tells of and sent after it commits, by a worker, at most once (pipes.mailbox)."""
+
+    to = models.JSONField(default=list)
+    subject = models.CharField(max_length=200)
+    body = models.TextField()
+    status = models.CharField(max_length=8, choices=MailStatus.choices, default=MailStatus.PENDING)
+    error = models.CharField(max_length=500, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    sending_at = models.DateTimeField(null=True, blank=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["status", "created_at"], name="mail_status_created")]
+        verbose_name = _("email")
+        verbose_name_plural = _("emails")
+
+    def __str__(self) -> str:
+        return f"{self.subject} ({self.status})"
 
 
 # ---------------------------------------------------------------- governance (pipes.governance)

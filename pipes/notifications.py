@@ -1,6 +1,7 @@
 """Notifications to people: in-app rows and an email, when someone @mentions them in a comment and when a
 card they work on or administer goes late or expires (SLA marks). The portal's emails to requesters are in
-pipes.portal.mail, the reviewer inbox's in orchestrator.inbox.notify."""
+pipes.portal.mail, the reviewer inbox's in orchestrator.inbox.notify. Every email goes through the mail
+outbox (pipes.mailbox): written with the change, sent by a worker after it commits."""
 
 from __future__ import annotations
 
@@ -9,12 +10,11 @@ import re
 from collections.abc import Iterable, Sequence
 
 from django.contrib.auth.models import AbstractBaseUser
-from django.core.mail import send_mass_mail
-from django.db import transaction
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
+from .mailbox import mail_queue
 from .masking import title_shown
 from .models import Card, Field, Notification
 from .roles import pipe_access, pipe_users_with
@@ -69,10 +69,9 @@ def notify_mentions(
             "link": link,
         }
 
-    send_mass_mail(
-        [(messages[u.pk], body(messages[u.pk]), None, [u.email]) for u in recipients if u.email],
-        fail_silently=True,
-    )
+    for u in recipients:
+        if u.email:
+            mail_queue(to=[u.email], subject=messages[u.pk][:200], body=body(messages[u.pk]))
     return notifications
 
 
@@ -110,7 +109,7 @@ def notify_overdue(*, late: list[int], expired: list[int]) -> int:
     admins: dict[int, list] = {}
     pii_readers: dict[int, set[int]] = {}
     pipe_fields: dict[int, list[Field]] = {}
-    notes, mails = [], []
+    notes = []
     for card_id, kind in marks:
         card = cards[card_id]
         pipe = card.pipe
@@ -146,15 +145,6 @@ def notify_overdue(*, late: list[int], expired: list[int]) -> int:
                     "message": message,
                     "link": site_url() + path,
                 }
-                mails.append((message[:200], body, None, [user.email]))
+                mail_queue(to=[user.email], subject=message[:200], body=body)
     Notification.objects.bulk_create(notes)
-    if mails:
-        transaction.on_commit(lambda: _send_overdue(mails))
     return len(notes)
-
-
-def _send_overdue(mails: list[tuple]) -> None:
-    try:
-        send_mass_mail(mails, fail_silently=False)
-    except Exception:  # noqa: BLE001 - a mail outage must not undo the marks; the in-app notes stand
-        log.warning("could not send %d SLA emails", len(mails), exc_info=True)

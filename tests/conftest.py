@@ -68,6 +68,9 @@ def pytest_configure(config):
     settings.DATA_DIR = data_dir
     settings.MEDIA_ROOT = data_dir / "media"
     settings.TRILHO_TIMELINE_SEAL_DIR = str(data_dir / "seals")
+    # No worker drains the unit tests' broker: emails of the outbox (pipes.mailbox) are sent in this
+    # process once their transaction commits. tests/test_mailbox.py hands them to a real worker.
+    settings.TRILHO_MAIL_BY_WORKER = False
 
 
 @pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the xdist_group marks

@@ -12,7 +12,6 @@ from collections.abc import Iterable
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.core.mail import EmailMessage
 from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import translation
@@ -21,6 +20,7 @@ from django.utils.translation import gettext as _
 from orchestrator.models import ReviewTask
 from orchestrator.rail.trace import run_url
 from pipes.choices import EventKind
+from pipes.mailbox import mail_queue
 from pipes.models import Card, Notification
 from pipes.portal.mail import PORTAL_REASON
 from pipes.roles import pipe_users_with
@@ -56,17 +56,16 @@ def _name(user) -> str:
 
 
 def _email(*, to: Iterable[str], subject: str, template: str, context: dict) -> int:
-    """Send one email per address; failures are logged, never raised."""
-    sent = 0
-    for address in sorted({a for a in to if a}):
-        with translation.override(settings.LANGUAGE_CODE):
-            body = render_to_string(template, context)
-        try:
-            EmailMessage(subject=subject, body=body, to=[address]).send()
-            sent += 1
-        except Exception:  # a mail hiccup must not fail the caller
-            log.exception("inbox email %r to %s failed", subject, address)
-    return sent
+    """Write one email per address to the mail outbox (pipes.mailbox): sent by a worker once the caller's
+    transaction commits, never by the request. Returns how many."""
+    addresses = sorted({a for a in to if a})
+    if not addresses:
+        return 0
+    with translation.override(settings.LANGUAGE_CODE):
+        body = render_to_string(template, context)
+    for address in addresses:
+        mail_queue(to=[address], subject=subject, body=body)
+    return len(addresses)
 
 
 def _reviewers(task: ReviewTask, *, exclude: Iterable[int] = ()) -> list:

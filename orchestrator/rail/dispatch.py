@@ -19,7 +19,7 @@ from django.utils import timezone
 from agents.documents import document_text_request
 from pipes import designcache
 from pipes.choices import EventKind, RailStatus
-from pipes.hooks import card_changed, phase_entered, register_entry_check
+from pipes.hooks import card_changed, mail_queued, phase_entered, register_entry_check
 from pipes.models import CardFile, Phase, PhaseEntry, Pipe
 
 from ..models import Mechanism, RunStatus, Step, StepRun, Trigger
@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 # and the beat schedule carry, so they never change.
 RUN_PHASE_ENTRY = "orchestrator.tasks.run_phase_entry"
 EXTRACT_DOCUMENT = "orchestrator.tasks.extract_document"
+SEND_MAIL = "orchestrator.tasks.send_mail"
 
 
 # Actions that call another system: a step with one is never run in one transaction (the rail's loop)
@@ -177,6 +178,21 @@ def on_files_added(sender, card_id: int, kind: str, **kwargs) -> None:
         return  # the write path says the change brought no files: nothing to ask for
     for card_file in CardFile.objects.filter(card_id=card_id, extracted_text__isnull=True):
         dispatch_document_extraction(card_file)
+
+
+@receiver(mail_queued)
+def on_mail_queued(sender, mail_id: int, **kwargs) -> bool:
+    """An email written to the outbox (pipes.mailbox) is sent by a worker, not by the request that wrote
+    it: True, it is handed on. With the broker down it waits for the sweep (pipes.mailbox.mail_sweep),
+    never for the mail server. False where emails are sent in-process (settings.TRILHO_MAIL_BY_WORKER:
+    off with the tests' in-memory broker, which no worker drains)."""
+    if not settings.TRILHO_MAIL_BY_WORKER:
+        return False
+    try:
+        current_app.send_task(SEND_MAIL, args=[mail_id], retry=False)
+    except Exception:  # noqa: BLE001 - any broker failure leaves the message to the sweep
+        log.warning("broker unavailable; email %s left for the sweep", mail_id, exc_info=True)
+    return True
 
 
 # ---------------------------------------------------------------- the outbox sweep

@@ -14,7 +14,14 @@ from django.utils import timezone
 from agents.documents import document_extract, document_text_stored
 from pipes.models import CardFile, PhaseEntry
 
-from .dispatch import EXTRACT_DOCUMENT, RUN_PHASE_ENTRY, dispatch_entry, entries_sweep, stale_leases_sweep
+from .dispatch import (
+    EXTRACT_DOCUMENT,
+    RUN_PHASE_ENTRY,
+    SEND_MAIL,
+    dispatch_entry,
+    entries_sweep,
+    stale_leases_sweep,
+)
 from .leases import INFRASTRUCTURE_ERRORS, connection_reset, leases_release
 from .loop import entry_run
 
@@ -68,6 +75,16 @@ def extract_document(card_file_id: int) -> None:
         document_extract(card_file)
 
 
+# Not acks_late: the message's row says whether it was sent (pipes.mailbox); one whose task was lost
+# with its worker is still pending, and the sweep sends it.
+@shared_task(name=SEND_MAIL, acks_late=False, ignore_result=True)
+def send_mail(mail_id: int) -> None:
+    """Send one email of the outbox, at most once (pipes.mailbox.mail_send)."""
+    from pipes.mailbox import mail_send
+
+    mail_send(mail_id=mail_id)
+
+
 @shared_task(name="orchestrator.tasks.sweep_phase_entries", ignore_result=True)
 def sweep_phase_entries(older_than_seconds: int = 30) -> int:
     """Re-dispatch entries nobody finished (dispatch.entries_sweep). Returns how many were sent."""
@@ -117,11 +134,16 @@ def apply_retention() -> str:
 @shared_task(name="orchestrator.tasks.sweep_email_outbox", ignore_result=True, expires=25)
 def sweep_email_outbox() -> str:
     """Send emails whose worker died before sending them; mark those it died while sending "unknown"
-    (never sent again: at most once). See rail/outbox.py."""
+    (never sent again: at most once). Steps' emails (rail/outbox.py) and every other (pipes.mailbox)."""
+    from pipes.mailbox import mail_sweep
+
     from .outbox import outbox_sweep
 
-    counts = outbox_sweep()
-    return f"{counts['sent']} sent, {counts['unknown']} unknown"
+    counts, mails = outbox_sweep(), mail_sweep()
+    return (
+        f"steps' emails: {counts['sent']} sent, {counts['unknown']} unknown;"
+        f" other emails: {mails['sent']} sent, {mails['unknown']} unknown"
+    )
 
 
 @shared_task(name="orchestrator.tasks.beat_heartbeat", ignore_result=True, expires=25)

@@ -32,6 +32,7 @@ from django.utils.translation import gettext as _
 from agents.http import HttpFailed, HttpRefused, http_send
 from pipes.design import SYSTEM, design_save
 from pipes.governance import erasure_patterns
+from pipes.mailbox import mail_queue
 from pipes.models import Card, Field, Notification, Pipe
 from pipes.roles import pipe_users_with
 from pipes.services import ERASED, scrub_personal_data
@@ -269,8 +270,6 @@ def _count_failure(hook: OutboundWebhook, error: str) -> None:
 
 def _notify_disabled(hook: OutboundWebhook) -> None:
     """An in-app notice, and an email after commit, to the pipe's admins and organization owners."""
-    from django.core.mail import send_mass_mail
-
     pipe = hook.pipe
     people = list(pipe_users_with(pipe, "administer_pipe"))
     url = reverse("webhooks:deliveries", kwargs={"pipe_id": pipe.pk})
@@ -281,25 +280,11 @@ def _notify_disabled(hook: OutboundWebhook) -> None:
     }
     Notification.objects.bulk_create([Notification(user=u, message=message[:500], url=url) for u in people])
     base = getattr(settings, "TRILHO_BASE_URL", "").rstrip("/")
-    mails = [
-        (
-            _("Webhook turned off: %(name)s") % {"name": hook.name},
-            message + "\n\n" + _("See its deliveries and turn it on again: %(url)s") % {"url": base + url},
-            None,
-            [u.email],
-        )
-        for u in people
-        if u.email
-    ]
-    if mails:
-        transaction.on_commit(lambda: _send_quietly(send_mass_mail, tuple(mails)))
-
-
-def _send_quietly(send, mails) -> None:
-    try:
-        send(mails, fail_silently=False)
-    except Exception:  # noqa: BLE001 - a mail server that is down must not fail the worker
-        log.warning("could not email the webhook notice", exc_info=True)
+    subject = _("Webhook turned off: %(name)s") % {"name": hook.name}
+    body = message + "\n\n" + _("See its deliveries and turn it on again: %(url)s") % {"url": base + url}
+    for u in people:
+        if u.email:
+            mail_queue(to=[u.email], subject=subject, body=body)  # sent by a worker after commit
 
 
 # ---------------------------------------------------------------- the sweep, "send again", turning on

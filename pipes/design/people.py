@@ -11,7 +11,6 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.contrib.auth.tokens import default_token_generator
 from django.core.exceptions import ValidationError
-from django.core.mail import EmailMessage
 from django.core.validators import validate_email
 from django.db import transaction
 from django.db.models import QuerySet
@@ -22,6 +21,7 @@ from django.utils.translation import gettext as _
 from guardian.models import UserObjectPermission
 
 from ..choices import PipeRole
+from ..mailbox import mail_queue
 from ..models import Membership, Pipe
 from ..roles import ROLE_PERMS, pipe_role_grant, pipe_role_revoke
 from ..siteaddress import absolute
@@ -147,10 +147,7 @@ def _send_invitation(*, user: AbstractBaseUser, pipe: Pipe, role: str, inviter: 
             )
             % context
         )
-    try:
-        EmailMessage(subject=subject, body=body, to=[user.email]).send()
-    except OSError:  # the role is given; the page says so, and the person can be invited again
-        logger.exception("the invitation to %s could not be sent", user.pk)
+    mail_queue(to=[user.email], subject=subject, body=body)  # sent by a worker once the grant commits
 
 
 def pipe_admins(pipe: Pipe) -> QuerySet:

@@ -1,7 +1,8 @@
 """Emails to requesters: when a request is submitted (reference and tracking link), and when the
 status requesters see changes (a card moved to a phase with another requester status).
 
-Sent through Django's email backend (console by default, SMTP when EMAIL_HOST is set). The status
+Written to the mail outbox (pipes.mailbox) and sent by a worker after commit, through Django's email
+backend (console by default, SMTP when EMAIL_HOST is set). The status
 email listens to pipes.hooks.card_changed; importing this module connects it (PipesConfig.ready
 should import it so workers that never load the URLconf send it too).
 """
@@ -12,7 +13,6 @@ import logging
 
 from django.conf import settings
 from django.core.cache import cache
-from django.core.mail import EmailMessage
 from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import translation
@@ -21,6 +21,7 @@ from django.utils.translation import gettext as _
 from .. import hooks
 from ..choices import EventKind
 from ..fieldtypes import is_filled
+from ..mailbox import mail_queue
 from ..models import Card
 from ..siteaddress import site_url
 from .selectors import requester_editable_fields, requester_status
@@ -58,13 +59,9 @@ def _send(card: Card, subject: str, template: str, context: dict) -> bool:
             **context,
         },
     )
-    message = EmailMessage(subject=subject, body=body, to=[card.requester_email])
-    try:
-        message.send()
-    except Exception:  # a mail server hiccup must not undo or fail the change that caused it
-        log.exception("could not email the requester of card %s", card.pk)
-        return False
-    return True
+    # Sent by a worker once the change commits (pipes.mailbox): a slow mail server never holds the
+    # requester's submit, nor a person's move of the card.
+    return mail_queue(to=[card.requester_email], subject=subject, body=body) is not None
 
 
 def send_submission_email(card: Card) -> bool:

@@ -25,14 +25,17 @@ def comments_url(world, card) -> str:
 # ---------------------------------------------------------------- mentions
 
 
-def test_a_comment_through_the_api_notifies_the_people_it_mentions(world, api_as, settings):
+def test_a_comment_through_the_api_notifies_the_people_it_mentions(
+    world, api_as, settings, django_capture_on_commit_callbacks
+):
     settings.ALLOWED_HOSTS = ["trilho.example"]
     card = a_card(world)
-    response = api_as(world.member).post(
-        comments_url(world, card),
-        {"text": "@admin please check, and @nobody and @outsider too"},
-        HTTP_HOST="trilho.example",
-    )
+    with django_capture_on_commit_callbacks(execute=True):  # the email goes out once the comment commits
+        response = api_as(world.member).post(
+            comments_url(world, card),
+            {"text": "@admin please check, and @nobody and @outsider too"},
+            HTTP_HOST="trilho.example",
+        )
     assert response.status_code == 201, response.content
     note = Notification.objects.get()  # the outsider takes no part in the pipe: not told
     assert note.user == world.admin and note.card == card
@@ -44,11 +47,12 @@ def test_a_comment_through_the_api_notifies_the_people_it_mentions(world, api_as
     assert event.payload["mentions"] == [world.admin.pk]
 
 
-def test_a_repeated_comment_notifies_once(world, api_as):
+def test_a_repeated_comment_notifies_once(world, api_as, django_capture_on_commit_callbacks):
     card = a_card(world)
     api = api_as(world.member)
     for _ in range(2):
-        response = api.post(comments_url(world, card), {"text": "@admin see"}, key="comment-1")
+        with django_capture_on_commit_callbacks(execute=True):
+            response = api.post(comments_url(world, card), {"text": "@admin see"}, key="comment-1")
         assert response.status_code == 201, response.content
     assert Notification.objects.count() == 1 and len(mail.outbox) == 1
 

@@ -561,14 +561,17 @@ def test_it_refuses_an_assignee_outside_the_pipe(client, world):
     assert not card.assignees.exists()
 
 
-def test_it_notifies_people_mentioned_in_a_comment(client, world, settings):
+def test_it_notifies_people_mentioned_in_a_comment(
+    client, world, settings, django_capture_on_commit_callbacks
+):
     settings.ALLOWED_HOSTS = ["trilho.example"]
     card = new_card(world)
-    response = login(client, world.member).post(
-        reverse("card_comment", args=[world.pipe.pk, card.pk]),
-        {"text": "@admin please check, and @nobody too"},
-        **hx(HTTP_HOST="trilho.example"),
-    )
+    with django_capture_on_commit_callbacks(execute=True):  # the email goes out once the comment commits
+        response = login(client, world.member).post(
+            reverse("card_comment", args=[world.pipe.pk, card.pk]),
+            {"text": "@admin please check, and @nobody too"},
+            **hx(HTTP_HOST="trilho.example"),
+        )
     assert response.status_code == 200
     note = Notification.objects.get()
     assert note.user == world.admin and note.card == card
@@ -580,12 +583,17 @@ def test_it_notifies_people_mentioned_in_a_comment(client, world, settings):
     assert event.payload["mentions"] == [world.admin.pk]
 
 
-def test_it_masks_a_pii_title_in_a_mention_to_someone_who_may_not_see_it(client, world):
+def test_it_masks_a_pii_title_in_a_mention_to_someone_who_may_not_see_it(
+    client, world, django_capture_on_commit_callbacks
+):
     _title_is_pii(world)
     card = new_card(world, item="Laptop for Joana Secreta")
-    login(client, world.member).post(
-        reverse("card_comment", args=[world.pipe.pk, card.pk]), {"text": "@reviewer and @admin, see"}, **hx()
-    )
+    with django_capture_on_commit_callbacks(execute=True):
+        login(client, world.member).post(
+            reverse("card_comment", args=[world.pipe.pk, card.pk]),
+            {"text": "@reviewer and @admin, see"},
+            **hx(),
+        )
     told = {n.user.username: n.message for n in Notification.objects.select_related("user")}
     assert "Joana" not in told["reviewer"] and "L***" in told["reviewer"]
     assert "Laptop for Joana Secreta" in told["admin"]

@@ -1,0 +1,58 @@
+"""Emails go out from a worker, never from the request that caused them (pipes.mailbox): with the mail
+server hung, a requester's submit still answers at once, and the receipt is sent by a real worker, once,
+when the server answers again. PostgreSQL, a real broker and worker, a real SMTP server."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from pipes.choices import MailStatus
+from pipes.models import Card, Mail
+from tests.mailserver import MailServer
+from tests.orchestrator.conftest import wait_for
+from tests.pipes.test_portal import form_data, sign_in
+
+
+@pytest.mark.redis
+@pytest.mark.django_db(transaction=True)
+def test_a_hung_mail_server_never_holds_a_submit_and_the_worker_sends_the_receipt_once_it_answers(
+    client, world, broker_celery, worker_processes, settings
+):
+    with MailServer() as server:
+        smtp = {
+            "EMAIL_BACKEND": "django.core.mail.backends.smtp.EmailBackend",
+            "EMAIL_HOST": "127.0.0.1",
+            "EMAIL_PORT": server.port,
+            "EMAIL_USE_TLS": False,
+            "EMAIL_HOST_USER": "",
+            "EMAIL_TIMEOUT": 30,
+        }
+        for name, value in smtp.items():  # the web process would wait on this server as long as that
+            setattr(settings, name, value)
+        settings.TRILHO_MAIL_BY_WORKER = True
+        worker_processes("mail", TRILHO_MAIL_BY_WORKER=True, **smtp)
+        server.hang()
+
+        sign_in(client, world.requester)
+        started = time.monotonic()
+        response = client.post(f"/portal/{world.pipe.pk}/new/", form_data())
+        took = time.monotonic() - started
+
+        card = Card.objects.get()
+        assert response.status_code == 302, response.content.decode()[:500]
+        assert took < 2, f"the submit waited {took:.1f} s"
+        receipt = Mail.objects.get()
+        assert receipt.to == ["requester@example.com"] and card.reference in receipt.subject
+        wait_for(
+            lambda: Mail.objects.get().status == MailStatus.SENDING, what="the worker taking the receipt"
+        )
+        assert not server.received  # the worker waits on the server, not the requester
+
+        server.answer()
+        wait_for(lambda: Mail.objects.get().status == MailStatus.SENT, what="the receipt sent")
+        (received,) = server.received
+        assert received.recipients == ["requester@example.com"]
+        assert card.reference in received.message["Subject"]
+        assert f"/portal/t/{card.tracking_token}/" in received.body
