@@ -302,6 +302,9 @@ CELERY_TASK_ROUTES = ("orchestrator.celery.task_route",)
 # never by the web request. Off only where no worker drains the broker (the tests' in-memory one):
 # they are then sent in-process, after commit.
 TRILHO_MAIL_BY_WORKER = envbool("TRILHO_MAIL_BY_WORKER", not CELERY_BROKER_URL.startswith("memory://"))
+# Emails of the outbox are deleted this many days after they were written, once settled: each holds
+# personal data (names, addresses, tracking links) and is kept only to tell what went out.
+TRILHO_MAIL_KEEP_DAYS = envint("TRILHO_MAIL_KEEP_DAYS", 30)
 
 # Models (see agents/). Local models through Ollama; foundation models optional.
 OLLAMA_BASE_URL = os.environ.get("OLLAMA_BASE_URL", "http://127.0.0.1:11434")

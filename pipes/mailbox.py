@@ -17,6 +17,7 @@ the sweep. A message the server refused is "failed", with the server's answer, a
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterable
 from datetime import timedelta
 
@@ -34,13 +35,16 @@ log = logging.getLogger(__name__)
 PENDING_AFTER_SECONDS = 30  # a row still pending this long after its commit was not handed on: the sweep's
 
 
-def mail_queue(*, to: Iterable[str], subject: str, body: str) -> Mail | None:
-    """Write one message to `to` (the addresses, each once, empty ones dropped) to the outbox; it is sent
-    after the caller's transaction commits, if it does. None when there is nobody to write to."""
+def mail_queue(*, organization_id: int, to: Iterable[str], subject: str, body: str) -> Mail | None:
+    """Write one message of the organization to `to` (the addresses, each once, empty ones dropped) to the
+    outbox; it is sent after the caller's transaction commits, if it does. None when there is nobody to
+    write to."""
     addresses = sorted({a.strip() for a in to if a and a.strip()})
     if not addresses:
         return None
-    mail = Mail.objects.create(to=addresses, subject=subject[:200], body=body)
+    mail = Mail.objects.create(
+        organization_id=organization_id, to=addresses, subject=subject[:200], body=body
+    )
     transaction.on_commit(lambda: _hand_on(mail.pk))
     return mail
 
@@ -75,10 +79,21 @@ def mail_send(*, mail_id: int) -> bool:
     return True
 
 
+def _keep_days() -> int:
+    return int(getattr(settings, "TRILHO_MAIL_KEEP_DAYS", 30))
+
+
 def mail_sweep(*, pending_after_seconds: float = PENDING_AFTER_SECONDS) -> dict[str, int]:
     """Settle what was left behind: rows "sending" past the stale limit become "unknown" (never sent
-    again); rows still "pending" a while after they were written are sent now. Returns the counts."""
+    again); rows still "pending" a while after they were written are sent now. Rows settled longer ago
+    than settings.TRILHO_MAIL_KEEP_DAYS are deleted: a message holds personal data (names, addresses,
+    tracking links) and is kept only as long as it helps to tell what went out. Returns the counts."""
     now = timezone.now()
+    purged, _by_model = (
+        Mail.objects.exclude(status__in=(MailStatus.PENDING, MailStatus.SENDING))
+        .filter(created_at__lt=now - timedelta(days=_keep_days()))
+        .delete()
+    )
     unknown = Mail.objects.filter(
         status=MailStatus.SENDING, sending_at__lt=now - timedelta(seconds=_stale_seconds())
     ).update(status=MailStatus.UNKNOWN)
@@ -88,4 +103,19 @@ def mail_sweep(*, pending_after_seconds: float = PENDING_AFTER_SECONDS) -> dict[
         status=MailStatus.PENDING, created_at__lt=now - timedelta(seconds=pending_after_seconds)
     )
     sent = sum(mail_send(mail_id=pk) for pk in waiting.order_by("pk").values_list("pk", flat=True)[:500])
-    return {"sent": sent, "unknown": unknown}
+    return {"sent": sent, "unknown": unknown, "purged": purged}
+
+
+def mail_erase(*, organization_id: int, patterns: Iterable[re.Pattern]) -> int:
+    """Delete the organization's messages that name a person being erased (their address, or a value in
+    the subject or body), sent or not: an erasure wins over a message still waiting. Returns how many."""
+    patterns = list(patterns)
+    if not patterns:
+        return 0
+    doomed = [
+        mail.pk
+        for mail in Mail.objects.filter(organization_id=organization_id).only("pk", "to", "subject", "body")
+        if any(p.search(text) for p in patterns for text in (" ".join(mail.to), mail.subject, mail.body))
+    ]
+    Mail.objects.filter(pk__in=doomed).delete()
+    return len(doomed)

@@ -460,6 +460,8 @@ class Mail(models.Model):
     """An email to a person (a requester, a reviewer, a member), written in the transaction of the
     change it tells of and sent after it commits, by a worker, at most once (pipes.mailbox)."""
 
+    # Whose message it is: the organization's erasures reach it, its health page counts it.
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+")
     to = models.JSONField(default=list)
     subject = models.CharField(max_length=200)
     body = models.TextField()

@@ -71,7 +71,12 @@ def notify_mentions(
 
     for u in recipients:
         if u.email:
-            mail_queue(to=[u.email], subject=messages[u.pk][:200], body=body(messages[u.pk]))
+            mail_queue(
+                organization_id=card.pipe.organization_id,
+                to=[u.email],
+                subject=messages[u.pk][:200],
+                body=body(messages[u.pk]),
+            )
     return notifications
 
 
@@ -145,6 +150,8 @@ def notify_overdue(*, late: list[int], expired: list[int]) -> int:
                     "message": message,
                     "link": site_url() + path,
                 }
-                mail_queue(to=[user.email], subject=message[:200], body=body)
+                mail_queue(
+                    organization_id=pipe.organization_id, to=[user.email], subject=message[:200], body=body
+                )
     Notification.objects.bulk_create(notes)
     return len(notes)

@@ -56,7 +56,7 @@ def _name(user) -> str:
 
 
 def _email(*, to: Iterable[str], subject: str, template: str, context: dict) -> int:
-    """Write one email per address to the mail outbox (pipes.mailbox): sent by a worker once the caller's
+    """Write one email per address (of the organization of the review, context["task"]) to the mail outbox (pipes.mailbox): sent by a worker once the caller's
     transaction commits, never by the request. Returns how many."""
     addresses = sorted({a for a in to if a})
     if not addresses:
@@ -64,7 +64,9 @@ def _email(*, to: Iterable[str], subject: str, template: str, context: dict) -> 
     with translation.override(settings.LANGUAGE_CODE):
         body = render_to_string(template, context)
     for address in addresses:
-        mail_queue(to=[address], subject=subject, body=body)
+        mail_queue(
+            organization_id=context["task"].pipe.organization_id, to=[address], subject=subject, body=body
+        )
     return len(addresses)
 
 

@@ -15,7 +15,8 @@ from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.utils import timezone
 
-from pipes.models import Membership, OrgRole
+from pipes.choices import MailStatus
+from pipes.models import Mail, Membership, OrgRole
 
 from ..models import EmailOutbox, OutboxStatus, RailHeartbeat
 
@@ -77,9 +78,12 @@ def rail_health(*, ping_timeout: float = 1.0, organization_ids: list[int] | None
     workers = workers_ping(timeout=ping_timeout)
     unknown = 0
     if organization_ids:
-        unknown = EmailOutbox.objects.filter(
-            status=OutboxStatus.UNKNOWN, run__pipe__organization_id__in=organization_ids
-        ).count()
+        unknown = (
+            EmailOutbox.objects.filter(
+                status=OutboxStatus.UNKNOWN, run__pipe__organization_id__in=organization_ids
+            ).count()
+            + Mail.objects.filter(status=MailStatus.UNKNOWN, organization_id__in=organization_ids).count()
+        )  # steps' emails, and every other (pipes.mailbox)
     health = RailHealth(
         checked_at=now,
         beat_at=beat_at,

@@ -142,7 +142,7 @@ def sweep_email_outbox() -> str:
     counts, mails = outbox_sweep(), mail_sweep()
     return (
         f"steps' emails: {counts['sent']} sent, {counts['unknown']} unknown;"
-        f" other emails: {mails['sent']} sent, {mails['unknown']} unknown"
+        f" other emails: {mails['sent']} sent, {mails['unknown']} unknown, {mails['purged']} deleted"
     )
 
 

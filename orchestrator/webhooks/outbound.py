@@ -284,7 +284,9 @@ def _notify_disabled(hook: OutboundWebhook) -> None:
     body = message + "\n\n" + _("See its deliveries and turn it on again: %(url)s") % {"url": base + url}
     for u in people:
         if u.email:
-            mail_queue(to=[u.email], subject=subject, body=body)  # sent by a worker after commit
+            mail_queue(
+                organization_id=pipe.organization_id, to=[u.email], subject=subject, body=body
+            )  # sent by a worker after commit
 
 
 # ---------------------------------------------------------------- the sweep, "send again", turning on

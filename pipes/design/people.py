@@ -147,7 +147,9 @@ def _send_invitation(*, user: AbstractBaseUser, pipe: Pipe, role: str, inviter: 
             )
             % context
         )
-    mail_queue(to=[user.email], subject=subject, body=body)  # sent by a worker once the grant commits
+    mail_queue(
+        organization_id=pipe.organization_id, to=[user.email], subject=subject, body=body
+    )  # sent by a worker once the grant commits
 
 
 def pipe_admins(pipe: Pipe) -> QuerySet:

@@ -30,6 +30,7 @@ from django.utils.translation import gettext as _
 
 from .. import services
 from ..choices import FieldType
+from ..mailbox import mail_erase
 from ..models import (
     Card,
     CardErasure,
@@ -381,6 +382,10 @@ def _erase_cards(
         person_erasing.send(
             sender=PrivacyRequest, card_ids=[c.card_id for c in done], identifiers=sorted(all_identifiers)
         )
+    # The outbox's copies: the messages that name the person (their address, or a value of theirs).
+    patterns = erasure_patterns({*identifiers, *all_identifiers})
+    for organization_id in {card.pipe.organization_id for card in cards}:
+        mail_erase(organization_id=organization_id, patterns=patterns)
     return done
 
 

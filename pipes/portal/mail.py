@@ -61,7 +61,10 @@ def _send(card: Card, subject: str, template: str, context: dict) -> bool:
     )
     # Sent by a worker once the change commits (pipes.mailbox): a slow mail server never holds the
     # requester's submit, nor a person's move of the card.
-    return mail_queue(to=[card.requester_email], subject=subject, body=body) is not None
+    written = mail_queue(
+        organization_id=card.pipe.organization_id, to=[card.requester_email], subject=subject, body=body
+    )
+    return written is not None
 
 
 def send_submission_email(card: Card) -> bool:

@@ -65,3 +65,21 @@ def test_it_exits_non_zero_from_bin_healthcheck_when_beat_is_late(world, setting
     )
     assert done.returncode == 1
     assert re.search(r"unhealthy: beat is late: its last tick was 3\d\d s ago", done.stderr), done.stderr
+
+
+def test_it_counts_the_organizations_emails_of_unknown_fate_and_no_one_elses(world):
+    """An email a dead worker left being sent (pipes.mailbox) is counted on its organization's page."""
+    from pipes.choices import MailStatus
+    from pipes.models import Mail, Organization
+
+    other = Organization.objects.get(slug="other")
+    for org in (world.org, world.org, other):
+        Mail.objects.create(
+            organization=org, to=["a@example.com"], subject="?", body=".", status=MailStatus.UNKNOWN
+        )
+    Mail.objects.create(
+        organization=world.org, to=["a@example.com"], subject="ok", body=".", status=MailStatus.SENT
+    )
+
+    assert rail_health(ping_timeout=0.1, organization_ids=[world.org.pk]).emails_unknown == 2
+    assert rail_health(ping_timeout=0.1, organization_ids=[other.pk]).emails_unknown == 1
