@@ -211,3 +211,26 @@ def test_it_shows_costs_per_mechanism_next_to_the_foundation_only_cost(
     assert report.total.saving == Decimal("0.001424")
     page = response.content.decode()
     assert "Per mechanism" in page and "Local model" in page and "Classify the request" in page
+
+
+def test_a_run_without_trace_rows_says_so_by_its_state_never_that_it_is_queued(client, world, stamping_step):
+    """A finished run whose trace rows are gone (pruned by retention, or never written) does not claim to
+    be queued: the page says the trace was pruned, or that the run ended without one."""
+    from django.utils import timezone
+
+    from orchestrator.models import TraceEvent
+
+    card = card_create(actor=Actor.for_user(world.requester), pipe=world.pipe, values=good_start_values())
+    drain()
+    run = StepRun.objects.get(card=card)
+    TraceEvent.objects.filter(run=run).delete()
+    client.force_login(world.admin)
+    url = reverse("rail:run", kwargs={"run_id": run.pk})
+
+    page = client.get(url).content.decode()
+    assert "No trace for this run" in page and "The step is queued" not in page
+
+    StepRun.objects.filter(pk=run.pk).update(trace_pruned_at=timezone.now())
+    page = client.get(url).content.decode()
+    assert "under the pipe&#x27;s trace retention" in page or "under the pipe's trace retention" in page
+    assert "The step is queued" not in page and "No trace for this run" not in page
