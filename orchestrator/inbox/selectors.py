@@ -544,6 +544,21 @@ class ReviewContext:
     buttons: list[DecisionButton]
     first_approval: ReviewSignoff | None
     extra: dict = field(default_factory=dict)
+    # The personal-data fields the agent's draft sets, which this reviewer may not see: they may not
+    # approve it (inbox_decide refuses), only reject it or ask for changes.
+    unseen_draft: list[str] = field(default_factory=list)
+
+
+def draft_personal_labels(*, task: ReviewTask) -> list[str]:
+    """The labels of the personal-data fields the agent's draft of `task` sets, in the form's order."""
+    proposed = (task.proposal or {}).get("values") or {}
+    if not proposed:
+        return []
+    return list(
+        Field.objects.filter(pipe_id=task.pipe_id, key__in=list(proposed), pii=True)
+        .order_by("position", "pk")
+        .values_list("label", flat=True)
+    )
 
 
 def review_context(
@@ -561,4 +576,5 @@ def review_context(
         blocker=decide_blocker(task=task, user=user, access=access, signoffs=signoffs),
         buttons=decision_buttons(task),
         first_approval=first,
+        unseen_draft=[] if access.can_view_pii else draft_personal_labels(task=task),
     )

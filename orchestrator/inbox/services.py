@@ -45,7 +45,14 @@ from pipes.services import (
 
 from . import notify
 from .models import Decision, InboxItem, ReviewDelegation, ReviewSignoff
-from .selectors import draft_values, move_needs, needed_keys, reason_fields, review_fields
+from .selectors import (
+    draft_personal_labels,
+    draft_values,
+    move_needs,
+    needed_keys,
+    reason_fields,
+    review_fields,
+)
 
 log = logging.getLogger(__name__)
 
@@ -239,6 +246,22 @@ def _refuse_hidden(values: Mapping[str, Any], *, fields: Mapping[str, Field], ac
         )
 
 
+def _refuse_unseen_draft(*, task: ReviewTask) -> None:
+    """Approving applies the agent's draft whole (rail.services._review_decide), personal data included,
+    which a reviewer who may not see it was shown masked or not at all: they would vouch for values they
+    never saw (one a hostile document steered the agent to write, say). Someone who may see personal
+    data approves such a draft; this reviewer may still reject it or ask for changes."""
+    hidden = draft_personal_labels(task=task)
+    if hidden:
+        raise RailPermissionError(
+            _(
+                "The agent's draft sets personal data you may not see: %(fields)s. Someone who may see "
+                "personal data must approve it; you may reject it or ask for changes."
+            )
+            % {"fields": ", ".join(hidden)}
+        )
+
+
 def _stored(f: Field, value: Any, ctx: ParseContext) -> Any:
     try:
         return parse_value(f, value, ctx)
@@ -332,6 +355,8 @@ def inbox_decide(
         card = Card.objects.select_related("pipe__organization", "phase").get(pk=task.card_id)
         fields = review_fields(task=task, card=card)
         _refuse_hidden(values, fields=fields, access=access)
+        if decision == Decision.APPROVE and not access.can_view_pii:
+            _refuse_unseen_draft(task=task)
         ctx = ParseContext(pipe=card.pipe)
         first = (
             ReviewSignoff.objects.filter(task=task, decision=Decision.APPROVE).select_related("user").first()

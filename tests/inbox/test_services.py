@@ -153,6 +153,43 @@ def test_a_reviewer_who_may_not_see_personal_data_may_not_set_it(world, rail_set
     assert outcome.final and card.values["supplier_phone"] == "+55 11 99999-0000"
 
 
+def test_a_reviewer_who_may_not_see_personal_data_may_not_approve_a_draft_that_sets_it(world, ollama_only):
+    """Approving applies the agent's draft whole: a reviewer shown a personal value masked would vouch
+    for what they never saw. They may reject it or ask for changes; one who may see it approves."""
+    from agents.models import Agent
+    from pipes.models import Field
+
+    Field.objects.filter(pipe=world.pipe, key="cost_center").update(pii=True)
+    step = triage_agent_step(world, risk=Risk.LOW)  # low risk: bulk approval may take it
+    Agent.objects.filter(pk=step.agent_id).update(may_see_pii=True)  # it may write personal data
+    card = drafted_card(world, ollama_only)
+    task = task_of(card)
+    assert task.proposal["values"]["cost_center"] == "CC-123"
+
+    with pytest.raises(RailPermissionError) as refused:
+        inbox_decide(task=task, user=world.reviewer, decision="approve", values={"category": "Software"})
+    assert "sets personal data you may not see: Cost center" in refused.value.message
+    card.refresh_from_db()
+    task.refresh_from_db()
+    assert task.status == ReviewStatus.OPEN and "cost_center" not in card.values
+    bulk = inbox_bulk_approve(task_ids=[task.pk], user=world.reviewer)  # nor all at once
+    assert not bulk.approved and "Cost center" in bulk.refused[0][1]
+
+    # The screen says so before anyone tries: no Approve button, the reason instead.
+    from django.test import Client
+    from django.urls import reverse
+
+    browser = Client()
+    browser.force_login(world.reviewer)
+    page = browser.get(reverse("inbox:task", args=[task.pk])).content.decode()
+    assert 'id="unseen-draft"' in page and "personal data you may not see: Cost center" in page
+    assert 'value="approve"' not in page and 'value="reject"' in page
+
+    outcome = inbox_decide(task=task, user=world.admin, decision="approve", values={"category": "Software"})
+    card.refresh_from_db()
+    assert outcome.final and card.values["cost_center"] == "CC-123"
+
+
 def test_it_never_lets_the_requester_decide_their_own_case(world, rail_settings):
     approval_step(world)
     card = card_in_approval(world, by=world.requester)
