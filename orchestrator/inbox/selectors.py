@@ -395,8 +395,15 @@ def task_proposal(*, task: ReviewTask, fields: Mapping[str, Field], access: Pipe
     if not task.proposal:
         return None
     values = []
-    for key, value in (task.proposal.get("values") or {}).items():
-        f = fields.get(key)
+    proposed = task.proposal.get("values") or {}
+    # A key the review does not set (the agent's writable fields changed since it proposed) is still the
+    # pipe's field: shown by its label and masked as the card shows it, never raw.
+    others = {
+        f.key: f
+        for f in Field.objects.filter(pipe_id=task.pipe_id, key__in=[k for k in proposed if k not in fields])
+    }
+    for key, value in proposed.items():
+        f = fields.get(key) or others.get(key)
         if f is None:
             values.append(ShownValue(key, str(value)))
             continue

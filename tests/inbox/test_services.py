@@ -184,6 +184,11 @@ def test_a_reviewer_who_may_not_see_personal_data_may_not_approve_a_draft_that_s
     page = browser.get(reverse("inbox:task", args=[task.pk])).content.decode()
     assert 'id="unseen-draft"' in page and "personal data you may not see: Cost center" in page
     assert 'value="approve"' not in page and 'value="reject"' in page
+    assert "CC-123" not in page  # the draft's personal value is masked on the proposal too
+    # Even once the agent may no longer write the field (its draft then sets a field the review does not).
+    Agent.objects.filter(pk=step.agent_id).update(writable_fields=["category"])
+    page = browser.get(reverse("inbox:task", args=[task.pk])).content.decode()
+    assert "CC-123" not in page and "Cost center" in page
 
     outcome = inbox_decide(task=task, user=world.admin, decision="approve", values={"category": "Software"})
     card.refresh_from_db()
