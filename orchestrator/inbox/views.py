@@ -21,6 +21,7 @@ from orchestrator.rail.dispatch import dispatch_document_extraction
 from orchestrator.rail.services import RailError, RailPermissionError, review_open
 from orchestrator.rail.trace import run_url
 from pipes.choices import FieldType
+from pipes.masking import mask_email
 from pipes.models import CardFile, Phase
 from pipes.parsing import parse_id
 from pipes.portal.forms import INPUT_PREFIX, PortalForm, initial_from_values, org_tz
@@ -221,6 +222,7 @@ def _render_task(
         "detail": detail,
         "form": form,
         "masked_fields": [f for f in review.fields.values() if f.pii and not access.can_view_pii],
+        "filed_by": _filed_by(card, access),
         "draft_locked": review.first_approval is not None,
         "can_decide": can_decide,
         "can_request_changes": can_decide and card_has_requester(card),
@@ -242,6 +244,15 @@ def _render_task(
         **_live_context(task, card, review),
     }
     return render(request, "inbox/task.html", context, status=status)
+
+
+def _filed_by(card, access) -> str:
+    """Who filed the card: the account's name, else the address it came from (a public form's), masked
+    for a reviewer who may not see personal data, as the card's own email fields are."""
+    if card.created_by is not None:
+        return card.created_by.get_full_name() or card.created_by.get_username()
+    email = card.requester_email or ""
+    return email if access.can_view_pii else mask_email(email)
 
 
 def _live_context(task: ReviewTask, card, review) -> dict:

@@ -366,3 +366,19 @@ def test_bulk_approval_of_another_pipes_task_is_a_404(client, world, ollama_only
     response = post(client, outsider_reviewer, "/inbox/bulk/", {"tasks": [str(task_of(card).pk)]})
     assert response.status_code == 404
     assert task_of(card).status == ReviewStatus.OPEN
+
+
+def test_it_masks_the_address_a_public_request_came_from_for_a_reviewer_who_may_not_see_personal_data(
+    client, world, rail_settings
+):
+    approval_step(world)
+    card = card_in_approval(world)
+    Card.objects.filter(pk=card.pk).update(created_by=None, requester_email="joana.secreta@vendor.example")
+    task = task_of(card)
+
+    client.force_login(world.reviewer)  # no view_pii
+    page = client.get(f"/inbox/tasks/{task.pk}/").content.decode()
+    assert "joana.secreta@vendor.example" not in page and "filed by j***@v***.example" in page
+
+    client.force_login(world.admin)
+    assert "filed by joana.secreta@vendor.example" in client.get(f"/inbox/tasks/{task.pk}/").content.decode()
