@@ -5,7 +5,6 @@ outbox (pipes.mailbox): written with the change, sent by a worker after it commi
 
 from __future__ import annotations
 
-import logging
 import re
 from collections.abc import Iterable, Sequence
 
@@ -19,8 +18,6 @@ from .masking import title_shown
 from .models import Card, Field, Notification
 from .roles import pipe_access, pipe_users_with
 from .siteaddress import site_url
-
-log = logging.getLogger(__name__)
 
 MENTION = re.compile(r"(?<![\w@.])@([\w.\-+]{1,150})")
 

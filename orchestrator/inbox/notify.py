@@ -7,7 +7,6 @@ undoes a decision. Requesters of cards filed through the portal already get the 
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterable
 
 from django.conf import settings
@@ -25,8 +24,6 @@ from pipes.models import Card, Notification
 from pipes.portal.mail import PORTAL_REASON
 from pipes.roles import pipe_users_with
 from pipes.siteaddress import site_url
-
-log = logging.getLogger(__name__)
 
 
 def task_path(task_id: int) -> str:

@@ -5,8 +5,6 @@ organization, audited."""
 
 from __future__ import annotations
 
-import logging
-
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.contrib.auth.tokens import default_token_generator
@@ -26,8 +24,6 @@ from ..models import Membership, Pipe
 from ..roles import ROLE_PERMS, pipe_role_grant, pipe_role_revoke
 from ..siteaddress import absolute
 from .services import SYSTEM, DesignError, _acting, _check_actor, design_model
-
-logger = logging.getLogger(__name__)
 
 
 def design_grant(*, actor: AbstractBaseUser | None, pipe: Pipe, user: AbstractBaseUser, role: str) -> None:
