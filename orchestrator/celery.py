@@ -1,10 +1,12 @@
 """The Celery application. Broker from settings: Redis or RabbitMQ in production, an embedded
 filesystem transport on a laptop (see settings.CELERY_BROKER_URL).
 
-Two queues: steps and everything else on the default queue (settings.CELERY_TASK_DEFAULT_QUEUE,
-"celery"), and beat's frequent housekeeping (the sweeps, beat's heartbeat) on a queue of its own
-(settings.TRILHO_SWEEP_QUEUE, "rail-sweep"), so a backlog of steps never delays a sweep. A worker
-started without -Q consumes both (settings.CELERY_TASK_QUEUES).
+Queues: steps and everything else on the default queue (settings.CELERY_TASK_DEFAULT_QUEUE,
+"celery"); beat's frequent housekeeping (the sweeps, beat's heartbeat) on a queue of its own
+(settings.TRILHO_SWEEP_QUEUE, "rail-sweep"), so a backlog of steps never delays a sweep; emails to
+people on theirs (settings.TRILHO_MAIL_QUEUE, "mail"); and, when set, the fast lane
+(settings.TRILHO_FAST_QUEUE). A worker started without -Q consumes them all
+(settings.CELERY_TASK_QUEUES).
 """
 
 import os
@@ -31,13 +33,20 @@ SWEEP_TASKS = frozenset(
 )
 
 
+# Emails to people (pipes.mailbox): on a queue of their own (settings.TRILHO_MAIL_QUEUE), so one waits
+# for the next free worker process, not behind every step queued before it.
+MAIL_TASKS = frozenset({"orchestrator.tasks.send_mail"})
+
+
 def task_route(name, args, kwargs, options, task=None, **kw):
-    """settings.CELERY_TASK_ROUTES: the sweeps to the sweep queue, read from settings when sent (so a
-    test can point it at a queue of its own); everything else to the default queue."""
-    if name in SWEEP_TASKS:
+    """settings.CELERY_TASK_ROUTES: the sweeps to the sweep queue and emails to the mail queue, read from
+    settings when sent (so a test can point them at queues of its own); everything else to the default
+    queue."""
+    if name in SWEEP_TASKS or name in MAIL_TASKS:
         from django.conf import settings
 
-        return {"queue": settings.TRILHO_SWEEP_QUEUE}
+        queue = settings.TRILHO_SWEEP_QUEUE if name in SWEEP_TASKS else settings.TRILHO_MAIL_QUEUE
+        return {"queue": queue} if queue else None
     return None
 
 

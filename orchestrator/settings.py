@@ -283,18 +283,24 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_DB_REUSE_MAX = envint("CELERY_DB_REUSE_MAX", 1000)
 # Queues: steps and other work on the default queue; beat's sweeps and heartbeat on a queue of their
 # own, so a backlog of steps never delays them (orchestrator/celery.py routes them). A worker started
-# without -Q consumes both; a dedicated sweep worker takes `-Q rail-sweep`. Beat's heartbeat rides the
+# without -Q consumes them all; a dedicated sweep worker takes `-Q rail-sweep`. Beat's heartbeat rides the
 # sweep queue, so /rail/health/ says "late" when nothing consumes it.
 # The fast lane (off unless TRILHO_FAST_QUEUE names a queue; docker-compose.yml turns it on): an entry
 # whose phase's steps are all automations that call no other system is sent there (orchestrator.rail.
 # dispatch), so a burst of model or HTTP steps on the default queue never delays them, and the workers
 # that consume only it can run `-P solo` with a higher prefetch (short steps: nothing long waits behind
 # a prefetched message). A worker started without -Q consumes it too.
+# Emails to people (pipes.mailbox) go to a queue of their own, consumed by every worker started without
+# -Q: a worker drains its queues in turn, so an email waits for the next free process, not behind the
+# whole backlog of steps on the default queue.
 CELERY_TASK_DEFAULT_QUEUE = os.environ.get("TRILHO_TASK_QUEUE", "celery")
 TRILHO_SWEEP_QUEUE = os.environ.get("TRILHO_SWEEP_QUEUE", "rail-sweep")
 TRILHO_FAST_QUEUE = os.environ.get("TRILHO_FAST_QUEUE", "")
+TRILHO_MAIL_QUEUE = os.environ.get("TRILHO_MAIL_QUEUE", "mail")
 CELERY_TASK_QUEUES = [
-    Queue(q, routing_key=q) for q in (CELERY_TASK_DEFAULT_QUEUE, TRILHO_SWEEP_QUEUE, TRILHO_FAST_QUEUE) if q
+    Queue(q, routing_key=q)
+    for q in (CELERY_TASK_DEFAULT_QUEUE, TRILHO_SWEEP_QUEUE, TRILHO_MAIL_QUEUE, TRILHO_FAST_QUEUE)
+    if q
 ]
 CELERY_TASK_ROUTES = ("orchestrator.celery.task_route",)
 

@@ -172,7 +172,9 @@ def broker_celery(rail_settings):
     queue = f"trilho-test-{uuid.uuid4().hex[:10]}"
     sweep_queue = f"{queue}-sweep"
     fast_queue = f"{queue}-fast"  # the fast lane's, for a test that sets TRILHO_FAST_QUEUE to it
+    mail_queue = f"{queue}-mail"
     rail_settings.TRILHO_SWEEP_QUEUE = sweep_queue  # where the sweeps are routed (orchestrator.celery)
+    rail_settings.TRILHO_MAIL_QUEUE = mail_queue  # and the emails
     before = (
         os.environ.get("CELERY_BROKER_URL", ""),
         app.conf.task_default_queue,
@@ -189,12 +191,13 @@ def broker_celery(rail_settings):
             queue=queue,
             sweep_queue=sweep_queue,
             fast_queue=fast_queue,
+            mail_queue=mail_queue,
             amqp=transport != "redis",
         )
     finally:
         celery_point(app, broker_url=url, queue=queue)  # a test may have pointed it elsewhere
         with app.connection_for_write() as conn:
-            for name in (queue, sweep_queue, fast_queue):
+            for name in (queue, sweep_queue, fast_queue, mail_queue):
                 conn.default_channel.queue_delete(name)
         celery_point(app, broker_url=before[0], queue=before[1], transport_options=before[3])
         app.conf.task_default_routing_key = before[2]
@@ -215,7 +218,9 @@ def worker_in_process(app, queues, *, shutdown_timeout: float = 10):
 def worker(broker_celery):
     """An in-process Celery worker (solo pool) consuming this test's queues."""
     with worker_in_process(
-        broker_celery.app, [broker_celery.queue, broker_celery.sweep_queue], shutdown_timeout=15
+        broker_celery.app,
+        [broker_celery.queue, broker_celery.mail_queue, broker_celery.sweep_queue],
+        shutdown_timeout=15,
     ) as w:
         yield w
 
@@ -322,20 +327,26 @@ class WorkerProcess:
 @pytest.fixture
 def worker_processes(broker_celery):
     """Start worker subprocesses with start(name, **settings); all are stopped after the test. A worker
-    consumes this test's step and sweep queues, or those named by `queues` ("step", "sweep", "fast")."""
+    consumes this test's step, mail and sweep queues, as a worker without -Q does, or those named by
+    `queues` ("step", "mail", "sweep", "fast"; the first is its default queue, the last its sweep queue)."""
     started: list[WorkerProcess] = []
     queue_of = {
         "step": broker_celery.queue,
         "sweep": broker_celery.sweep_queue,
         "fast": broker_celery.fast_queue,
+        "mail": broker_celery.mail_queue,
     }
 
-    def start(name: str, *, queues=("step", "sweep"), beat: str = "", **overrides) -> WorkerProcess:
+    def start(name: str, *, queues=("step", "mail", "sweep"), beat: str = "", **overrides) -> WorkerProcess:
         w = WorkerProcess(
             name=name,
             queues=[queue_of[q] for q in queues],
             broker_url=broker_celery.url,
-            overrides={"TRILHO_SWEEP_QUEUE": broker_celery.sweep_queue, **overrides},
+            overrides={
+                "TRILHO_SWEEP_QUEUE": broker_celery.sweep_queue,
+                "TRILHO_MAIL_QUEUE": broker_celery.mail_queue,
+                **overrides,
+            },
             beat=beat,
         )
         started.append(w)

@@ -56,3 +56,60 @@ def test_a_hung_mail_server_never_holds_a_submit_and_the_worker_sends_the_receip
         assert received.recipients == ["requester@example.com"]
         assert card.reference in received.message["Subject"]
         assert f"/portal/t/{card.tracking_token}/" in received.body
+
+
+@pytest.mark.redis
+@pytest.mark.django_db(transaction=True)
+def test_an_email_is_sent_by_the_next_free_worker_not_after_the_steps_queued_before_it(
+    world, broker_celery, worker_processes, settings
+):
+    """Emails ride a queue of their own (settings.TRILHO_MAIL_QUEUE), which a worker takes in turn with
+    the step queue: with 1,500 step messages queued first, the email goes out while most of them wait."""
+    from django.db import transaction
+
+    from orchestrator.rail.dispatch import RUN_PHASE_ENTRY
+    from pipes.mailbox import mail_queue
+
+    backlog = 1500
+    with broker_celery.app.producer_or_acquire() as producer:
+        for _ in range(backlog):  # entries that do not exist: each a quick read for the worker
+            broker_celery.app.send_task(RUN_PHASE_ENTRY, args=[2_000_000_000], producer=producer)
+    with MailServer() as server:
+        smtp = {
+            "EMAIL_BACKEND": "django.core.mail.backends.smtp.EmailBackend",
+            "EMAIL_HOST": "127.0.0.1",
+            "EMAIL_PORT": server.port,
+            "EMAIL_USE_TLS": False,
+            "EMAIL_HOST_USER": "",
+        }
+        for name, value in smtp.items():
+            setattr(settings, name, value)
+        settings.TRILHO_MAIL_BY_WORKER = True
+        with transaction.atomic():
+            mail = mail_queue(
+                organization_id=world.pipe.organization_id,
+                to=["requester@example.com"],
+                subject="Your request",
+                body="Received.",
+            )
+        worker_processes("mail-backlog", TRILHO_MAIL_BY_WORKER=True, **smtp)
+
+        wait_for(lambda: server.received, timeout=30, what="the email sent")
+        waiting = queue_length(broker_celery)
+
+    assert Mail.objects.get(pk=mail.pk).status == MailStatus.SENT
+    assert server.received[0].recipients == ["requester@example.com"]
+    assert waiting > backlog // 2, (
+        f"the email waited for {backlog - waiting} of the {backlog} steps before it"
+    )
+
+
+def queue_length(broker_celery) -> int:
+    """Messages waiting in the test's step queue (0 once Redis dropped the emptied list)."""
+    from kombu.exceptions import ChannelError
+
+    with broker_celery.app.connection_for_write() as conn:
+        try:
+            return conn.default_channel.queue_declare(queue=broker_celery.queue, passive=True).message_count
+        except ChannelError:
+            return 0
