@@ -11,13 +11,15 @@ A row is sent at most once: it is taken (pending → sending, committed) before 
 called and marked sent after. A worker that dies in between leaves it "sending": the sweep
 (`mail_sweep`, every 30 s with the rail's email outbox) marks it "unknown" once stale, never sends it
 again. A row still pending a while after its commit (the worker or the broker was down) is sent by
-the sweep. A message the server refused is "failed", with the server's answer, and not retried.
+the sweep, for at most TRILHO_MAIL_SWEEP_SECONDS (10) per sweep, so a hung mail server never holds the
+sweep queue's worker for long. A message the server refused is "failed", with the server's answer, and not retried.
 """
 
 from __future__ import annotations
 
 import logging
 import re
+import time
 from collections.abc import Iterable
 from datetime import timedelta
 
@@ -102,8 +104,20 @@ def mail_sweep(*, pending_after_seconds: float = PENDING_AFTER_SECONDS) -> dict[
     waiting = Mail.objects.filter(
         status=MailStatus.PENDING, created_at__lt=now - timedelta(seconds=pending_after_seconds)
     )
-    sent = sum(mail_send(mail_id=pk) for pk in waiting.order_by("pk").values_list("pk", flat=True)[:500])
+    # The sweep runs beside the rail's own sweeps (the sweep queue): a slow or hung mail server may hold
+    # it for its budget and one send's timeout, never for every message waiting. The rest wait for the
+    # next sweep.
+    sent, deadline = 0, time.monotonic() + _sweep_budget_seconds()
+    for pk in waiting.order_by("pk").values_list("pk", flat=True)[:500]:
+        if time.monotonic() >= deadline:
+            break
+        sent += mail_send(mail_id=pk)
     return {"sent": sent, "unknown": unknown, "purged": purged}
+
+
+def _sweep_budget_seconds() -> float:
+    """How long one sweep goes on sending waiting messages (it starts no send after that)."""
+    return float(getattr(settings, "TRILHO_MAIL_SWEEP_SECONDS", 10))
 
 
 def mail_erase(*, organization_id: int, patterns: Iterable[re.Pattern]) -> int:

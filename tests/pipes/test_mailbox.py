@@ -185,3 +185,29 @@ def test_an_erasure_deletes_the_organizations_messages_that_name_the_person_and_
     assert Mail.objects.filter(pk__in=[unrelated.pk, elsewhere.pk]).count() == 2  # another tenant's stays
     card.refresh_from_db()
     assert person not in str(card.values)
+
+
+def test_a_hung_mail_server_holds_the_sweep_for_its_budget_and_one_timeout_not_for_every_message(
+    org, settings
+):
+    """The sweep runs on the sweep queue beside the rail's sweeps: with the mail server hung, it stops
+    sending once its budget is spent (one send's timeout past it at most) and leaves the rest pending
+    for the next sweep, rather than waiting out a timeout for each message."""
+    import time
+
+    settings.TRILHO_MAIL_SWEEP_SECONDS = 0.5
+    old = timezone.now() - timedelta(minutes=2)
+    for i in range(5):
+        Mail.objects.create(organization=org, to=[f"p{i}@example.com"], subject="Late", body=".", created_at=old)
+    with MailServer() as server:
+        smtp_to(settings, server.port, timeout=1)
+        server.hang()
+        started = time.monotonic()
+        counts = mail_sweep()
+        took = time.monotonic() - started
+
+    assert counts["sent"] == 0
+    assert took < 3, f"the sweep waited {took:.1f} s on a hung mail server"
+    statuses = sorted(Mail.objects.values_list("status", flat=True))
+    assert statuses.count(MailStatus.FAILED) == 1  # the one it tried: timed out, recorded, not retried
+    assert statuses.count(MailStatus.PENDING) == 4  # the next sweep's
