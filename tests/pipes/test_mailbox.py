@@ -198,7 +198,9 @@ def test_a_hung_mail_server_holds_the_sweep_for_its_budget_and_one_timeout_not_f
     settings.TRILHO_MAIL_SWEEP_SECONDS = 0.5
     old = timezone.now() - timedelta(minutes=2)
     for i in range(5):
-        Mail.objects.create(organization=org, to=[f"p{i}@example.com"], subject="Late", body=".", created_at=old)
+        Mail.objects.create(
+            organization=org, to=[f"p{i}@example.com"], subject="Late", body=".", created_at=old
+        )
     with MailServer() as server:
         smtp_to(settings, server.port, timeout=1)
         server.hang()
