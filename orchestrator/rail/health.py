@@ -32,6 +32,24 @@ def beat_tick_record(*, at: dt.datetime | None = None) -> None:
     RailHeartbeat.objects.update_or_create(name=BEAT, defaults={"at": at or timezone.now()})
 
 
+# How far back, and how many, the health page lists the emails that did not go out.
+NOT_SENT_DAYS = 14
+NOT_SENT_LIMIT = 20
+
+
+@dataclass(frozen=True)
+class NotSent:
+    """An email that did not go out, or may not have: refused by the mail server, or left being sent by
+    a worker that stopped (never sent again: at most once). `run_id`: the step run that wrote it."""
+
+    at: dt.datetime
+    to: list[str]
+    subject: str
+    unknown: bool  # else refused (the mail server's answer is `error`)
+    error: str
+    run_id: int | None = None
+
+
 @dataclass
 class RailHealth:
     """What the health page and bin/healthcheck say."""
@@ -42,6 +60,7 @@ class RailHealth:
     late_after_seconds: float
     workers: list[str] | None  # None: the broker could not be asked
     emails_unknown: int = 0
+    emails_not_sent: list[NotSent] = field(default_factory=list)  # the latest, newest first
     problems: list[str] = field(default_factory=list)
 
     @property
@@ -85,6 +104,7 @@ def rail_health(*, ping_timeout: float = 1.0, organization_ids: list[int] | None
             + Mail.objects.filter(status=MailStatus.UNKNOWN, organization_id__in=organization_ids).count()
         )  # steps' emails, and every other (pipes.mailbox)
     health = RailHealth(
+        emails_not_sent=emails_not_sent(organization_ids=organization_ids or [], now=now),
         checked_at=now,
         beat_at=beat_at,
         beat_late=late,
@@ -101,6 +121,42 @@ def rail_health(*, ping_timeout: float = 1.0, organization_ids: list[int] | None
     elif not workers:
         health.problems.append("no worker answered a ping")
     return health
+
+
+def emails_not_sent(*, organization_ids: list[int], now: dt.datetime | None = None) -> list[NotSent]:
+    """The organizations' emails of the last NOT_SENT_DAYS that were refused or whose fate is unknown,
+    newest first, at most NOT_SENT_LIMIT: the steps' (rail/outbox.py) and every other (pipes.mailbox)."""
+    if not organization_ids:
+        return []
+    since = (now or timezone.now()) - dt.timedelta(days=NOT_SENT_DAYS)
+    columns = ("created_at", "to", "subject", "status", "error")
+    mails = (
+        Mail.objects.filter(
+            organization_id__in=organization_ids,
+            status__in=(MailStatus.FAILED, MailStatus.UNKNOWN),
+            created_at__gte=since,
+        )
+        .order_by("-created_at", "-pk")
+        .values_list(*columns)[:NOT_SENT_LIMIT]
+    )
+    steps = (
+        EmailOutbox.objects.filter(
+            run__pipe__organization_id__in=organization_ids,
+            status__in=(OutboxStatus.FAILED, OutboxStatus.UNKNOWN),
+            created_at__gte=since,
+        )
+        .order_by("-created_at", "-pk")
+        .values_list(*columns, "run_id")[:NOT_SENT_LIMIT]
+    )
+    found = [
+        NotSent(at, list(to), subject, status == MailStatus.UNKNOWN, error)
+        for at, to, subject, status, error in mails
+    ] + [
+        NotSent(at, list(to), subject, status == OutboxStatus.UNKNOWN, error, run)
+        for at, to, subject, status, error, run in steps
+    ]
+    found.sort(key=lambda e: e.at, reverse=True)
+    return found[:NOT_SENT_LIMIT]
 
 
 class NotAnOwner(Exception):

@@ -14,7 +14,7 @@ from django.views.decorators.http import require_GET, require_POST
 from pipes.models import Organization
 
 from ..models import RunStatus
-from .health import NotAnOwner, owned_organization_ids, rail_health
+from .health import NOT_SENT_DAYS, NotAnOwner, owned_organization_ids, rail_health
 from .selectors import (
     PERIODS,
     RailForbidden,
@@ -98,4 +98,8 @@ def health(request: HttpRequest) -> HttpResponse:
         raise PermissionDenied from None
     organization = Organization.objects.filter(pk__in=org_ids).order_by("pk").first()
     report = rail_health(organization_ids=org_ids)
-    return render(request, "rail/health.html", {"health": report, "organization": organization})
+    return render(
+        request,
+        "rail/health.html",
+        {"health": report, "organization": organization, "not_sent_days": NOT_SENT_DAYS},
+    )

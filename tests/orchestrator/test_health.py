@@ -83,3 +83,62 @@ def test_it_counts_the_organizations_emails_of_unknown_fate_and_no_one_elses(wor
 
     assert rail_health(ping_timeout=0.1, organization_ids=[world.org.pk]).emails_unknown == 2
     assert rail_health(ping_timeout=0.1, organization_ids=[other.pk]).emails_unknown == 1
+
+
+def test_it_lists_the_emails_that_did_not_go_out_to_the_owner_and_no_one_elses(
+    client, world, rail_settings, django_capture_on_commit_callbacks
+):
+    """The page names each refused email and each of unknown fate (the outbox's and a step's, linked to
+    its run) of the owner's organization in the last 14 days: not those sent, older or another's."""
+    from orchestrator.models import EmailOutbox, OutboxStatus
+    from pipes.choices import MailStatus
+    from pipes.models import Mail, Organization
+    from tests.orchestrator.test_email_outbox import email_step, run_the_rail
+
+    now = timezone.now()
+    other = Organization.objects.get(slug="other")
+
+    def mail(org, subject, status, *, days=0, minutes=1, error=""):
+        Mail.objects.create(
+            organization=org,
+            to=[f"{subject.lower().replace(' ', '-')}@example.com"],
+            subject=subject,
+            body=".",
+            status=status,
+            error=error,
+            created_at=now - timedelta(days=days, minutes=minutes),
+        )
+
+    mail(world.org, "Receipt refused", MailStatus.FAILED, error="SMTPRecipientsRefused: 550 no such user")
+    mail(world.org, "Mention lost", MailStatus.UNKNOWN, minutes=2)
+    mail(world.org, "Receipt sent", MailStatus.SENT)
+    mail(world.org, "Old refusal", MailStatus.FAILED, days=20)
+    mail(other, "Their refusal", MailStatus.FAILED)
+    email_step(world)
+    run_the_rail(world, django_capture_on_commit_callbacks)
+    step_email = EmailOutbox.objects.get()
+    EmailOutbox.objects.filter(pk=step_email.pk).update(status=OutboxStatus.UNKNOWN)
+
+    client.force_login(world.owner)
+    page = client.get(reverse("rail:health"))
+    text = page.content.decode()
+    section = text[text.index('data-health="not-sent"') :]
+
+    assert page.status_code == 200
+    assert "Receipt refused" in section and "550 no such user" in section
+    assert "receipt-refused@example.com" in section
+    assert "Mention lost" in section and "May or may not have gone out" in section
+    assert step_email.subject in section
+    assert reverse("rail:run", args=[step_email.run_id]) in section
+    for absent in ("Receipt sent", "Old refusal", "Their refusal"):
+        assert absent not in text
+    newest_first = [
+        s.subject for s in rail_health(ping_timeout=0.1, organization_ids=[world.org.pk]).emails_not_sent
+    ]
+    assert newest_first == [step_email.subject, "Receipt refused", "Mention lost"]
+
+
+def test_it_says_every_email_went_out_when_none_was_refused(client, world):
+    client.force_login(world.owner)
+    text = client.get(reverse("rail:health")).content.decode()
+    assert "Every email went out." in text
