@@ -311,6 +311,9 @@ TRILHO_MAIL_BY_WORKER = envbool("TRILHO_MAIL_BY_WORKER", not CELERY_BROKER_URL.s
 # Emails of the outbox are deleted this many days after they were written, once settled: each holds
 # personal data (names, addresses, tracking links) and is kept only to tell what went out.
 TRILHO_MAIL_KEEP_DAYS = envint("TRILHO_MAIL_KEEP_DAYS", 30)
+# How long one run of the sweep goes on sending emails left waiting (it runs beside the rail's sweeps:
+# a hung mail server holds it this long and one send's timeout at most).
+TRILHO_MAIL_SWEEP_SECONDS = envint("TRILHO_MAIL_SWEEP_SECONDS", 10)
 
 # Models (see agents/). Local models through Ollama; foundation models optional.
 OLLAMA_BASE_URL = os.environ.get("OLLAMA_BASE_URL", "http://127.0.0.1:11434")
