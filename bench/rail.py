@@ -9,12 +9,15 @@ runs them, on the broker (Redis or RabbitMQ): by default (`--lane fast`) the fas
 prefetch 4: worker-fast); with `--lane steps`, the default queue's worker (Celery's prefork pool
 with `--concurrency` processes, prefetch 1: worker; `--concurrency 1` runs `-P solo`). Then it prints:
 
-- **floor**: first, on the same broker, a worker of a Celery app whose tasks do nothing
+- **floor as ../shared/floors/README.md runs it** (the floor issue 17 names): N no-op messages sent to
+  Redis (--shared-floor-broker), then one `-P solo` worker of bench/railfloor.py started and timed
+  from its start to the last task run, start-up included; the target is judged against it;
+- **warm floor**: on the same broker, a worker of a Celery app whose tasks do nothing
   (bench/railfloor.py, as ../shared/floors/capp.py: acks late, prefetch 16, no Django, no database)
   drains N no-op messages: tasks per second from the first publish to the last task run. Measured
   with one `-P solo` process (the floor's definition, ../shared/floors/README.md) and, for a prefork
-  worker (`--lane steps`), with the same prefork pool too; the target is judged against the floor of
-  the same kind of worker process (like for like), and the ratio to each is printed;
+  worker (`--lane steps`), with the same prefork pool too: stricter, like for like (the same broker
+  and kind of worker process), and the ratio to each is printed;
 - **throughput**: N cards created in one transaction (N phase entries committed at once, then
   dispatched after commit); steps per second = N / (last step done − commit), i.e. card entry →
   worker → claim → action → write path → trace, end to end; and its ratio to the floor
@@ -31,7 +34,7 @@ Usage:
     DATABASE_URL=... .venv/bin/python bench/rail.py --broker amqp://guest:guest@127.0.0.1:5672//
     DATABASE_URL=... .venv/bin/python bench/rail.py --quick      # checks the script works; figures mean little
     options: see --help (--lane, --cards, --latency-cards, --rate, --floor-tasks, --floor-prefetch, --concurrency,
-    --worker-prefetch, --broker, --quick)
+    --worker-prefetch, --broker, --shared-floor-broker, --quick)
 
 Benchmarks print figures; they never fail a build on a timing.
 """
