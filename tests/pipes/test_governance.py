@@ -325,3 +325,11 @@ def test_retention_refuses_nonsense(client, world):
     )
 
     assert response.status_code == 422 and "from 1 to 36500" in response.content.decode()
+
+
+def test_the_index_leads_owners_to_the_rail_health_page_and_no_one_else(client, world):
+    health = 'href="/rail/health/"'
+    _login(client, "owner")
+    assert health in client.get("/governance/").content.decode()
+    _login(client, "admin")  # a pipe admin who owns no organization: the page would refuse them
+    assert health not in client.get("/governance/").content.decode()
