@@ -101,5 +101,10 @@ def health(request: HttpRequest) -> HttpResponse:
     return render(
         request,
         "rail/health.html",
-        {"health": report, "organization": organization, "not_sent_days": NOT_SENT_DAYS},
+        {
+            "health": report,
+            "organization": organization,
+            "not_sent_days": NOT_SENT_DAYS,
+            "nav_active": "governance",  # reached from the governance page, with the other owners' pages
+        },
     )
