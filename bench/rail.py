@@ -386,6 +386,15 @@ def queue_delete(url: str, *queues: str) -> None:
         pass
 
 
+def floor_env() -> dict:
+    """The environment of a floor's worker: this one's, without Django's settings module (with it,
+    Celery's Django fix-up would set Django up in the worker and check its database connections
+    around every task: no longer the floor)."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env.pop("DJANGO_SETTINGS_MODULE", None)
+    return env
+
+
 def floor_run(*, broker: str, tasks: int, prefetch: int, concurrency: int = 1) -> tuple[float, float, float]:
     """Drain `tasks` no-op messages with a worker of bench/railfloor.py on `broker`: `-P solo`, or
     prefork with `concurrency` processes.
@@ -402,7 +411,7 @@ def floor_run(*, broker: str, tasks: int, prefetch: int, concurrency: int = 1) -
         "RAILFLOOR_DONE": str(done),
     }
     os.environ.update(settings)  # read by bench/railfloor.py, here and in the worker
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = floor_env()
     sys.path.insert(0, str(ROOT))
     from bench import railfloor
 
@@ -459,8 +468,7 @@ def shared_floor_run(*, broker: str, tasks: int) -> float:
     queue = f"railfloor-{uuid.uuid4().hex[:8]}"
     done = Path(tempfile.mkdtemp(prefix="trilho-railfloor-")) / "done"
     env = {
-        **os.environ,
-        "PYTHONPATH": str(ROOT),
+        **floor_env(),
         "RAILFLOOR_BROKER": broker,
         "RAILFLOOR_QUEUE": queue,
         "RAILFLOOR_PREFETCH": "16",
@@ -558,6 +566,13 @@ def main() -> int:
         " beside the same-broker one whatever --broker is ('' skips it)",
     )
     parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="measure the floors and the throughput this many times, one after the other, and print"
+        " each round's ratios and their median (the machine's speed drifts between minutes)",
+    )
+    parser.add_argument(
         "--quick",
         action="store_true",
         help="a smoke run (at most 200 cards, 50 latency cards, 2,000 floor tasks): checks the script works",
@@ -645,21 +660,27 @@ def main() -> int:
         worker.wait_ready(lambda: StepRun.objects.filter(status=RunStatus.DONE).count() >= 20)
         StepRun.objects.all().delete()
 
+        def cards_committed(prefix: str) -> tuple[list, list]:
+            """N cards created in one transaction (N entries committed at once, dispatched after commit):
+            the commit's time, and (the machine's CPU ticks, this script's CPU seconds) at it."""
+            commit_at: list = []
+            at_commit: list = []
+            with transaction.atomic():
+                transaction.on_commit(  # runs before the dispatches
+                    lambda: (
+                        commit_at.append(timezone.now()),
+                        at_commit.append((machine_ticks(), time.process_time())),
+                    )
+                )
+                for i in range(args.cards):
+                    card_create(actor=actor, pipe=pipe, values={"item": f"{prefix} {i}"})
+            return commit_at, at_commit
+
         # throughput: N entries committed at once, one worker drains them
         split_before, sessions_before = worker.cpu_split(), sessions_opened()
         backends = BackendsCpu(url)
         started = time.perf_counter()
-        commit_at: list = []
-        at_commit: list = []  # (the machine's CPU ticks, this script's CPU seconds) at commit
-        with transaction.atomic():
-            transaction.on_commit(  # runs before the dispatches
-                lambda: (
-                    commit_at.append(timezone.now()),
-                    at_commit.append((machine_ticks(), time.process_time())),
-                )
-            )
-            for i in range(args.cards):
-                card_create(actor=actor, pipe=pipe, values={"item": f"card {i}"})
+        commit_at, at_commit = cards_committed("card")
         created_s = time.perf_counter() - started
         wait_done(StepRun, RunStatus, expected=args.cards, timeout=600)
         (busy_before, total_before), script_before = at_commit[0]
@@ -700,6 +721,27 @@ def main() -> int:
             for card_id, finished_at in StepRun.objects.values_list("card_id", "finished_at")
         ]
         undispatched = PhaseEntry.objects.filter(dispatched_at__isnull=True).count()
+        StepRun.objects.all().delete()
+
+        # more rounds: the floors, then the throughput, again and again, each ratio read from figures
+        # measured a minute apart (the Trilho workers idle meanwhile, started once)
+        rounds: list[tuple[float, float | None, float | None]] = []  # (steps/s, named floor, warm floor)
+        for r in range(args.rounds - 1):
+            named = (
+                shared_floor_run(broker=args.shared_floor_broker, tasks=args.floor_tasks)
+                if shared_floor is not None
+                else None
+            )
+            warm = (
+                floor_run(broker=args.broker, tasks=args.floor_tasks, prefetch=args.floor_prefetch)[0]
+                if 1 in floors
+                else None
+            )
+            round_commit, _at = cards_committed(f"round {r + 2}")
+            wait_done(StepRun, RunStatus, expected=args.cards, timeout=600)
+            round_done = max(StepRun.objects.values_list("finished_at", flat=True))
+            rounds.append((args.cards / (round_done - round_commit[0]).total_seconds(), named, warm))
+            StepRun.objects.all().delete()
     finally:
         worker.stop()
         queue_delete(args.broker, queue)
@@ -780,6 +822,23 @@ def main() -> int:
             f"  <= issue 17's target against the floor it names: at least 0.20"
             f" ({'meets it' if ratio >= 0.20 else 'below it'})"
         )
+    if rounds:
+        rounds.insert(0, (steps_rate, shared_floor, floors[1][0] if 1 in floors else None))
+        print(f"  rounds (--rounds {args.rounds}): the floors, then {args.cards} steps, one after the other")
+        for n, (steps, named, warm) in enumerate(rounds, start=1):
+            print(
+                f"    round {n}: {steps:.0f} steps/s"
+                + (f"; named floor {named:.0f} tasks/s ({steps / named:.3f})" if named else "")
+                + (f"; warm floor {warm:.0f} tasks/s ({steps / warm:.3f})" if warm else "")
+            )
+        for name, index in (("the named floor (issue 17's)", 1), ("the warm floor, same broker", 2)):
+            ratios = [r[0] / r[index] for r in rounds if r[index]]
+            if ratios:
+                met = sum(ratio >= 0.20 for ratio in ratios)
+                print(
+                    f"    ratio to {name}: median {statistics.median(ratios):.3f},"
+                    f" {met} of {len(ratios)} rounds at least 0.20"
+                )
     print(f"  latency: {args.latency_cards} cards at {rate:g}/s, one transaction each")
     p95 = percentile(latencies, 0.95)
     print(
