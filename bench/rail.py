@@ -386,12 +386,19 @@ def queue_delete(url: str, *queues: str) -> None:
         pass
 
 
+# Environment variables Celery reads before any app's own settings (a broker URL given to the app
+# included): a floor's processes take their broker from RAILFLOOR_BROKER alone.
+CELERY_BROKER_ENV = ("CELERY_BROKER_URL", "CELERY_BROKER_READ_URL", "CELERY_BROKER_WRITE_URL")
+
+
 def floor_env() -> dict:
-    """The environment of a floor's worker: this one's, without Django's settings module (with it,
+    """The environment of a floor's processes: this one's, without Django's settings module (with it,
     Celery's Django fix-up would set Django up in the worker and check its database connections
-    around every task: no longer the floor)."""
+    around every task: no longer the floor) and without Celery's broker variables (they would win over
+    RAILFLOOR_BROKER: the bench sets CELERY_BROKER_URL for Trilho's worker)."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    env.pop("DJANGO_SETTINGS_MODULE", None)
+    for name in ("DJANGO_SETTINGS_MODULE", *CELERY_BROKER_ENV):
+        env.pop(name, None)
     return env
 
 
@@ -591,6 +598,8 @@ def main() -> int:
         print(f"bench/rail.py needs a broker at {args.broker} ({problem}; skipped)")
         return 0
 
+    for name in CELERY_BROKER_ENV:  # the broker is --broker's; Trilho's worker gets it below
+        os.environ.pop(name, None)
     floors: dict[int, tuple[float, float, float]] = {}  # processes -> (tasks/s, worker CPU ms per task, main)
     if args.floor_tasks:  # first, before Django is set up in this process
         for concurrency in sorted({1, args.concurrency if args.lane == "steps" else 1}):
