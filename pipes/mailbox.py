@@ -11,8 +11,9 @@ A row is sent at most once: it is taken (pending → sending, committed) before 
 called and marked sent after. A worker that dies in between leaves it "sending": the sweep
 (`mail_sweep`, every 30 s with the rail's email outbox) marks it "unknown" once stale, never sends it
 again. A row still pending a while after its commit (the worker or the broker was down) is sent by
-the sweep, for at most TRILHO_MAIL_SWEEP_SECONDS (10) per sweep, so a hung mail server never holds the
-sweep queue's worker for long. A message the server refused is "failed", with the server's answer, and not retried.
+the sweep, for at most TRILHO_MAIL_SWEEP_SECONDS (10) per sweep, so a hung mail server never holds
+the sweep queue's worker for long. A message the server refused is "failed", with the server's
+answer, and not retried.
 """
 
 from __future__ import annotations

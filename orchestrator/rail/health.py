@@ -104,13 +104,13 @@ def rail_health(*, ping_timeout: float = 1.0, organization_ids: list[int] | None
             + Mail.objects.filter(status=MailStatus.UNKNOWN, organization_id__in=organization_ids).count()
         )  # steps' emails, and every other (pipes.mailbox)
     health = RailHealth(
-        emails_not_sent=emails_not_sent(organization_ids=organization_ids or [], now=now),
         checked_at=now,
         beat_at=beat_at,
         beat_late=late,
         late_after_seconds=late_after,
         workers=workers,
         emails_unknown=unknown,
+        emails_not_sent=emails_not_sent(organization_ids=organization_ids or [], now=now),
     )
     if beat_at is None:
         health.problems.append("beat has never ticked")
