@@ -129,34 +129,36 @@ def emails_not_sent(*, organization_ids: list[int], now: dt.datetime | None = No
     if not organization_ids:
         return []
     since = (now or timezone.now()) - dt.timedelta(days=NOT_SENT_DAYS)
-    columns = ("created_at", "to", "subject", "status", "error")
-    mails = (
-        Mail.objects.filter(
-            organization_id__in=organization_ids,
-            status__in=(MailStatus.FAILED, MailStatus.UNKNOWN),
-            created_at__gte=since,
-        )
-        .order_by("-created_at", "-pk")
-        .values_list(*columns)[:NOT_SENT_LIMIT]
+    mails = _not_sent(
+        Mail.objects.filter(organization_id__in=organization_ids),
+        since,
+        MailStatus.FAILED,
+        MailStatus.UNKNOWN,
     )
-    steps = (
-        EmailOutbox.objects.filter(
-            run__pipe__organization_id__in=organization_ids,
-            status__in=(OutboxStatus.FAILED, OutboxStatus.UNKNOWN),
-            created_at__gte=since,
-        )
-        .order_by("-created_at", "-pk")
-        .values_list(*columns, "run_id")[:NOT_SENT_LIMIT]
+    steps = _not_sent(
+        EmailOutbox.objects.filter(run__pipe__organization_id__in=organization_ids),
+        since,
+        OutboxStatus.FAILED,
+        OutboxStatus.UNKNOWN,
+        "run_id",
     )
-    found = [
-        NotSent(at, list(to), subject, status == MailStatus.UNKNOWN, error)
-        for at, to, subject, status, error in mails
-    ] + [
-        NotSent(at, list(to), subject, status == OutboxStatus.UNKNOWN, error, run)
-        for at, to, subject, status, error, run in steps
-    ]
+    found = mails + steps
     found.sort(key=lambda e: e.at, reverse=True)
     return found[:NOT_SENT_LIMIT]
+
+
+def _not_sent(rows, since: dt.datetime, failed: str, unknown: str, *extra: str) -> list[NotSent]:
+    """The latest refused or unknown rows of an outbox since `since`, newest first, at most
+    NOT_SENT_LIMIT; `extra`: the column of the run that wrote them, if any."""
+    latest = (
+        rows.filter(status__in=(failed, unknown), created_at__gte=since)
+        .order_by("-created_at", "-pk")
+        .values_list("created_at", "to", "subject", "status", "error", *extra)[:NOT_SENT_LIMIT]
+    )
+    return [
+        NotSent(at, list(to), subject, status == unknown, error, *more)
+        for at, to, subject, status, error, *more in latest
+    ]
 
 
 class NotAnOwner(Exception):

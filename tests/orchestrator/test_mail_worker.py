@@ -15,20 +15,25 @@ from tests.orchestrator.conftest import wait_for
 from tests.pipes.test_portal import form_data, sign_in
 
 
+def smtp_settings(server: MailServer, **extra) -> dict:
+    """The settings that send email to the test's SMTP server, for this process and its workers."""
+    return {
+        "EMAIL_BACKEND": "django.core.mail.backends.smtp.EmailBackend",
+        "EMAIL_HOST": "127.0.0.1",
+        "EMAIL_PORT": server.port,
+        "EMAIL_USE_TLS": False,
+        "EMAIL_HOST_USER": "",
+        **extra,
+    }
+
+
 @pytest.mark.redis
 @pytest.mark.django_db(transaction=True)
 def test_a_hung_mail_server_never_holds_a_submit_and_the_worker_sends_the_receipt_once_it_answers(
     client, world, broker_celery, worker_processes, settings
 ):
     with MailServer() as server:
-        smtp = {
-            "EMAIL_BACKEND": "django.core.mail.backends.smtp.EmailBackend",
-            "EMAIL_HOST": "127.0.0.1",
-            "EMAIL_PORT": server.port,
-            "EMAIL_USE_TLS": False,
-            "EMAIL_HOST_USER": "",
-            "EMAIL_TIMEOUT": 30,
-        }
+        smtp = smtp_settings(server, EMAIL_TIMEOUT=30)
         for name, value in smtp.items():  # the web process would wait on this server as long as that
             setattr(settings, name, value)
         settings.TRILHO_MAIL_BY_WORKER = True
@@ -75,13 +80,7 @@ def test_an_email_is_sent_by_the_next_free_worker_not_after_the_steps_queued_bef
         for _ in range(backlog):  # entries that do not exist: each a quick read for the worker
             broker_celery.app.send_task(RUN_PHASE_ENTRY, args=[2_000_000_000], producer=producer)
     with MailServer() as server:
-        smtp = {
-            "EMAIL_BACKEND": "django.core.mail.backends.smtp.EmailBackend",
-            "EMAIL_HOST": "127.0.0.1",
-            "EMAIL_PORT": server.port,
-            "EMAIL_USE_TLS": False,
-            "EMAIL_HOST_USER": "",
-        }
+        smtp = smtp_settings(server)
         for name, value in smtp.items():
             setattr(settings, name, value)
         settings.TRILHO_MAIL_BY_WORKER = True
